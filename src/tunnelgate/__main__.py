@@ -1,0 +1,3 @@
+from tunnelgate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The whole exception tree, in one place.
+
+    TunnelgateError
+    ├── ConfigError                 bad option, key or value; start-up stops
+    ├── ProtocolError               tunnel protocol violation, with a wire code
+    │   ├── LocalProtocolError      we misused the protocol (a bug on our side)
+    │   └── RemoteProtocolError     the peer misbehaved; the connection is closed
+    ├── HTTPError                   a public request we refuse, with its status
+    └── TunnelRejected              the gateway refused a registration (client side)
+
+Low-level errors (OSError, TimeoutError, picows errors) are translated where the
+socket is touched, once, and never leak past the transport layer.
+"""
+
+from __future__ import annotations
+
+
+class TunnelgateError(Exception):
+    """Base of every error tunnelgate raises on purpose."""
+
+
+class ConfigError(TunnelgateError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+class ProtocolError(TunnelgateError):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LocalProtocolError(ProtocolError):
+    """Raised when our own side asks the core for something the protocol forbids."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """Raised when the peer sent something the protocol forbids."""
+
+
+class HTTPError(TunnelgateError):
+    """A public HTTP request the gateway answers itself with an error status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class TunnelRejected(TunnelgateError):
+    """The gateway rejected a tunnel registration; `reason` is a closed wire code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,72 @@
+"""Every bound and timeout in one place, with its unit and the precedent it follows.
+
+Durations are float seconds, sizes are bytes, counts are plain ints. The gateway's
+command line exposes the ones an operator tunes; the rest are fixed here on purpose.
+"""
+
+from typing import Final
+
+SECONDS: Final = 1.0
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+# --- tunnel protocol (proto/) -------------------------------------------------
+# Initial per-stream credit. HTTP/2 starts at 64 KiB and most servers raise it at once;
+# 256 KiB covers a typical page in one round trip on loopback and LAN.
+INITIAL_STREAM_WINDOW: Final = 256 * KiB
+# A window grows (doubling) only while the sender reports being window-bound and the
+# receiver keeps up. 16 MiB is what Linux autotuning allows a TCP receive buffer by default.
+MAX_STREAM_WINDOW: Final = 16 * MiB
+# The sum of all stream windows one connection may have granted: bounds what a peer
+# can make us buffer, whatever it does, to this plus the initial windows.
+MAX_CONNECTION_WINDOW: Final = 64 * MiB
+# Largest frame payload accepted. Bigger than one socket read (uvloop reads 256 KiB).
+MAX_FRAME_PAYLOAD: Final = 1 * MiB
+# Largest WebSocket message accepted on the tunnel: a batch of frames.
+MAX_TUNNEL_MESSAGE: Final = 4 * MiB
+# Control messages (register/registered/rejected) are small JSON objects.
+MAX_CONTROL_PAYLOAD: Final = 16 * KiB
+# Concurrent streams per tunnel connection (HTTP/2 servers commonly allow 100-256;
+# a tunnel multiplexes many browsers, so more).
+MAX_STREAMS: Final = 512
+# Data a stream may hold beyond its send window: one socket read; the source is paused
+# as soon as anything is held back.
+MAX_STREAM_PENDING: Final = 1 * MiB
+# Tunnels one connection may register (`tunnelgate start` with several).
+MAX_TUNNELS_PER_CONNECTION: Final = 32
+
+# --- public HTTP edge (gateway/) ----------------------------------------------
+# nginx's large_client_header_buffers is 4 x 8 KiB; node allows 16 KiB. We take 16 KiB.
+MAX_HEADER_BYTES: Final = 16 * KiB
+MAX_HEADER_COUNT: Final = 100  # as h11/node (node: 2000, apache: 100)
+HEAD_TIMEOUT: Final = 10 * SECONDS  # nginx client_header_timeout is 60 s; slowloris wants less
+RESPONSE_TIMEOUT: Final = 60 * SECONDS  # nginx proxy_read_timeout
+KEEPALIVE_TIMEOUT: Final = 75 * SECONDS  # nginx keepalive_timeout
+# Bytes of pipelined requests held while an earlier response is in flight.
+MAX_PIPELINE_BUFFER: Final = 64 * KiB
+# Transport write-buffer water marks: above HIGH we stop granting credit to the tunnel.
+WRITE_HIGH_WATER: Final = 256 * KiB
+WRITE_LOW_WATER: Final = 64 * KiB
+
+# --- tunnel sessions ----------------------------------------------------------
+HEARTBEAT_INTERVAL: Final = 10 * SECONDS
+HEARTBEAT_TIMEOUT: Final = 30 * SECONDS
+IDLE_TIMEOUT: Final = 0.0  # 0 = never
+RECONNECT_GRACE: Final = 30 * SECONDS
+HANDSHAKE_TIMEOUT: Final = 10 * SECONDS  # WebSocket upgrade + first registration
+MAX_TUNNELS_PER_TOKEN: Final = 32
+AUTH_FAIL_RATE: Final = 20  # per minute per source address
+
+# --- client -------------------------------------------------------------------
+LOCAL_CONNECT_TIMEOUT: Final = 5 * SECONDS
+# Dev servers restart: a refused local connection is retried for this long before a 502.
+LOCAL_CONNECT_RETRY: Final = 2 * SECONDS
+LOCAL_CONNECT_RETRY_INTERVAL: Final = 0.1 * SECONDS
+MAX_IDLE_LOCAL_CONNECTIONS: Final = 64  # keep-alive pool to the local app, per tunnel
+LOCAL_IDLE_TIMEOUT: Final = 30 * SECONDS
+BACKOFF_INITIAL: Final = 0.5 * SECONDS
+BACKOFF_MAX: Final = 30 * SECONDS
+SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
+
+# --- names --------------------------------------------------------------------
+RANDOM_NAME_LENGTH: Final = 10  # 36^10 ~ 3.6e15 names

@@ -1,0 +1,38 @@
+"""Wire codes: stream/connection error codes and registration rejection reasons."""
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(IntEnum):
+    """Carried by RESET and GOAWAY frames (modelled on HTTP/2's error codes)."""
+
+    NO_ERROR = 0  # clean close: the peer is done
+    PROTOCOL_ERROR = 1
+    INTERNAL_ERROR = 2
+    FLOW_CONTROL_ERROR = 3
+    STREAM_CLOSED = 4
+    FRAME_SIZE_ERROR = 5
+    REFUSED_STREAM = 6  # over the stream cap, or no such tunnel: safe to retry
+    CANCEL = 7  # the opener no longer wants the stream
+    CONNECT_ERROR = 8  # the local service refused or failed
+    IDLE_TIMEOUT = 9
+    HEARTBEAT_TIMEOUT = 10
+    SHUTDOWN = 11  # the gateway is going away; reconnect (elsewhere)
+    KICKED = 12  # an operator closed the tunnel
+
+
+class RejectReason(StrEnum):
+    """The closed list of reasons a registration is refused."""
+
+    AUTH_FAILED = "auth_failed"
+    NAME_TAKEN = "name_taken"
+    NAME_RESERVED = "name_reserved"
+    NAME_INVALID = "name_invalid"
+    PORT_TAKEN = "port_taken"
+    PORT_OUT_OF_RANGE = "port_out_of_range"
+    PROTOCOL_UNSUPPORTED = "protocol_unsupported"
+    TOO_MANY_TUNNELS = "too_many_tunnels"
+    NOT_AUTHORIZED = "not_authorized"
+    CONTROLLER_UNAVAILABLE = "controller_unavailable"
+    BAD_REQUEST = "bad_request"
+    INTERNAL = "internal"

@@ -1,0 +1,90 @@
+"""What `Connection.receive_data` reports. Events are past-tense nouns."""
+
+from __future__ import annotations
+
+from tunnelgate.proto.messages import ControlMessage
+
+
+class Event:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class StreamOpened(Event):
+    __slots__ = ("metadata", "stream_id")
+
+    def __init__(self, stream_id: int, metadata: bytes) -> None:
+        self.stream_id = stream_id
+        self.metadata = metadata
+
+
+class DataReceived(Event):
+    """Stream bytes. Acknowledge them (`acknowledge_data`) once consumed to return credit."""
+
+    __slots__ = ("data", "stream_id")
+
+    def __init__(self, stream_id: int, data: bytes) -> None:
+        self.stream_id = stream_id
+        self.data = data
+
+
+class StreamEnded(Event):
+    """The peer half-closed the stream: it will send no more data."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+
+class StreamReset(Event):
+    """The stream is gone, both directions. `code` is an ErrorCode value."""
+
+    __slots__ = ("code", "stream_id")
+
+    def __init__(self, stream_id: int, code: int) -> None:
+        self.stream_id = stream_id
+        self.code = code
+
+
+class StreamWritable(Event):
+    """Data held back for lack of credit has all been sent: the source may resume."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+
+class ControlReceived(Event):
+    __slots__ = ("message",)
+
+    def __init__(self, message: ControlMessage) -> None:
+        self.message = message
+
+
+class PongReceived(Event):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class GoAwayReceived(Event):
+    """The peer is closing the connection; `code` NO_ERROR means a clean goodbye."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,146 @@
+"""Frame layout and a streaming decoder.
+
+Every frame is a 10-byte header followed by its payload:
+
+    type:u8  flags:u8  stream_id:u32  length:u32  payload[length]
+
+One WebSocket message carries one or more whole frames (senders batch the frames
+made in one event-loop turn), but the decoder accepts any split of the byte stream.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+from typing import Final
+
+from tunnelgate.errors import RemoteProtocolError
+from tunnelgate.proto.codes import ErrorCode
+
+HEADER: Final = struct.Struct("!BBII")
+HEADER_SIZE: Final = HEADER.size
+_U32: Final = struct.Struct("!I")
+_U64: Final = struct.Struct("!Q")
+
+FLAG_FIN: Final = 0x1
+
+
+class FrameType(IntEnum):
+    DATA = 0  # stream bytes; FIN flag half-closes the sender's side
+    OPEN = 1  # opens a stream; payload is its metadata (see messages.OpenInfo)
+    WINDOW = 2  # u32 credit increment for a stream
+    RESET = 3  # u32 error code; both sides of the stream are closed
+    BLOCKED = 4  # the sender has data but no credit (drives window growth)
+    PING = 5  # u64 opaque, answered by PONG with the same value
+    PONG = 6
+    GOAWAY = 7  # u32 code + UTF-8 reason; no new streams, connection closing
+    CONTROL = 8  # stream 0 only: a JSON control message (messages.py)
+
+
+_KNOWN_TYPES: Final = frozenset(int(t) for t in FrameType)
+
+
+class Frame:
+    """A decoded frame. `payload` may be a view into the caller's buffer."""
+
+    __slots__ = ("flags", "payload", "stream_id", "type")
+
+    def __init__(
+        self, type: FrameType, flags: int, stream_id: int, payload: bytes | memoryview
+    ) -> None:
+        self.type = type
+        self.flags = flags
+        self.stream_id = stream_id
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.type.name} sid={self.stream_id} flags={self.flags} len={len(self.payload)}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (self.type, self.flags, self.stream_id, bytes(self.payload)) == (
+            other.type,
+            other.flags,
+            other.stream_id,
+            bytes(other.payload),
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def encode_header(type: FrameType, flags: int, stream_id: int, length: int) -> bytes:
+    return HEADER.pack(type, flags, stream_id, length)
+
+
+def encode_frame(
+    type: FrameType, stream_id: int, payload: bytes | memoryview = b"", flags: int = 0
+) -> bytes:
+    return HEADER.pack(type, flags, stream_id, len(payload)) + bytes(payload)
+
+
+def encode_u32(value: int) -> bytes:
+    return _U32.pack(value)
+
+
+def decode_u32(payload: bytes | memoryview, what: str) -> int:
+    if len(payload) != 4:
+        raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"{what} payload must be 4 bytes")
+    value: int = _U32.unpack(payload)[0]
+    return value
+
+
+def encode_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def decode_u64(payload: bytes | memoryview, what: str) -> int:
+    if len(payload) != 8:
+        raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"{what} payload must be 8 bytes")
+    value: int = _U64.unpack(payload)[0]
+    return value
+
+
+class FrameDecoder:
+    """Turns a byte stream into frames.
+
+    Frames parsed straight out of the caller's buffer carry memoryview payloads that
+    are valid only until the next `feed` (the transport reuses its read buffer); only
+    an incomplete tail is copied and kept.
+    """
+
+    def __init__(self, max_payload: int) -> None:
+        self._max_payload = max_payload
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        if self._buffer:
+            self._buffer += data
+            # Parse out of a private copy so views stay valid after we trim the buffer.
+            view = memoryview(bytes(self._buffer))
+        else:
+            view = memoryview(data)
+        frames: list[Frame] = []
+        pos = 0
+        end = len(view)
+        unpack = HEADER.unpack_from
+        while end - pos >= HEADER_SIZE:
+            ftype, flags, stream_id, length = unpack(view, pos)
+            if length > self._max_payload:
+                raise RemoteProtocolError(
+                    ErrorCode.FRAME_SIZE_ERROR,
+                    f"frame of {length} bytes exceeds the {self._max_payload}-byte limit",
+                )
+            if ftype not in _KNOWN_TYPES:
+                raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"unknown frame type {ftype}")
+            start = pos + HEADER_SIZE
+            if end - start < length:
+                break
+            frames.append(Frame(FrameType(ftype), flags, stream_id, view[start : start + length]))
+            pos = start + length
+        self._buffer = bytearray(view[pos:]) if pos < end else bytearray()
+        return frames
