@@ -26,6 +26,8 @@ class Register:
     name: str | None = None  # http: the wanted subdomain, None = pick one
     port: int | None = None  # tcp: the wanted public port, None = pick one
     host_header: str | None = None  # http: send this Host to the local app instead
+    # Random per client process: with no token, proves a reconnect is the same owner.
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ def _field(body: dict[str, Any], key: str, kind: type, optional: bool = False) -
 def decode_control(payload: bytes | memoryview) -> ControlMessage:
     try:
         body = json.loads(bytes(payload))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
         raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, "control message is not JSON") from exc
     if not isinstance(body, dict):
         raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, "control message is not an object")
@@ -87,6 +89,7 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
             name=_field(body, "name", str, optional=True),
             port=_field(body, "port", int, optional=True),
             host_header=_field(body, "host_header", str, optional=True),
+            client_id=_field(body, "client_id", str, optional=True),
         )
     if kind == "registered":
         return Registered(
@@ -101,7 +104,9 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
             parsed = RejectReason(reason)
         except ValueError:
             parsed = RejectReason.INTERNAL  # a newer peer's reason still reads as a rejection
-        return Rejected(id=_field(body, "id", int), reason=parsed, message=_field(body, "message", str))
+        return Rejected(
+            id=_field(body, "id", int), reason=parsed, message=_field(body, "message", str)
+        )
     raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"unknown control message {kind!r}")
 
 
@@ -125,5 +130,7 @@ class OpenInfo:
         try:
             addr = bytes(payload[_OPEN.size :]).decode()
         except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, "stream metadata not UTF-8") from exc
+            raise RemoteProtocolError(
+                ErrorCode.PROTOCOL_ERROR, "stream metadata not UTF-8"
+            ) from exc
         return cls(_OPEN.unpack_from(payload)[0], addr)

@@ -22,6 +22,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.flow import ReceiveWindow, SendWindow
 from tunnelgate.proto.frames import (
     FLAG_FIN,
+    HEADER_SIZE,
     Frame,
     FrameDecoder,
     FrameType,
@@ -45,6 +46,8 @@ class _Stream:
     __slots__ = (
         "blocked_sent",
         "fin_pending",
+        "fresh",
+        "fresh_batch",
         "id",
         "local_ended",
         "pending",
@@ -62,6 +65,8 @@ class _Stream:
         self.pending_size = 0
         self.fin_pending = False  # FIN queued behind pending data
         self.blocked_sent = False
+        self.fresh = 0  # bytes received in receive_data call number `fresh_batch`
+        self.fresh_batch = 0
         self.local_ended = False
         self.remote_ended = False
 
@@ -101,9 +106,11 @@ class Connection:
         self._decoder = FrameDecoder(max_frame_payload)
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes | memoryview] = []
+        self._out_size = 0
         self._next_id = 2 if role is Role.GATEWAY else 1
         self._highest_peer_id = 0
         self._granted = 0  # window growth granted beyond initial windows, all streams
+        self._batch = 0  # receive_data calls so far
         self.go_away_sent = False
         self.go_away_received = False
 
@@ -118,13 +125,21 @@ class Connection:
     def has_data_to_send(self) -> bool:
         return bool(self._out)
 
+    @property
+    def bytes_to_send(self) -> int:
+        return self._out_size
+
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one batch for one WebSocket message."""
         out, self._out = self._out, []
+        self._out_size = 0
         return b"".join(out)
 
-    def _frame(self, ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0) -> None:
+    def _frame(
+        self, ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0
+    ) -> None:
         self._out.append(encode_header(ftype, flags, stream_id, len(payload)))
+        self._out_size += HEADER_SIZE + len(payload)
         if payload:
             self._out.append(payload)
 
@@ -141,6 +156,11 @@ class Connection:
 
     def is_open(self, stream_id: int) -> bool:
         return stream_id in self._streams
+
+    def can_send(self, stream_id: int) -> bool:
+        """True while the stream is open and our side has not ended it."""
+        stream = self._streams.get(stream_id)
+        return stream is not None and not (stream.local_ended or stream.fin_pending)
 
     def is_writable(self, stream_id: int) -> bool:
         """True while the stream holds nothing back (its source may produce more)."""
@@ -163,9 +183,7 @@ class Connection:
         self._frame(FrameType.OPEN, stream_id, metadata)
         return stream_id
 
-    def send_data(
-        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
-    ) -> bool:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> bool:
         """Queue stream bytes. Returns False when some are held back for lack of credit:
         stop the source until StreamWritable (at most one more read may be queued)."""
         stream = self._sendable(stream_id)
@@ -235,6 +253,7 @@ class Connection:
             flags = FLAG_FIN if (end_stream and last) else 0
             self._out.append(encode_header(FrameType.DATA, flags, stream.id, chunk_len))
             self._out.append(chunk)
+            self._out_size += HEADER_SIZE + chunk_len
             pos += chunk_len
         stream.send.spend(sent)
         if end_stream and sent == size:
@@ -281,6 +300,7 @@ class Connection:
         """Feed bytes from the peer. Raises RemoteProtocolError if it broke the protocol;
         the transport then sends GOAWAY with `exc.code` and closes."""
         out: list[ev.Event] = []
+        self._batch += 1
         for frame in self._decoder.feed(data):
             self._dispatch(frame, out)
         return out
@@ -335,6 +355,9 @@ class Connection:
         size = len(frame.payload)
         if size:
             stream.recv.receive(size)
+            if stream.fresh_batch != self._batch:
+                stream.fresh_batch, stream.fresh = self._batch, 0
+            stream.fresh += size
             out.append(ev.DataReceived(sid, bytes(frame.payload)))
         if frame.flags & FLAG_FIN:
             stream.remote_ended = True
@@ -359,7 +382,10 @@ class Connection:
         if stream is None or stream.remote_ended:
             return
         budget = self._max_connection_window - self._granted
-        increment, used = stream.recv.grow(self._max_window, budget)
+        # The sender puts BLOCKED right behind the data that used up its window, so
+        # that data has not reached our consumer yet: judge the consumer without it.
+        fresh = stream.fresh if stream.fresh_batch == self._batch else 0
+        increment, used = stream.recv.grow(self._max_window, budget, fresh)
         self._granted += used
         if increment:
             self._frame(FrameType.WINDOW, sid, encode_u32(increment))

@@ -1,0 +1,1 @@
+"""The tunnel client: agent (connect, register, reconnect), local relays, output."""

@@ -1,0 +1,1 @@
+"""The gateway: public HTTP edge, /connect, tunnel registry and sessions."""

@@ -1,0 +1,72 @@
+"""`GET /connect`: authenticate a tunnel client, then hand its socket to the tunnel layer.
+
+Failures are answered before the upgrade: 401 for a missing or bad token, 400 when the
+client does not speak our protocol version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from tunnelgate.http1.request import RequestHead
+from tunnelgate.logs import EventLog
+from tunnelgate.proto.mux import Role
+from tunnelgate.transport.handoff import hand_over
+from tunnelgate.transport.tunnel import SUBPROTOCOL, TunnelConnection
+
+from .pages import error_page
+from .session import GatewaySession
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = EventLog("tunnelgate.gateway")
+
+
+def _header(head: RequestHead, name: bytes) -> bytes | None:
+    for key, value in head.headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def accept_tunnel_client(
+    gateway: Gateway,
+    transport: asyncio.Transport,
+    head: RequestHead,
+    early_data: bytes,
+    client_addr: str,
+) -> None:
+    def refuse(status: int, code: str, message: str) -> None:
+        log.info("tunnel_refused", client=client_addr, status=status, reason=code)
+        transport.write(error_page(status, code, message))
+        transport.close()
+
+    if head.method != b"GET" or head.upgrade != b"websocket":
+        refuse(400, "bad_upgrade", "/connect takes a WebSocket upgrade")
+        return
+    identity = gateway.auth.authenticate(_header(head, b"authorization"))
+    if identity is None:
+        refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token>)")
+        return
+    offered = _header(head, b"sec-websocket-protocol") or b""
+    if SUBPROTOCOL.encode() not in (p.strip() for p in offered.split(b",")):
+        refuse(400, "unsupported_version", f"this gateway speaks {SUBPROTOCOL}")
+        return
+    config = gateway.config
+    session = GatewaySession(gateway, client_addr, identity.token)
+    connection = TunnelConnection(
+        Role.GATEWAY,
+        session,
+        heartbeat_interval=config.heartbeat_interval,
+        heartbeat_timeout=config.heartbeat_timeout,
+        idle_timeout=config.idle_timeout,
+        max_streams=config.max_streams,
+    )
+    session.attach(connection)
+    # picows re-reads the upgrade request from the head we parsed; it answers 101.
+    lines = [b"GET " + head.target + b" HTTP/1.1"]
+    lines += [key + b": " + value for key, value in head.headers]
+    raw = b"\r\n".join(lines) + b"\r\n\r\n" + early_data
+    hand_over(transport, raw, connection)

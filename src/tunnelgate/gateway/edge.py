@@ -1,0 +1,258 @@
+"""The public HTTP/1.1 edge: one protocol object per public connection.
+
+Requests are parsed strictly (http1.request) and answered in order; each one becomes
+its own tunnel stream (gateway/exchange.py). Hosts that are not tunnels are the
+gateway itself: `/connect` (tunnel clients), `/healthz`, else 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from tunnelgate import limits
+from tunnelgate.errors import HTTPError
+from tunnelgate.http1.request import (
+    BodyData,
+    RequestComplete,
+    RequestHead,
+    RequestParser,
+    UpgradeData,
+)
+from tunnelgate.logs import EventLog
+
+from .connect import accept_tunnel_client
+from .exchange import Exchange
+from .pages import error_page, plain_page
+from .registry import Held
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = EventLog("tunnelgate.gateway")
+RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
+
+
+class PublicConnection(asyncio.Protocol):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        config = gateway.config
+        self.parser = RequestParser(max_header_bytes=config.max_header_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = "?"
+        self.client_addr = "?"
+        self.exchange: Exchange | None = None
+        self.queue: deque[RequestEvent] = deque()  # events of requests not yet started
+        self.closing = False
+        self._paused_for: set[str] = set()  # reading stops while any reason holds
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_is_head = False
+        self._loop = asyncio.get_running_loop()
+
+    def __repr__(self) -> str:
+        return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
+
+    # --- asyncio callbacks --------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0])
+            self.client_addr = f"{peer[0]}:{peer[1]}"
+        self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+
+    def data_received(self, data: bytes) -> None:
+        if self.exchange is not None and self.exchange.raw:
+            self.exchange.forward_raw(data)
+            return
+        try:
+            events = self.parser.feed(data)
+        except HTTPError as exc:
+            self._refuse(exc)
+            return
+        self.queue.extend(events)
+        self._pump()
+        if self.exchange is None and not self.closing and not self._timer_is_head:
+            self._arm_timer(self.gateway.config.head_timeout, head=True)  # a head is coming
+
+    def eof_received(self) -> bool:
+        if self.exchange is not None and self.exchange.raw:
+            self.exchange.forward_raw_eof()
+            return True  # keep our write side open: the tunnel may still answer
+        if self.exchange is not None and not self.exchange.request_done:
+            self.exchange.abort_request()
+        if self.exchange is None:
+            return False
+        return True  # let the response in flight finish, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self._cancel_timer()
+        if self.exchange is not None:
+            self.exchange.public_lost()
+            self.exchange = None
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.public_paused = True
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.public_resumed()
+
+    # --- flow of requests ---------------------------------------------------
+    def _pump(self) -> None:
+        """Feed queued parser events to the current exchange, starting new ones in order."""
+        while self.queue and not self.closing:
+            if self.exchange is None:
+                event = self.queue.popleft()
+                if not isinstance(event, RequestHead):
+                    self.close()  # only a parser bug could get here
+                    return
+                self._start(event)
+                continue
+            exchange = self.exchange
+            if exchange.request_done and not exchange.raw:
+                # A pipelined request waits for this response; hold at most one read.
+                self.pause_reading_for("pipeline")
+                return
+            event = self.queue.popleft()
+            if isinstance(event, BodyData):
+                exchange.send_body(event.data)
+            elif isinstance(event, RequestComplete):
+                exchange.end_request()
+            elif isinstance(event, UpgradeData):
+                exchange.upgrade_data(event.data)
+            else:
+                self.close()
+                return
+        if not self.queue:
+            self.resume_reading_for("pipeline")
+
+    def _start(self, head: RequestHead) -> None:
+        self._cancel_timer()
+        name = self.gateway.tunnel_name(head.host)
+        if name is None:
+            self._serve_gateway(head)
+            return
+        route = self.gateway.registry.lookup(name)
+        host = head.host.decode("ascii", "replace")
+        if route is None:
+            self._answer_error(head, 404, "no_tunnel", f"no tunnel is registered for {host}")
+        elif isinstance(route, Held):
+            self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
+        else:
+            self.exchange = Exchange(self, head, route)
+            self.exchange.start()
+
+    def _serve_gateway(self, head: RequestHead) -> None:
+        path = head.target.split(b"?", 1)[0]
+        if path == b"/connect" and head.upgrade is not None:
+            transport = self.transport
+            assert transport is not None
+            rest = [e.data for e in self.queue if isinstance(e, UpgradeData)]
+            self.queue.clear()
+            self.closing = True  # this object is done; the transport moves on
+            self._cancel_timer()
+            accept_tunnel_client(self.gateway, transport, head, b"".join(rest), self.client_addr)
+            return
+        if path == b"/healthz" and head.method in (b"GET", b"HEAD"):
+            self._write_final(plain_page(200, b"ok\n", close=not head.keep_alive), head, 200)
+            return
+        self._answer_error(head, 404, "not_found", f"{path.decode('latin-1')} is not served here")
+
+    def _answer_error(self, head: RequestHead, status: int, code: str, message: str) -> None:
+        self._write_final(error_page(status, code, message), head, status)
+        self.close()
+
+    def _write_final(self, response: bytes, head: RequestHead, status: int) -> None:
+        """A response the gateway makes itself; the request body, if any, is not read."""
+        assert self.transport is not None
+        self.transport.write(response)
+        log.info(
+            "request",
+            host=head.host.decode("ascii", "replace"),
+            method=head.method.decode("ascii", "replace"),
+            path=head.target.decode("latin-1")[:200],
+            status=status,
+            client=self.client_addr,
+            tunnel=None,
+        )
+        if head.content_length or head.chunked or not head.keep_alive:
+            self.close()
+        else:
+            self._drop_request_events()
+            self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+
+    def _drop_request_events(self) -> None:
+        while self.queue and not isinstance(self.queue[0], RequestHead):
+            self.queue.popleft()
+
+    def _refuse(self, exc: HTTPError) -> None:
+        if self.transport is None or self.closing:
+            return
+        if self.exchange is not None:
+            self.exchange.abort_request()  # a bad chunk mid-body: the stream is reset
+        if self.exchange is None or not self.exchange.response_started:
+            self.transport.write(error_page(exc.status, exc.code, str(exc)))
+        log.info(
+            "request_refused",
+            status=exc.status,
+            code=exc.code,
+            error=str(exc),
+            client=self.client_addr,
+        )
+        self.close()
+
+    def exchange_finished(self, keep_alive: bool) -> None:
+        """Called by the exchange once its response is completely written."""
+        self.exchange = None
+        if not keep_alive or self.closing:
+            self.close()
+            return
+        self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+        self._pump()
+
+    # --- reading, closing, timers -------------------------------------------
+    def pause_reading_for(self, reason: str) -> None:
+        if not self._paused_for and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        self._paused_for.add(reason)
+
+    def resume_reading_for(self, reason: str) -> None:
+        if reason not in self._paused_for:
+            return
+        self._paused_for.discard(reason)
+        if not self._paused_for and self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after what is already written has been sent."""
+        self.closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm_timer(self, delay: float, *, head: bool) -> None:
+        self._cancel_timer()
+        self._timer_is_head = head
+        if delay > 0:
+            self._timer = self._loop.call_later(delay, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_is_head = False
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.exchange is not None:
+            return
+        if self._timer_is_head and self.transport is not None:
+            self.transport.write(error_page(408, "head_timeout", "request head not sent in time"))
+        self.close()

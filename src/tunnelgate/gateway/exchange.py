@@ -1,0 +1,289 @@
+"""One public request and its response, carried over one tunnel stream.
+
+The request head is re-serialised (hop-by-hop headers out, X-Forwarded-* in) and the
+body streamed with the tunnel's credit as backpressure. The response comes back as
+the local app wrote it; a passthrough parser only finds where it ends (for keep-alive)
+and whether it switched protocols (then bytes are relayed raw both ways).
+Credit for response bytes goes back to the client only while the public socket
+drains, so a public client that stops reading stops only its own stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from tunnelgate.errors import HTTPError, LocalProtocolError
+from tunnelgate.http1.request import LAST_CHUNK, RequestHead, encode_chunk, serialize_head
+from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
+from tunnelgate.logs import EventLog
+from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.messages import OpenInfo
+
+from .pages import error_page
+
+if TYPE_CHECKING:
+    from .edge import PublicConnection
+    from .registry import Tunnel
+
+log = EventLog("tunnelgate.gateway")
+MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
+
+
+class Exchange:
+    def __init__(self, conn: PublicConnection, head: RequestHead, tunnel: Tunnel) -> None:
+        self.conn = conn
+        self.head = head
+        self.tunnel = tunnel
+        self.tc = tunnel.connection
+        self.sid = 0
+        self.request_done = False
+        self.response_started = False  # bytes of the response reached the public client
+        self.raw = False  # after 101 Switching Protocols
+        self.finished = False
+        self.public_paused = False
+        self.status = 0
+        self._response_keep_alive = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._unacked = 0
+        self._parser = ResponseParser()
+        self._parser.expect(head.method)
+        self._early: list[bytes] = []  # upgrade bytes sent before the 101
+        self._early_size = 0
+        self._public_eof = False
+        self._tunnel_eof = False
+        self._started = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        state = "raw" if self.raw else ("response" if self.request_done else "request")
+        return f"<Exchange {self.tunnel.name} sid={self.sid} {state} status={self.status}>"
+
+    # --- request side -------------------------------------------------------
+    def start(self) -> None:
+        head, conn = self.head, self.conn
+        meta = OpenInfo(self.tunnel.tunnel_id, conn.client_addr).encode()
+        try:
+            self.sid = self.tc.open_stream(meta, self)
+        except LocalProtocolError:
+            self._gateway_error(503, "tunnel_busy", "the tunnel has too many requests in flight")
+            return
+        wire = serialize_head(
+            head,
+            client_ip=conn.client_ip,
+            proto="http",
+            public_host=head.host,
+            host_override=self.tunnel.host_header,
+        )
+        no_body = not head.chunked and not head.content_length and head.upgrade is None
+        self.request_done = no_body
+        self.tc.send(self.sid, wire, end=no_body)
+        self.tunnel.requests += 1
+        timeout = conn.gateway.config.response_timeout
+        if timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._response_timeout)
+
+    def send_body(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        payload = b"".join(encode_chunk(data)) if self.head.chunked else data
+        if not self.tc.send(self.sid, payload):
+            self.conn.pause_reading_for("credit")
+
+    def end_request(self) -> None:
+        self.request_done = True
+        if self.finished:
+            return
+        if self.head.chunked:
+            self.tc.send(self.sid, LAST_CHUNK, end=True)
+        elif self.head.upgrade is None:
+            self.tc.end(self.sid)
+
+    def upgrade_data(self, data: bytes) -> None:
+        if self.raw:
+            self.forward_raw(data)
+            return
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size > MAX_UPGRADE_EARLY_DATA:
+            self.conn.pause_reading_for("upgrade")
+
+    def forward_raw(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        if not self.tc.send(self.sid, data):
+            self.conn.pause_reading_for("credit")
+
+    def forward_raw_eof(self) -> None:
+        self._public_eof = True
+        self.tc.end(self.sid)
+        self._maybe_finish_raw()
+
+    def abort_request(self) -> None:
+        """The public side broke off the request: drop the stream."""
+        self.tc.reset(self.sid, ErrorCode.CANCEL)
+        self._finish(keep_alive=False)
+
+    def public_lost(self) -> None:
+        if not self.finished:
+            self.tc.reset(self.sid, ErrorCode.CANCEL)
+            self._finish(keep_alive=False, status=499 if not self.status else None)
+
+    def public_resumed(self) -> None:
+        self.public_paused = False
+        if self._unacked:
+            self.tc.acknowledge(self.sid, self._unacked)
+            self._unacked = 0
+
+    # --- StreamHandler: the response side -------------------------------------
+    def on_data(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self.raw:
+            self._write(data)
+            return
+        try:
+            events = self._parser.feed(data)
+        except HTTPError as exc:
+            self._bad_response(exc)
+            return
+        end = len(data)
+        complete = False
+        for event in events:
+            if isinstance(event, ResponseHead):
+                self._on_head(event)
+            elif isinstance(event, ResponseComplete):
+                if self.status == 101:
+                    self.raw = True  # what follows the 101 head is the new protocol
+                else:
+                    end -= event.leftover  # bytes past the response: the app misbehaved
+                    complete = True
+        self._write(data if end == len(data) else data[:end])
+        if self.raw:
+            self._enter_raw()
+        elif complete:
+            keep = self.request_done and self.head.keep_alive and self._response_keep_alive
+            self._finish(keep_alive=keep and end == len(data))
+
+    def on_end(self) -> None:
+        if self.finished:
+            return
+        if self.raw:
+            self._tunnel_eof = True
+            transport = self.conn.transport
+            if transport is not None and transport.can_write_eof():
+                transport.write_eof()
+            self._maybe_finish_raw()
+            return
+        try:
+            events = self._parser.feed_eof()
+        except HTTPError as exc:
+            self._bad_response(exc)
+            return
+        if any(isinstance(e, ResponseComplete) for e in events):
+            self._finish(keep_alive=False)  # close-delimited body: close marks its end
+        else:
+            self._bad_response(HTTPError(502, "bad_response", "the local app sent no response"))
+
+    def on_reset(self, code: int) -> None:
+        if self.finished:
+            return
+        if self.response_started:
+            self._abort_public()
+            return
+        if code == ErrorCode.REFUSED_STREAM:
+            self._gateway_error(503, "tunnel_busy", "the tunnel refused the request")
+        elif code == ErrorCode.CONNECT_ERROR:
+            self._gateway_error(502, "local_unreachable", "the local app is not answering")
+        else:
+            self._gateway_error(502, "tunnel_error", "the tunnel dropped the request")
+
+    def on_writable(self) -> None:
+        self.conn.resume_reading_for("credit")
+
+    # --- internals ------------------------------------------------------------
+    def _on_head(self, head: ResponseHead) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not head.interim:
+            self.status = head.status
+            self._response_keep_alive = head.keep_alive
+
+    def _write(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if not data or transport is None or transport.is_closing():
+            return
+        self.response_started = True
+        self.bytes_out += len(data)
+        transport.write(data)
+        if self.public_paused:
+            self._unacked += len(data)
+        else:
+            self.tc.acknowledge(self.sid, len(data))
+
+    def _enter_raw(self) -> None:
+        self.conn.resume_reading_for("upgrade")
+        early, self._early = self._early, []
+        for chunk in early:
+            self.forward_raw(chunk)
+        self.conn._pump()
+
+    def _maybe_finish_raw(self) -> None:
+        if self._public_eof and self._tunnel_eof:
+            self._finish(keep_alive=False)
+
+    def _response_timeout(self) -> None:
+        self._timer = None
+        if not self.response_started and not self.finished:
+            self.tc.reset(self.sid, ErrorCode.CANCEL)
+            self._gateway_error(504, "response_timeout", "the local app did not answer in time")
+
+    def _bad_response(self, exc: HTTPError) -> None:
+        self.tc.reset(self.sid, ErrorCode.PROTOCOL_ERROR)
+        if self.response_started:
+            self._abort_public()
+        else:
+            self._gateway_error(502, "bad_response", f"the local app's response: {exc}")
+
+    def _gateway_error(self, status: int, code: str, message: str) -> None:
+        host = self.head.host.decode("ascii", "replace")
+        transport = self.conn.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(error_page(status, code, f"{message} ({host})"))
+        self._finish(keep_alive=False, status=status)
+
+    def _abort_public(self) -> None:
+        self._finish(keep_alive=False)
+        if self.conn.transport is not None:
+            self.conn.transport.abort()  # the response is cut: the client must see it
+
+    def _finish(self, *, keep_alive: bool, status: int | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if status is not None:
+            self.status = status
+        self.tc.handlers.pop(self.sid, None)
+        if not self.request_done and self.tc.mux.is_open(self.sid):
+            self.tc.reset(self.sid, ErrorCode.CANCEL)  # the app answered before the body ended
+        tunnel = self.tunnel
+        tunnel.bytes_in += self.bytes_in
+        tunnel.bytes_out += self.bytes_out
+        head = self.head
+        log.info(
+            "request",
+            host=head.host.decode("ascii", "replace"),
+            method=head.method.decode("ascii", "replace"),
+            path=head.target.decode("latin-1")[:200],
+            status=self.status,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            duration_ms=round((time.monotonic() - self._started) * 1000, 2),
+            client=self.conn.client_addr,
+            tunnel=tunnel.name,
+        )
+        self.conn.exchange_finished(keep_alive)

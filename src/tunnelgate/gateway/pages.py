@@ -1,0 +1,35 @@
+"""The gateway's own short answers: error pages marked with X-Tunnelgate-Error."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+def error_page(status: int, code: str, message: str, *, close: bool = True) -> bytes:
+    """A complete HTTP/1.1 response saying what happened (and for which host)."""
+    reason = HTTPStatus(status).phrase
+    body = f"{status} {reason}: {message}\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Tunnelgate-Error: {code}\r\n"
+        f"Cache-Control: no-store\r\n"
+    )
+    if status == 401:
+        head += 'WWW-Authenticate: Bearer realm="tunnelgate"\r\n'
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def plain_page(status: int, body: bytes, *, close: bool = False) -> bytes:
+    reason = HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    )
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body

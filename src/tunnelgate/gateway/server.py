@@ -1,0 +1,120 @@
+"""Gateway start-up and shutdown, and the state every public connection shares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections import Counter
+
+import uvloop
+
+from tunnelgate import limits
+from tunnelgate.config import GatewayConfig, unsupported_options
+from tunnelgate.logs import EventLog, configure_logging
+from tunnelgate.proto.codes import ErrorCode
+
+from .auth import TokenAuth
+from .registry import MemoryRegistry, Tunnel
+
+log = EventLog("tunnelgate.gateway")
+
+
+class Gateway:
+    """Shared state: configuration, who may connect, and who owns which name."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.registry = MemoryRegistry()
+        self.auth = TokenAuth(config.tokens)
+        self.reserved = frozenset(config.reserved)
+        self.domain = config.domain.encode()
+        self._suffix = b"." + self.domain
+        self._gateway_hosts = {self.domain, b"tunnel" + self._suffix}
+        self.http_port = config.http[1] if config.http else 80
+        self.tunnels: set[Tunnel] = set()
+        self._per_token: Counter[str | None] = Counter()
+
+    def public_url(self, name: str) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{name}.{self.config.domain}{port}"
+
+    def tunnel_name(self, host: bytes) -> str | None:
+        """The tunnel a Host header (lower-cased) addresses, or None for the gateway itself."""
+        if host.startswith(b"["):  # IPv6 literal
+            return None
+        host = host.rsplit(b":", 1)[0] if b":" in host else host
+        if host in self._gateway_hosts or not host.endswith(self._suffix):
+            return None
+        return host[: -len(self._suffix)].decode("ascii", "replace")
+
+    def track(self, tunnel: Tunnel) -> None:
+        self.tunnels.add(tunnel)
+        self._per_token[tunnel.owner.token] += 1
+
+    def untrack(self, tunnel: Tunnel) -> None:
+        if tunnel in self.tunnels:
+            self.tunnels.discard(tunnel)
+            self._per_token[tunnel.owner.token] -= 1
+
+    def token_has_room(self, token: str | None) -> bool:
+        if token is None:
+            return True  # anonymous mode is loopback-only by configuration
+        return self._per_token[token] < self.config.max_tunnels_per_token
+
+
+async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
+    """Run the gateway until `stop` is set, then shut down in order."""
+    from .edge import PublicConnection  # edge imports this module's Gateway
+
+    gateway = Gateway(config)
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    if config.http is not None:
+        host, port = config.http
+        server = await loop.create_server(
+            lambda: PublicConnection(gateway), host, port, backlog=4096, reuse_address=True
+        )
+        servers.append(server)
+        bound = server.sockets[0].getsockname()
+        log.info(
+            "listening",
+            listener="http",
+            addr=f"{bound[0]}:{bound[1]}",
+            domain=config.domain,
+            auth="token" if config.tokens else "anonymous",
+        )
+    await stop.wait()
+    # Shutdown: stop accepting, tell clients, give in-flight work a moment, then stop.
+    for server in servers:
+        server.close()
+    for tunnel in list(gateway.tunnels):
+        tunnel.connection.close(ErrorCode.SHUTDOWN, "gateway shutting down")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limits.SHUTDOWN_TIMEOUT):
+            for server in servers:
+                await server.wait_closed()
+    log.info("stopped")
+
+
+def run_gateway(config: GatewayConfig) -> int:
+    configure_logging(config.log_format)
+    missing = unsupported_options(config)
+    if missing:
+        print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    try:
+        uvloop.run(main())
+    except OSError as exc:
+        print(f"tunnelgate: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

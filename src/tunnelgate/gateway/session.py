@@ -1,0 +1,161 @@
+"""One tunnel client connection on the gateway: registrations, and their end.
+
+A clean goodbye (GOAWAY NO_ERROR from the client) frees its names at once; a dropped
+connection keeps them for the reconnect grace, for the same owner only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from tunnelgate import limits
+from tunnelgate.logs import EventLog
+from tunnelgate.proto.codes import ErrorCode, RejectReason
+from tunnelgate.proto.messages import ControlMessage, Register, Registered, Rejected
+from tunnelgate.proto.names import normalize_name, random_name
+from tunnelgate.transport.tunnel import StreamHandler, TunnelConnection
+
+from .registry import Lease, Owner, Tunnel
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+log = EventLog("tunnelgate.gateway")
+
+
+class GatewaySession:
+    """Implements the transport's SessionHooks for one connected client."""
+
+    def __init__(self, gateway: Gateway, client_addr: str, token: str | None) -> None:
+        self.gateway = gateway
+        self.client_addr = client_addr
+        self.token = token
+        self.connection: TunnelConnection | None = None
+        self.leases: dict[int, tuple[Lease, Tunnel]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._handshake_timer = self._loop.call_later(limits.HANDSHAKE_TIMEOUT, self._no_register)
+
+    def __repr__(self) -> str:
+        names = ",".join(lease.name for lease, _ in self.leases.values())
+        return f"<GatewaySession {self.client_addr} tunnels=[{names}]>"
+
+    def attach(self, connection: TunnelConnection) -> None:
+        self.connection = connection
+        log.info("tunnel_connected", client=self.client_addr)
+
+    # --- SessionHooks -------------------------------------------------------
+    def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None:
+        return None  # clients do not open streams in protocol v1
+
+    def on_control(self, message: ControlMessage) -> None:
+        if not isinstance(message, Register):
+            self._close(ErrorCode.PROTOCOL_ERROR, "unexpected control message")
+            return
+        self._handshake_timer.cancel()
+        answer = self._register(message)
+        assert self.connection is not None
+        self.connection.send_control(answer)
+
+    def on_go_away(self, code: int, reason: str) -> None:
+        if code == ErrorCode.NO_ERROR and self.connection is not None:
+            self.connection.close(ErrorCode.NO_ERROR, "goodbye")
+
+    def on_closed(self, clean: bool, reason: str) -> None:
+        self._handshake_timer.cancel()
+        registry = self.gateway.registry
+        for lease, tunnel in self.leases.values():
+            self.gateway.untrack(tunnel)
+            if clean:
+                if registry.release(lease):
+                    log.info("tunnel_closed", name=lease.name, client=self.client_addr)
+            elif registry.hold(lease):
+                grace = self.gateway.config.reconnect_grace
+                log.info(
+                    "tunnel_dropped",
+                    name=lease.name,
+                    client=self.client_addr,
+                    reason=reason,
+                    grace_s=grace,
+                )
+                self._loop.call_later(grace, self._expire, lease)
+        self.leases.clear()
+        log.info("tunnel_disconnected", client=self.client_addr, clean=clean, reason=reason)
+
+    # --- registration -------------------------------------------------------
+    def _register(self, request: Register) -> Registered | Rejected:
+        result = self._try_register(request)
+        if isinstance(result, Rejected):
+            log.info(
+                "tunnel_rejected",
+                client=self.client_addr,
+                name=request.name,
+                reason=result.reason.value,
+                detail=result.message,
+            )
+        return result
+
+    def _try_register(self, request: Register) -> Registered | Rejected:
+        def reject(reason: RejectReason, message: str) -> Rejected:
+            return Rejected(request.id, reason, message)
+
+        gw = self.gateway
+        if request.protocol != "http":
+            return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
+        if request.id in self.leases:
+            return reject(RejectReason.BAD_REQUEST, f"tunnel id {request.id} already registered")
+        if len(self.leases) >= limits.MAX_TUNNELS_PER_CONNECTION:
+            return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
+        if not gw.token_has_room(self.token):
+            return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
+        owner = Owner(self.token, request.client_id)
+        if request.name is None:
+            name = self._free_random_name()
+        else:
+            normalized = normalize_name(request.name)
+            if normalized is None:
+                return reject(RejectReason.NAME_INVALID, f"{request.name!r} is not a DNS label")
+            if normalized in gw.reserved:
+                return reject(RejectReason.NAME_RESERVED, f"{normalized!r} is reserved")
+            name = normalized
+        tunnel = Tunnel(
+            name=name,
+            tunnel_id=request.id,
+            connection=self._connection(),
+            url=gw.public_url(name),
+            owner=owner,
+            host_header=request.host_header.encode() if request.host_header else None,
+            client_addr=self.client_addr,
+            connected_since=time.time(),
+        )
+        lease = gw.registry.claim(name, tunnel)
+        if isinstance(lease, RejectReason):
+            return reject(lease, f"{name!r} is already in use")
+        self.leases[request.id] = (lease, tunnel)
+        gw.track(tunnel)
+        log.info("tunnel_registered", name=name, url=tunnel.url, client=self.client_addr)
+        return Registered(request.id, tunnel.url, name=name)
+
+    def _free_random_name(self) -> str:
+        registry = self.gateway.registry
+        while True:  # 36^10 names: a collision is rare and a retry cheap
+            name = random_name(limits.RANDOM_NAME_LENGTH)
+            if registry.lookup(name) is None and name not in self.gateway.reserved:
+                return name
+
+    def _connection(self) -> TunnelConnection:
+        assert self.connection is not None
+        return self.connection
+
+    def _expire(self, lease: Lease) -> None:
+        if self.gateway.registry.expire(lease):
+            log.info("tunnel_expired", name=lease.name)
+
+    def _no_register(self) -> None:
+        if not self.leases:
+            self._close(ErrorCode.PROTOCOL_ERROR, "no registration in time")
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.connection is not None:
+            self.connection.close(code, reason)

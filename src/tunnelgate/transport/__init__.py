@@ -1,0 +1,1 @@
+"""The only code that awaits sockets: the WebSocket tunnel and the byte relays."""

@@ -1,0 +1,54 @@
+"""Hand an accepted HTTP connection over to picows once we decided to upgrade it.
+
+The public listener serves tunnel traffic and `/connect` on one port, so picows cannot
+own the listening socket. After our own parser has read and authorised the upgrade
+request, we swap the connection's protocol for a server-side picows protocol and replay
+the request head into it; picows then validates the upgrade and answers 101.
+This uses picows' protocol class directly, hence the exact version pin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import picows
+from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows import picows as _picows_impl
+
+from tunnelgate import limits
+from tunnelgate.transport.tunnel import SUBPROTOCOL, TunnelConnection
+
+_logger = logging.getLogger("tunnelgate.picows")
+_logger.setLevel(logging.WARNING)  # picows logs every accepted connection at INFO
+
+
+def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelConnection) -> None:
+    def factory(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        response = WSUpgradeResponse.create_101_response(
+            extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL}
+        )
+        return WSUpgradeResponseWithListener(response, listener)
+
+    protocol = _picows_impl.WSProtocol(
+        None,  # host:port (client side only)
+        None,  # path (client side only)
+        False,  # is_client_side
+        factory,
+        _logger,
+        True,  # disconnect_on_exception
+        limits.HANDSHAKE_TIMEOUT,
+        False,  # our own heartbeats run in the mux (PING/PONG frames)
+        20.0,
+        20.0,
+        picows.WSAutoPingStrategy.PING_WHEN_IDLE,
+        True,  # answer WebSocket pings
+        limits.MAX_TUNNEL_MESSAGE,
+        None,  # extra headers (client side only)
+        64 * limits.KiB,  # initial read buffer
+    )
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    buffer = protocol.get_buffer(len(raw_head))
+    buffer[: len(raw_head)] = raw_head
+    protocol.buffer_updated(len(raw_head))

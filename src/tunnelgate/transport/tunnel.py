@@ -1,0 +1,256 @@
+"""A tunnel connection: the sans-IO mux driven by a picows WebSocket.
+
+The WebSocket reader feeds whole messages to the mux core and dispatches its events
+to per-stream handlers. Everything the core queues during one event-loop turn goes
+out as one WebSocket message (batching cut the cost per request by a third).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from tunnelgate import limits
+from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
+from tunnelgate.logs import EventLog
+from tunnelgate.proto import events as ev
+from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.messages import ControlMessage
+from tunnelgate.proto.mux import Connection, Role
+
+SUBPROTOCOL = "tunnelgate.v1"
+# Flush a batch early once it is this large, so one message stays well under the
+# peer's message limit (limits.MAX_TUNNEL_MESSAGE).
+FLUSH_THRESHOLD = 1 * limits.MiB
+
+log = EventLog("tunnelgate.tunnel")
+
+
+class StreamHandler(Protocol):
+    """One stream's consumer; the gateway's public connection or the client's local relay."""
+
+    def on_data(self, data: bytes) -> None: ...
+    def on_end(self) -> None: ...
+    def on_reset(self, code: int) -> None: ...
+    def on_writable(self) -> None: ...
+
+
+class SessionHooks(Protocol):
+    """What the owner of a tunnel connection (gateway session, client agent) is told."""
+
+    def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None: ...
+    def on_control(self, message: ControlMessage) -> None: ...
+    def on_go_away(self, code: int, reason: str) -> None: ...
+    def on_closed(self, clean: bool, reason: str) -> None: ...
+
+
+class TunnelConnection(WSListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        role: Role,
+        hooks: SessionHooks,
+        *,
+        heartbeat_interval: float = limits.HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT,
+        idle_timeout: float = 0.0,
+        max_streams: int = limits.MAX_STREAMS,
+    ) -> None:
+        self.mux = Connection(role, max_streams=max_streams)
+        self.hooks = hooks
+        self.ws: WSTransport | None = None
+        self.handlers: dict[int, StreamHandler] = {}
+        self.write_paused = False
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._idle_timeout = idle_timeout
+        self._last_received = time.monotonic()
+        self._last_activity = self._last_received
+        self._timer: asyncio.TimerHandle | None = None
+        self._ping_seq = 0
+        self._clean_close = False
+        self._close_reason = "connection lost"
+        self.connected = asyncio.Event()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("paused" if self.write_paused else "open")
+        return (
+            f"<TunnelConnection {self.mux.role.name.lower()} {state} streams={len(self.handlers)}>"
+        )
+
+    # --- picows callbacks ---------------------------------------------------
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.ws = transport
+        self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
+        self.connected.set()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self._last_received = time.monotonic()
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.BINARY or msg_type is WSMsgType.CONTINUATION:
+            try:
+                events = self.mux.receive_data(frame.get_payload_as_memoryview())
+            except RemoteProtocolError as exc:
+                log.warning("tunnel_protocol_error", code=exc.code, error=str(exc))
+                self.close(exc.code, str(exc))
+                return
+            for event in events:
+                self._dispatch(event)
+            self._schedule_flush()
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+        elif msg_type is WSMsgType.TEXT:
+            self.close(ErrorCode.PROTOCOL_ERROR, "text message on the tunnel")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        handlers, self.handlers = self.handlers, {}
+        for handler in handlers.values():
+            handler.on_reset(ErrorCode.INTERNAL_ERROR)
+        self.hooks.on_closed(self._clean_close, self._close_reason)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        # Streams paused by the tunnel itself get going again.
+        for sid, handler in list(self.handlers.items()):
+            if self.mux.is_writable(sid):
+                handler.on_writable()
+
+    # --- events -------------------------------------------------------------
+    def _dispatch(self, event: ev.Event) -> None:
+        if isinstance(event, ev.DataReceived):
+            self._last_activity = self._last_received
+            handler = self.handlers.get(event.stream_id)
+            if handler is not None:
+                handler.on_data(event.data)
+        elif isinstance(event, ev.StreamEnded):
+            handler = self.handlers.get(event.stream_id)
+            if not self.mux.is_open(event.stream_id):
+                self.handlers.pop(event.stream_id, None)
+            if handler is not None:
+                handler.on_end()
+        elif isinstance(event, ev.StreamOpened):
+            self._last_activity = self._last_received
+            new = self.hooks.on_stream_opened(event.stream_id, event.metadata)
+            if new is None:
+                self.mux.reset_stream(event.stream_id, ErrorCode.REFUSED_STREAM)
+            else:
+                self.handlers[event.stream_id] = new
+        elif isinstance(event, ev.StreamReset):
+            handler = self.handlers.pop(event.stream_id, None)
+            if handler is not None:
+                handler.on_reset(event.code)
+        elif isinstance(event, ev.StreamWritable):
+            handler = self.handlers.get(event.stream_id)
+            if handler is not None:
+                if not self.mux.is_open(event.stream_id):
+                    self.handlers.pop(event.stream_id, None)
+                if not self.write_paused:
+                    handler.on_writable()
+        elif isinstance(event, ev.ControlReceived):
+            self.hooks.on_control(event.message)
+        elif isinstance(event, ev.GoAwayReceived):
+            if event.code == ErrorCode.NO_ERROR:
+                self._clean_close = True
+            self._close_reason = event.reason or ErrorCode(event.code).name.lower()
+            self.hooks.on_go_away(event.code, event.reason)
+
+    # --- commands -----------------------------------------------------------
+    def open_stream(self, metadata: bytes, handler: StreamHandler) -> int:
+        """Raises LocalProtocolError (REFUSED_STREAM) when over the stream cap."""
+        sid = self.mux.open_stream(metadata)
+        self.handlers[sid] = handler
+        self._last_activity = time.monotonic()
+        self._schedule_flush()
+        return sid
+
+    def send(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> bool:
+        """Queue stream bytes; False means stop the source until `on_writable`."""
+        if not self.mux.can_send(stream_id):
+            return False
+        ok = self.mux.send_data(stream_id, data, end)
+        if end and not self.mux.is_open(stream_id):
+            self.handlers.pop(stream_id, None)
+        self._schedule_flush()
+        return ok and not self.write_paused
+
+    def end(self, stream_id: int) -> None:
+        self.send(stream_id, b"", end=True)
+
+    def reset(self, stream_id: int, code: int = ErrorCode.CANCEL) -> None:
+        self.handlers.pop(stream_id, None)
+        self.mux.reset_stream(stream_id, code)
+        self._schedule_flush()
+
+    def acknowledge(self, stream_id: int, n: int) -> None:
+        self.mux.acknowledge_data(stream_id, n)
+        if self.mux.has_data_to_send:
+            self._schedule_flush()
+
+    def send_control(self, message: ControlMessage) -> None:
+        self.mux.send_control(message)
+        self._schedule_flush()
+
+    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Say goodbye (GOAWAY with `code`), then close the WebSocket."""
+        if self.closed:
+            return
+        self.closed = True
+        if code == ErrorCode.NO_ERROR:
+            self._clean_close = True
+        self._close_reason = reason or ErrorCode(code).name.lower()
+        try:
+            self.mux.go_away(code, reason)
+        except LocalProtocolError:
+            pass
+        self._flush()
+        if self.ws is not None:
+            self.ws.send_close(WSCloseCode.OK if code == 0 else WSCloseCode.PROTOCOL_ERROR)
+            self.ws.disconnect()
+
+    def abort(self) -> None:
+        if self.ws is not None:
+            self.ws.disconnect(graceful=False)
+
+    # --- batching and timers ------------------------------------------------
+    def _schedule_flush(self) -> None:
+        if self.mux.bytes_to_send >= FLUSH_THRESHOLD:
+            self._flush()
+        elif not self._flush_scheduled and self.mux.has_data_to_send:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.ws is None or self.ws.is_disconnected:
+            return
+        if self.mux.has_data_to_send:
+            self.ws.send(WSMsgType.BINARY, self.mux.data_to_send())
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if now - self._last_received > self._heartbeat_timeout:
+            log.warning("tunnel_heartbeat_timeout", silent_for=round(now - self._last_received, 1))
+            self._close_reason = "heartbeat timeout"
+            self.abort()
+            return
+        if self._idle_timeout and now - self._last_activity > self._idle_timeout:
+            if not self.handlers:
+                self.close(ErrorCode.IDLE_TIMEOUT, f"idle for {self._idle_timeout:g} s")
+                return
+            self._last_activity = now  # streams still open count as activity
+        self._ping_seq += 1
+        self.mux.ping(self._ping_seq)
+        self._flush()
+        self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
