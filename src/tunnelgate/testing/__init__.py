@@ -1,0 +1,19 @@
+"""Test helpers that ship with tunnelgate, in the spirit of ``trio.testing``.
+
+They are used by tunnelgate's own test suite and are public so that users can test their own
+set-ups the same way. Nothing here is imported by the gateway or the client.
+
+- :mod:`tunnelgate.testing.local_app`: a real HTTP/1.1 application server to put behind a
+  tunnel (echo, uploads, large and streamed bodies, server-sent events, WebSocket and raw
+  upgrades, ``Expect: 100-continue``). It is written from scratch on asyncio and httptools and
+  shares no code with the gateway, so it can catch the gateway's mistakes. Run it with
+  ``python -m tunnelgate.testing.local_app --port 0``.
+- :mod:`tunnelgate.testing.http_client`: a raw-socket HTTP/1.1 client for tests that must
+  control every byte (keep-alive, pipelining, chunked bodies, upgrades).
+- :mod:`tunnelgate.testing.websocket`: client-side WebSocket frames for the raw client.
+- :mod:`tunnelgate.testing.processes`: start the gateway, the client and the local app as real
+  processes, wait on their output with deadlines, and always kill them by PID.
+
+This package deliberately imports nothing on its own, so that
+``python -m tunnelgate.testing.local_app`` starts cleanly.
+"""
