@@ -30,7 +30,7 @@ def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelCon
         )
         return WSUpgradeResponseWithListener(response, listener)
 
-    protocol = _picows_impl.WSProtocol(
+    protocol = _picows_impl.WSProtocol(  # type: ignore[attr-defined]  # not in picows stubs
         None,  # host:port (client side only)
         None,  # path (client side only)
         False,  # is_client_side

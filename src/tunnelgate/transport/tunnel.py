@@ -47,7 +47,7 @@ class SessionHooks(Protocol):
     def on_closed(self, clean: bool, reason: str) -> None: ...
 
 
-class TunnelConnection(WSListener):  # type: ignore[misc]
+class TunnelConnection(WSListener):
     def __init__(
         self,
         role: Role,
