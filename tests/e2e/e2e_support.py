@@ -13,12 +13,14 @@ builds its own with :func:`start_tunnel_env`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tunnelgate.testing.proc import JsonObject
+from tunnelgate.testing.proc import JsonObject, WaitTimeout
 from tunnelgate.testing.processes import (
     Proc,
     RawConnection,
@@ -36,6 +38,8 @@ __all__ = ["TunnelEnv", "is_event", "json_line", "start_tunnel_env"]
 
 REQUEST_TIMEOUT = 10.0
 """Seconds any one exchange through the tunnel may take in a test."""
+POLL_INTERVAL = 0.01
+"""Seconds between polls of the local app's /stats (each wait has its own deadline)."""
 
 
 def json_line(line: str) -> JsonObject | None:
@@ -101,6 +105,20 @@ class TunnelEnv:
         response = await http_request(self.app_port, build_request("GET", "/stats"))
         assert response.status == 200, response
         stats: JsonObject = response.json()
+        return stats
+
+    async def wait_app_requests(
+        self,
+        at_least: int,
+        timeout: float = REQUEST_TIMEOUT,  # noqa: ASYNC109 - a deadline for the condition
+    ) -> JsonObject:
+        """The app's /stats once it has counted ``at_least`` requests (polled, with a
+        deadline: nothing else tells the test that a request head reached the app)."""
+        deadline = time.monotonic() + timeout
+        while (stats := await self.app_stats())["requests"] < at_least:
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"the app counted {stats} after {timeout}s, not {at_least}")
+            await asyncio.sleep(POLL_INTERVAL)  # poll interval; the deadline bounds the wait
         return stats
 
     # --- what the processes said ---------------------------------------------------
