@@ -8,8 +8,8 @@ Two renderings behind one `Output` protocol:
   `{"event": "tunnel_ready", "name": "http", "url": "...", "local": "..."}`.
 
 A rejection is always also one line on stderr, `tunnelgate: tunnel NAME rejected: ...`, so
-it is seen whichever format was asked for. Every line is flushed at once: scripts and the
-end-to-end tests read stdout line by line from a pipe.
+it is seen whichever format was asked for. Lines are flushed at the end of each event-loop turn:
+scripts and the end-to-end tests read stdout line by line from a pipe.
 
 Paths and methods come from the public internet: in text they are shown with control
 characters escaped and long paths cut, so a request cannot write to the user's terminal.
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import sys
 from typing import Final, Literal, Protocol, TextIO
+
+from tunnelgate.logs import LineWriter
 
 MAX_SHOWN_PATH: Final = 200  # characters of a request path a text line shows
 
@@ -49,9 +51,15 @@ class Output(Protocol):
     def error(self, message: str) -> None: ...
 
 
+_writers: dict[int, LineWriter] = {}
+
+
 def _write(stream: TextIO, line: str) -> None:
-    stream.write(line + "\n")
-    stream.flush()
+    """Lines go out once per event-loop turn (a request line each would be a syscall each)."""
+    writer = _writers.get(id(stream))
+    if writer is None or writer.stream is not stream:
+        writer = _writers[id(stream)] = LineWriter(stream)
+    writer.write(line)
 
 
 def _rejection(tunnel: str, reason: str, message: str) -> str:

@@ -45,6 +45,7 @@ class PublicConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.queue: deque[RequestEvent] = deque()  # events of requests not yet started
         self.closing = False
+        self.eof = False  # the public client will send no more
         self._paused_for: set[str] = set()  # reading stops while any reason holds
         self._timer: asyncio.TimerHandle | None = None
         self._timer_is_head = False
@@ -65,6 +66,8 @@ class PublicConnection(asyncio.Protocol):
         self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
         if self.exchange is not None and self.exchange.raw:
             self.exchange.forward_raw(data)
             return
@@ -82,6 +85,7 @@ class PublicConnection(asyncio.Protocol):
         if self.exchange is not None and self.exchange.raw:
             self.exchange.forward_raw_eof()
             return True  # keep our write side open: the tunnel may still answer
+        self.eof = True
         if self.exchange is not None and not self.exchange.request_done:
             self.exchange.abort_request()
         if self.exchange is None:
@@ -108,28 +112,25 @@ class PublicConnection(asyncio.Protocol):
     def _pump(self) -> None:
         """Feed queued parser events to the current exchange, starting new ones in order."""
         while self.queue and not self.closing:
-            if self.exchange is None:
-                event = self.queue.popleft()
-                if not isinstance(event, RequestHead):
-                    self.close()  # only a parser bug could get here
+            event = self.queue[0]
+            if isinstance(event, RequestHead):
+                if self.exchange is not None:
+                    # A pipelined request waits for this response; hold at most one read.
+                    self.pause_reading_for("pipeline")
                     return
+                self.queue.popleft()
                 self._start(event)
                 continue
+            self.queue.popleft()
             exchange = self.exchange
-            if exchange.request_done and not exchange.raw:
-                # A pipelined request waits for this response; hold at most one read.
-                self.pause_reading_for("pipeline")
-                return
-            event = self.queue.popleft()
+            if exchange is None:
+                continue  # the rest of a request the gateway answered itself
             if isinstance(event, BodyData):
                 exchange.send_body(event.data)
             elif isinstance(event, RequestComplete):
                 exchange.end_request()
-            elif isinstance(event, UpgradeData):
-                exchange.upgrade_data(event.data)
             else:
-                self.close()
-                return
+                exchange.upgrade_data(event.data)
         if not self.queue:
             self.resume_reading_for("pipeline")
 
@@ -185,12 +186,7 @@ class PublicConnection(asyncio.Protocol):
         if head.content_length or head.chunked or not head.keep_alive:
             self.close()
         else:
-            self._drop_request_events()
             self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
-
-    def _drop_request_events(self) -> None:
-        while self.queue and not isinstance(self.queue[0], RequestHead):
-            self.queue.popleft()
 
     def _refuse(self, exc: HTTPError) -> None:
         if self.transport is None or self.closing:
@@ -211,7 +207,7 @@ class PublicConnection(asyncio.Protocol):
     def exchange_finished(self, keep_alive: bool) -> None:
         """Called by the exchange once its response is completely written."""
         self.exchange = None
-        if not keep_alive or self.closing:
+        if not keep_alive or self.closing or self.eof:
             self.close()
             return
         self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)

@@ -64,6 +64,9 @@ class Exchange:
     # --- request side -------------------------------------------------------
     def start(self) -> None:
         head, conn = self.head, self.conn
+        if self.tc.closed:
+            self._gateway_error(502, "tunnel_offline", "the tunnel is offline")
+            return
         meta = OpenInfo(self.tunnel.tunnel_id, conn.client_addr).encode()
         try:
             self.sid = self.tc.open_stream(meta, self)
@@ -92,6 +95,8 @@ class Exchange:
             self.conn.pause_reading_for("credit")
 
     def end_request(self) -> None:
+        if self.request_done:
+            return  # no body: the head went out with FIN
         self.request_done = True
         if self.finished:
             return
