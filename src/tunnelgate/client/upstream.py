@@ -92,6 +92,9 @@ class LocalPool:
         if conn.closed or len(self.idle) >= limits.MAX_IDLE_LOCAL_CONNECTIONS:
             conn.close()
             return
+        if conn.transport is not None:
+            # Its last stream may have paused it for lack of credit; the next must read.
+            conn.transport.resume_reading()
         self.idle.append(conn)
         self._timers[conn] = self._loop.call_later(limits.LOCAL_IDLE_TIMEOUT, conn.close)
 
@@ -103,7 +106,9 @@ class LocalPool:
 
     def close(self) -> None:
         while self.idle:
-            self.idle.pop().close()
+            conn = self.idle.pop()
+            self._timers.pop(conn).cancel()
+            conn.close()
 
 
 class LocalRelay:

@@ -191,10 +191,11 @@ class PublicConnection(asyncio.Protocol):
     def _refuse(self, exc: HTTPError) -> None:
         if self.transport is None or self.closing:
             return
-        if self.exchange is not None:
-            self.exchange.abort_request()  # a bad chunk mid-body: the stream is reset
-        if self.exchange is None or not self.exchange.response_started:
+        exchange = self.exchange
+        if exchange is None or not exchange.response_started:
             self.transport.write(error_page(exc.status, exc.code, str(exc)))
+        if exchange is not None:
+            exchange.abort_request(exc.status)  # a bad chunk mid-body: the stream is reset
         log.info(
             "request_refused",
             status=exc.status,

@@ -124,10 +124,10 @@ class Exchange:
         self.tc.end(self.sid)
         self._maybe_finish_raw()
 
-    def abort_request(self) -> None:
-        """The public side broke off the request: drop the stream."""
+    def abort_request(self, status: int = 499) -> None:
+        """The public side broke off the request (gone: 499, or a bad body: 400)."""
         self.tc.reset(self.sid, ErrorCode.CANCEL)
-        self._finish(keep_alive=False)
+        self._finish(keep_alive=False, status=status if not self.response_started else None)
 
     def public_lost(self) -> None:
         if not self.finished:

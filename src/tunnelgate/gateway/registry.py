@@ -5,7 +5,7 @@
 
     free ──claim──▶ online ──hold──▶ held (owner dropped; reconnect grace)
       ▲               │  ▲            │
-      └───release─────┘  └──claim─────┘ (same owner only)
+      └───release─────┘  └──claim─────┘ (same owner only; online: same client only)
       ▲                               │
       └────────────expire─────────────┘
 """
@@ -72,6 +72,17 @@ HELD = Held()
 
 class Registry(Protocol):
     def claim(self, name: str, tunnel: Tunnel) -> Lease | RejectReason: ...
+    @staticmethod
+    def _may_take(entry: _Entry, owner: Owner) -> bool:
+        if entry.tunnel is None:
+            return entry.owner.same_as(owner)  # held: its owner comes back
+        # Online: only the very same client, reconnecting before we noticed its old
+        # connection died (clients often notice first). Another client with the same
+        # token is a second tunnel, and a name belongs to one live tunnel.
+        return entry.owner.token == owner.token and (
+            owner.client_id is not None and entry.owner.client_id == owner.client_id
+        )
+
     def release(self, lease: Lease) -> bool: ...
     def hold(self, lease: Lease) -> bool: ...
     def expire(self, lease: Lease) -> bool: ...
@@ -96,13 +107,22 @@ class MemoryRegistry:
 
     def claim(self, name: str, tunnel: Tunnel) -> Lease | RejectReason:
         entry = self._entries.get(name)
-        # The owner may take its name back while held, and also while still online:
-        # a client often notices a dead connection before the gateway does.
-        if entry is not None and not entry.owner.same_as(tunnel.owner):
+        if entry is not None and not self._may_take(entry, tunnel.owner):
             return RejectReason.NAME_TAKEN
         lease = Lease(name, next(self._ids))
         self._entries[name] = _Entry(lease, tunnel.owner, tunnel)
         return lease
+
+    @staticmethod
+    def _may_take(entry: _Entry, owner: Owner) -> bool:
+        if entry.tunnel is None:
+            return entry.owner.same_as(owner)  # held: its owner comes back
+        # Online: only the very same client, reconnecting before we noticed its old
+        # connection died (clients often notice first). Another client with the same
+        # token is a second tunnel, and a name belongs to one live tunnel.
+        return entry.owner.token == owner.token and (
+            owner.client_id is not None and entry.owner.client_id == owner.client_id
+        )
 
     def release(self, lease: Lease) -> bool:
         entry = self._entries.get(lease.name)
