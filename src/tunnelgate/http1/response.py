@@ -1,0 +1,313 @@
+"""Where the local app's responses begin and end, for byte-exact passthrough.
+
+Both ends forward the app's bytes unchanged; this parser only watches them go by, to
+learn the status, whether the connection can be reused and where each response ends
+(RFC 9112 §6.3). The app is the developer's own, so a response we cannot frame is a
+502 to the public client, never a guess. llhttp validates; framing is decided here,
+because llhttp cannot know which request a response answers (HEAD, CONNECT).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import httptools
+from httptools import HttpParserError
+
+from tunnelgate.errors import HTTPError
+from tunnelgate.limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT
+
+from ._event import Event
+from ._framing import (
+    ChunkedFramer,
+    FramingError,
+    HeadFramer,
+    Sink,
+    feed_llhttp,
+    header_tokens,
+    persistent,
+)
+
+__all__ = ["ResponseComplete", "ResponseEvent", "ResponseHead", "ResponseParser"]
+
+
+class ResponseHead(Event):
+    """A response head. `interim`: a 1xx other than 101, the final head follows;
+    `switching`: 101, the connection speaks another protocol after this head."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "headers",
+        "interim",
+        "keep_alive",
+        "reason",
+        "status",
+        "switching",
+        "version",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        interim: bool,
+        switching: bool,
+        chunked: bool,
+        content_length: int | None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.interim = interim
+        self.switching = switching
+        self.chunked = chunked
+        self.content_length = content_length
+
+    def __repr__(self) -> str:  # field values elided: they hold cookies
+        framing = "chunked" if self.chunked else f"length={self.content_length}"
+        return (
+            f"<ResponseHead HTTP/{self.version} {self.status} {framing}"
+            f" headers={len(self.headers)} keep_alive={self.keep_alive}>"
+        )
+
+
+class ResponseComplete(Event):
+    """The response ended; `leftover` bytes at the end of the data just fed come after it
+    (after a 101 or a 2xx to CONNECT: the new protocol's first bytes)."""
+
+    __slots__ = ("leftover",)
+
+    def __init__(self, leftover: int) -> None:
+        self.leftover = leftover
+
+
+ResponseEvent = ResponseHead | ResponseComplete
+
+_IDLE, _HEAD, _BODY, _CHUNKED, _UNTIL_EOF, _STOPPED = range(6)
+_STATE_NAMES = ("idle", "head", "body", "chunked", "until-eof", "stopped")
+_VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
+
+
+def _bad(message: str) -> HTTPError:
+    return HTTPError(502, "bad_response", message)
+
+
+def _view(data: bytes, start: int, stop: int) -> Any:
+    if start == 0 and stop == len(data):
+        return data
+    return memoryview(data)[start:stop]
+
+
+class ResponseParser:
+    """Call `expect(method)` before each response, then `feed` its bytes and `feed_eof`
+    when the app closes. Raises HTTPError(502, "bad_response", ...); then it is dead."""
+
+    __slots__ = (
+        "_chunks",
+        "_error",
+        "_framer",
+        "_left",
+        "_ll",
+        "_max_header_bytes",
+        "_max_header_count",
+        "_method",
+        "_sink",
+        "_state",
+    )
+
+    def __init__(
+        self, max_header_bytes: int = MAX_HEADER_BYTES, max_header_count: int = MAX_HEADER_COUNT
+    ) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._max_header_count = max_header_count
+        self._sink = Sink()
+        self._framer = HeadFramer(max_header_bytes)
+        self._chunks = ChunkedFramer(max_header_bytes)
+        self._ll: Any = None
+        self._method = b""
+        self._state = _IDLE
+        self._left = 0
+        self._error: HTTPError | None = None
+
+    def __repr__(self) -> str:
+        method = self._method.decode("ascii", "replace")
+        dead = " dead" if self._error else ""
+        return f"<ResponseParser {_STATE_NAMES[self._state]} to {method or '-'}{dead}>"
+
+    def expect(self, method: bytes) -> None:
+        """A request with this method was sent: its response comes next."""
+        if self._state != _IDLE:
+            raise RuntimeError(f"expect() while the parser is {_STATE_NAMES[self._state]}")
+        self._method = method
+        self._start_head()
+
+    def feed(self, data: bytes) -> list[ResponseEvent]:
+        self._check_alive()
+        if self._state == _IDLE and data:
+            self._fail(_bad("the local app sent bytes with no request outstanding"))
+        events: list[ResponseEvent] = []
+        pos, n = 0, len(data)
+        try:
+            while pos < n:
+                state = self._state
+                if state == _HEAD:
+                    pos = self._feed_head(data, pos, events)
+                elif state == _BODY:
+                    pos = self._feed_body(data, pos, events)
+                elif state == _CHUNKED:
+                    pos = self._feed_chunked(data, pos, events)
+                else:
+                    break  # until EOF: all body; stopped: not HTTP any more; idle: complete
+        except HTTPError as exc:
+            self._fail(exc)
+        return events
+
+    def feed_eof(self) -> list[ResponseEvent]:
+        """The app closed its side. Ends a body delimited by the close (RFC 9112 §6.3
+        rule 8); anything else unfinished is a 502."""
+        self._check_alive()
+        state = self._state
+        if state == _UNTIL_EOF:
+            self._state = _IDLE
+            return [ResponseComplete(0)]
+        if state == _IDLE or state == _STOPPED:
+            return []
+        if state == _HEAD and self._framer.size == 0:
+            self._fail(_bad("the local app closed the connection without a response"))
+        self._fail(_bad("the local app closed the connection in the middle of a response"))
+
+    # --- steps -------------------------------------------------------------
+    def _feed_head(self, data: bytes, pos: int, events: list[ResponseEvent]) -> int:
+        framer, sink, n = self._framer, self._sink, len(data)
+        end = framer.scan(data, pos)
+        limit = self._max_header_bytes  # as for requests; nginx proxy_buffer_size is 4-8 KiB
+        if framer.size > limit or (end < 0 and framer.size == limit):
+            raise _bad(f"response head larger than {limit} bytes")
+        stop = n if end < 0 else end
+        if framer.start < stop:
+            try:
+                feed_llhttp(self._ll, sink, _view(data, framer.start, stop))
+            except HttpParserError as exc:
+                raise _bad(f"invalid response head: {exc}") from None
+        if len(sink.headers) > self._max_header_count:
+            raise _bad(f"response head with more than {self._max_header_count} headers")
+        if end < 0:
+            return n
+        if not sink.head_done or sink.begun != 1:  # llhttp must end the head where we do
+            raise _bad("the response head is ambiguous")
+        head = self._make_head(*framer.head(data, end))
+        events.append(head)
+        status = head.status
+        if head.interim:
+            self._start_head()  # the final response follows
+            return end
+        if head.switching or (self._method == b"CONNECT" and status < 300):
+            events.append(ResponseComplete(n - end))
+            self._state = _STOPPED
+            return n
+        if not _has_body(self._method, status):
+            return self._complete(events, end, n)
+        if head.chunked:
+            self._chunks.reset()
+            self._state = _CHUNKED
+        elif head.content_length is not None:
+            if not head.content_length:
+                return self._complete(events, end, n)
+            self._left = head.content_length
+            self._state = _BODY
+        else:
+            self._state = _UNTIL_EOF
+            return n
+        return end
+
+    def _feed_body(self, data: bytes, pos: int, events: list[ResponseEvent]) -> int:
+        n = len(data)
+        if n - pos < self._left:
+            self._left -= n - pos
+            return n
+        end, self._left = pos + self._left, 0
+        return self._complete(events, end, n)
+
+    def _feed_chunked(self, data: bytes, pos: int, events: list[ResponseEvent]) -> int:
+        try:
+            end = self._chunks.scan(data, pos, None)
+        except FramingError as exc:
+            raise _bad(f"invalid chunked body: {exc}") from None
+        n = len(data)
+        stop = n if end < 0 else end
+        try:
+            feed_llhttp(self._ll, self._sink, _view(data, pos, stop))
+        except HttpParserError as exc:
+            raise _bad(f"invalid chunked body: {exc}") from None
+        if self._sink.complete != (end >= 0):  # llhttp and _framing must agree on the end
+            raise _bad("the chunked body is ambiguous")
+        return n if end < 0 else self._complete(events, end, n)
+
+    def _complete(self, events: list[ResponseEvent], end: int, n: int) -> int:
+        events.append(ResponseComplete(n - end))
+        self._state = _IDLE
+        return n
+
+    def _start_head(self) -> None:
+        self._sink.reset()
+        self._framer.reset()
+        # A fresh llhttp per head: it cannot be told that a response to HEAD has no body.
+        self._ll = httptools.HttpResponseParser(self._sink)
+        self._state = _HEAD
+
+    def _make_head(self, buf: bytes, start: int) -> ResponseHead:
+        version = _VERSIONS.get(buf[start : start + 9])
+        if version is None:  # llhttp also takes RTSP/ and ICE/, and HTTP/2.0
+            raise _bad("the local app answered in a version other than HTTP/1.x")
+        status: int = self._ll.get_status_code()
+        if not 100 <= status <= 599:  # RFC 9110 §15: llhttp takes any three digits
+            raise _bad(f"status {status} is out of range")
+        length = encoding = connection = None
+        for name, value in self._sink.headers:
+            key = name.lower()
+            if key == b"content-length":
+                length = value  # llhttp refused duplicates and non-digits
+            elif key == b"transfer-encoding":
+                encoding = value  # the last line ends the list
+            elif key == b"connection":
+                connection = value if connection is None else connection + b"," + value
+        # RFC 9112 §6.3: chunked only when it is the final coding, else close-delimited
+        chunked = encoding is not None and header_tokens(encoding)[-1] == b"chunked"
+        keep_alive = persistent(version, connection)
+        switching = status == 101
+        if switching or (self._method == b"CONNECT" and 200 <= status < 300):
+            keep_alive = False  # the connection now carries another protocol
+        elif not chunked and length is None and _has_body(self._method, status):
+            keep_alive = False  # the body ends when the app closes
+        return ResponseHead(
+            status,
+            self._sink.reason,
+            version,
+            self._sink.headers,
+            keep_alive,
+            status < 200 and not switching,
+            switching,
+            chunked,
+            int(length) if length is not None else None,
+        )
+
+    def _check_alive(self) -> None:
+        if self._error is not None:
+            raise HTTPError(self._error.status, self._error.code, str(self._error))
+
+    def _fail(self, exc: HTTPError) -> NoReturn:
+        self._error = exc
+        raise exc
+
+
+def _has_body(method: bytes, status: int) -> bool:
+    """RFC 9112 §6.3 rules 1-2: no body after HEAD, 1xx, 204, 304 or a 2xx to CONNECT."""
+    if method == b"HEAD" or status < 200 or status == 204 or status == 304:
+        return False
+    return not (method == b"CONNECT" and status < 300)
