@@ -39,13 +39,14 @@ class SendWindow:
 class ReceiveWindow:
     """Invariant: credit + unconsumed + unreturned == size."""
 
-    __slots__ = ("credit", "size", "unconsumed", "unreturned")
+    __slots__ = ("acked", "credit", "size", "unconsumed", "unreturned")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.credit = size  # what the peer may still send
         self.unconsumed = 0  # received, not yet acknowledged by our consumer
         self.unreturned = 0  # acknowledged, credit not yet sent back
+        self.acked = 0  # acknowledged since the window last grew
 
     def receive(self, n: int) -> None:
         if n > self.credit:
@@ -61,19 +62,28 @@ class ReceiveWindow:
             raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "acknowledged more than received")
         self.unconsumed -= n
         self.unreturned += n
+        self.acked += n
         # Batch credit: one WINDOW frame per quarter window, not one per chunk.
         if self.unreturned * 4 >= self.size:
             return self._release()
         return 0
 
-    def grow(self, max_size: int, budget: int) -> tuple[int, int]:
-        """The sender is window-bound. Return (credit to send, bytes of budget used)."""
-        if self.unconsumed * 2 > self.size:
+    def grow(self, max_size: int, budget: int, fresh: int = 0) -> tuple[int, int]:
+        """The sender is window-bound. Return (credit to send, bytes of budget used).
+
+        `fresh`: bytes that arrived in the same batch as the BLOCKED frame. The consumer
+        has had no chance to take them yet, so they do not count against it if it has
+        taken half a window since the last growth (a consumer that never takes anything
+        keeps its stream at the initial window)."""
+        if (self.unconsumed - fresh) * 2 > self.size or (
+            self.unconsumed * 2 > self.size and self.acked * 2 < self.size
+        ):
             return 0, 0  # our consumer is the bottleneck: more window would only buffer
         new_size = min(self.size * 2, max_size, self.size + max(budget, 0))
         used = new_size - self.size
         self.size = new_size
         self.unreturned += used
+        self.acked = 0
         return self._release(), used
 
     def _release(self) -> int:

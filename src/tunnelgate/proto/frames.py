@@ -54,7 +54,10 @@ class Frame:
         self.payload = payload
 
     def __repr__(self) -> str:
-        return f"<Frame {self.type.name} sid={self.stream_id} flags={self.flags} len={len(self.payload)}>"
+        return (
+            f"<Frame {self.type.name} sid={self.stream_id} flags={self.flags} "
+            f"len={len(self.payload)}>"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Frame):
@@ -120,6 +123,10 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._buffer:
             self._buffer += data
+            if not self._starts_with_frame(self._buffer):
+                # Copy nothing until a frame is complete: a peer dribbling a big frame
+                # in tiny messages must not cost a copy of the whole buffer per message.
+                return []
             # Parse out of a private copy so views stay valid after we trim the buffer.
             view = memoryview(bytes(self._buffer))
         else:
@@ -130,13 +137,7 @@ class FrameDecoder:
         unpack = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
             ftype, flags, stream_id, length = unpack(view, pos)
-            if length > self._max_payload:
-                raise RemoteProtocolError(
-                    ErrorCode.FRAME_SIZE_ERROR,
-                    f"frame of {length} bytes exceeds the {self._max_payload}-byte limit",
-                )
-            if ftype not in _KNOWN_TYPES:
-                raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"unknown frame type {ftype}")
+            self._check_header(ftype, length)
             start = pos + HEADER_SIZE
             if end - start < length:
                 break
@@ -144,3 +145,20 @@ class FrameDecoder:
             pos = start + length
         self._buffer = bytearray(view[pos:]) if pos < end else bytearray()
         return frames
+
+    def _check_header(self, ftype: int, length: int) -> None:
+        if length > self._max_payload:
+            raise RemoteProtocolError(
+                ErrorCode.FRAME_SIZE_ERROR,
+                f"frame of {length} bytes exceeds the {self._max_payload}-byte limit",
+            )
+        if ftype not in _KNOWN_TYPES:
+            raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"unknown frame type {ftype}")
+
+    def _starts_with_frame(self, buffer: bytearray) -> bool:
+        """True if `buffer` holds a whole first frame; checks its header as soon as it is in."""
+        if len(buffer) < HEADER_SIZE:
+            return False
+        ftype, _, _, length = HEADER.unpack_from(buffer)
+        self._check_header(ftype, length)
+        return len(buffer) - HEADER_SIZE >= int(length)

@@ -13,8 +13,11 @@ _ALPHABET: Final = string.ascii_lowercase + string.digits
 
 def normalize_name(name: str) -> str | None:
     """The case-folded name, or None if it is not a valid DNS label."""
+    # Check ASCII before folding: str.lower() maps U+212A KELVIN SIGN to an ASCII 'k'.
+    if not name.isascii():
+        return None
     folded = name.lower()
-    if not folded.isascii() or _LABEL.match(folded) is None:
+    if _LABEL.match(folded) is None:
         return None
     return folded
 
