@@ -7,6 +7,7 @@ each test also tells a gateway answer from an app answer by that header.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -134,6 +135,21 @@ async def test_head_timeout_is_408_then_close(strict_env: TunnelEnv) -> None:
         await assert_closed(conn)
     assert 0.4 <= elapsed < 5.0
     assert (await env.app_stats())["requests"] == before["requests"]
+
+
+async def test_idle_keep_alive_connection_is_not_a_slow_head(strict_env: TunnelEnv) -> None:
+    """Waiting between requests is keep-alive idling, not a slow head: no 408."""
+    env = strict_env
+    async with await env.connect() as conn:
+        # A request the gateway answers itself, at once, inside the same read.
+        await conn.send(build_request("GET", "/healthz", host=f"localhost:{env.gateway_port}"))
+        assert (await conn.read_response()).status == 200
+        # The scenario itself is an idle gap longer than the head timeout (0.5 s).
+        await asyncio.sleep(1.2)
+        await conn.send(build_request("GET", "/", host=env.host))
+        second = await conn.read_response()
+    assert second.status == 200
+    assert second.header("X-Tunnelgate-Error") is None
 
 
 # --- malformed requests ------------------------------------------------------------------------

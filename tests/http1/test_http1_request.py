@@ -431,3 +431,12 @@ def test_chunks_of_one_read_make_one_body_event() -> None:
     (body,) = parser.feed(data)
     assert isinstance(body, BodyData)
     assert body.data is data  # chunk data read whole is not copied
+
+
+def test_head_pending_only_while_a_head_is_cut() -> None:
+    parser = RequestParser()
+    assert not parser.head_pending
+    parser.feed(b"GET / HTTP/1.1\r\nHo")
+    assert parser.head_pending
+    parser.feed(b"st: a\r\n\r\n")
+    assert not parser.head_pending

@@ -78,7 +78,7 @@ class PublicConnection(asyncio.Protocol):
             return
         self.queue.extend(events)
         self._pump()
-        if self.exchange is None and not self.closing and not self._timer_is_head:
+        if self.parser.head_pending and self.exchange is None and not self._timer_is_head:
             self._arm_timer(self.gateway.config.head_timeout, head=True)  # a head is coming
 
     def eof_received(self) -> bool:

@@ -173,6 +173,11 @@ class RequestParser:
     def __repr__(self) -> str:
         return f"<RequestParser {_STATE_NAMES[self._state]}{' dead' if self._error else ''}>"
 
+    @property
+    def head_pending(self) -> bool:
+        """True while part of a request head has arrived and the rest has not."""
+        return self._state == _HEAD and self._framer.size > 0
+
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self._error is not None:
             raise HTTPError(self._error.status, self._error.code, str(self._error))
