@@ -155,3 +155,11 @@ def test_bad_open_info(payload: bytes) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         OpenInfo.decode(payload)
     assert info.value.code == ErrorCode.PROTOCOL_ERROR
+
+
+def test_code_name_reads_unknown_codes() -> None:
+    from tunnelgate.proto.codes import code_name
+
+    assert code_name(0) == "no_error"
+    assert code_name(9) == "idle_timeout"
+    assert code_name(4242) == "error_4242"

@@ -24,7 +24,7 @@ from tunnelgate import limits
 from tunnelgate.config import ClientConfig, TunnelSpec
 from tunnelgate.errors import RemoteProtocolError, TunnelRejected
 from tunnelgate.logs import configure_logging
-from tunnelgate.proto.codes import ErrorCode, RejectReason
+from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, OpenInfo, Register, Registered, Rejected
 from tunnelgate.proto.mux import Role
 from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnection
@@ -179,7 +179,7 @@ class Agent:
                 self.connection.close(ErrorCode.NO_ERROR, "rejected")
 
     def on_go_away(self, code: int, reason: str) -> None:
-        self.output.closed(reason or ErrorCode(code).name.lower())
+        self.output.closed(reason or code_name(code))
 
     def on_closed(self, clean: bool, reason: str) -> None:
         if self._closed is not None and not self._closed.done():

@@ -21,6 +21,14 @@ class ErrorCode(IntEnum):
     KICKED = 12  # an operator closed the tunnel
 
 
+def code_name(code: int) -> str:
+    """A readable name for a wire code, also for codes a newer peer may send."""
+    try:
+        return ErrorCode(code).name.lower()
+    except ValueError:
+        return f"error_{code}"
+
+
 class RejectReason(StrEnum):
     """The closed list of reasons a registration is refused."""
 

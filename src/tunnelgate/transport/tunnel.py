@@ -17,7 +17,7 @@ from tunnelgate import limits
 from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
 from tunnelgate.logs import EventLog
 from tunnelgate.proto import events as ev
-from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.codes import ErrorCode, code_name
 from tunnelgate.proto.messages import ControlMessage
 from tunnelgate.proto.mux import Connection, Role
 
@@ -163,7 +163,7 @@ class TunnelConnection(WSListener):
         elif isinstance(event, ev.GoAwayReceived):
             if event.code == ErrorCode.NO_ERROR:
                 self._clean_close = True
-            self._close_reason = event.reason or ErrorCode(event.code).name.lower()
+            self._close_reason = event.reason or code_name(event.code)
             self.hooks.on_go_away(event.code, event.reason)
 
     # --- commands -----------------------------------------------------------
@@ -209,7 +209,7 @@ class TunnelConnection(WSListener):
         self.closed = True
         if code == ErrorCode.NO_ERROR:
             self._clean_close = True
-        self._close_reason = reason or ErrorCode(code).name.lower()
+        self._close_reason = reason or code_name(code)
         try:
             self.mux.go_away(code, reason)
         except LocalProtocolError:
