@@ -430,3 +430,15 @@ def test_received_data_outlives_the_callers_buffer() -> None:
     buffer[:] = bytes(len(buffer))
     assert events == [ev.StreamOpened(1, b"meta"), ev.DataReceived(1, b"body")]
     assert all(type(e.data) is bytes for e in events if isinstance(e, ev.DataReceived))
+
+
+def test_data_to_send_after_headroom_is_the_same_batch() -> None:
+    gateway = Connection(Role.GATEWAY)
+    sid = gateway.open_stream(b"meta")
+    gateway.send_data(sid, b"payload", end_stream=True)
+    twin = Connection(Role.GATEWAY)
+    twin.send_data(twin.open_stream(b"meta"), b"payload", end_stream=True)
+    batch = gateway.data_to_send_after(b"\x00" * 14)
+    assert isinstance(batch, bytearray)
+    assert bytes(batch) == b"\x00" * 14 + twin.data_to_send()
+    assert not gateway.has_data_to_send

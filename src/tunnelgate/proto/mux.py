@@ -135,6 +135,14 @@ class Connection:
         self._out_size = 0
         return b"".join(out)
 
+    def data_to_send_after(self, headroom: bytes) -> bytearray:
+        """The same batch in a bytearray that starts with `headroom`, for transports that
+        write their own header in front of the payload instead of copying it again."""
+        out, self._out = self._out, []
+        self._out_size = 0
+        out.insert(0, headroom)
+        return bytearray().join(out)
+
     def _frame(
         self, ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0
     ) -> None:

@@ -25,6 +25,7 @@ SUBPROTOCOL = "tunnelgate.v1"
 # Flush a batch early once it is this large, so one message stays well under the
 # peer's message limit (limits.MAX_TUNNEL_MESSAGE).
 FLUSH_THRESHOLD = 1 * limits.MiB
+_WS_HEADROOM = bytes(14)  # the largest WebSocket frame header (with mask key)
 
 log = EventLog("tunnelgate.tunnel")
 
@@ -236,7 +237,10 @@ class TunnelConnection(WSListener):
         if self.ws is None or self.ws.is_disconnected:
             return
         if self.mux.has_data_to_send:
-            self.ws.send(WSMsgType.BINARY, self.mux.data_to_send())
+            # picows writes its frame header into the headroom and masks in place:
+            # the batch is copied once (the join), not twice.
+            batch = self.mux.data_to_send_after(_WS_HEADROOM)
+            self.ws.send_reuse_external_bytearray(WSMsgType.BINARY, batch, len(_WS_HEADROOM))
 
     def _on_timer(self) -> None:
         now = time.monotonic()
