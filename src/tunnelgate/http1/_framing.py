@@ -75,7 +75,39 @@ class Sink:
         self.complete = True
 
 
-def feed_llhttp(parser: Any, sink: Sink, data: bytes) -> bool:
+class StatusSink:
+    """llhttp's callbacks for a response head we only watch go by.
+
+    No `on_header`: httptools then skips building a Python string pair per field, which
+    was most of the cost of a response head. The three framing fields are read from the
+    raw head instead (response.py).
+    """
+
+    __slots__ = ("begun", "complete", "head_done", "reason")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.reason = b""
+        self.head_done = False
+        self.complete = False
+        self.begun = 0
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_status(self, piece: bytes) -> None:
+        self.reason += piece
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def feed_llhttp(parser: Any, sink: Sink | StatusSink, data: bytes) -> bool:
     """Feed llhttp; True if it stopped after the head for a protocol switch.
 
     Raises httptools.HttpParserError for bytes llhttp refuses.

@@ -9,7 +9,8 @@ because llhttp cannot know which request a response answers (HEAD, CONNECT).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import re
+from typing import Any, Final, NoReturn
 
 import httptools
 from httptools import HttpParserError
@@ -22,7 +23,7 @@ from ._framing import (
     ChunkedFramer,
     FramingError,
     HeadFramer,
-    Sink,
+    StatusSink,
     feed_llhttp,
     header_tokens,
     persistent,
@@ -36,9 +37,9 @@ class ResponseHead(Event):
     `switching`: 101, the connection speaks another protocol after this head."""
 
     __slots__ = (
+        "_raw",
         "chunked",
         "content_length",
-        "headers",
         "interim",
         "keep_alive",
         "reason",
@@ -52,7 +53,7 @@ class ResponseHead(Event):
         status: int,
         reason: bytes,
         version: str,
-        headers: list[tuple[bytes, bytes]],
+        raw: bytes,
         keep_alive: bool,
         interim: bool,
         switching: bool,
@@ -62,12 +63,20 @@ class ResponseHead(Event):
         self.status = status
         self.reason = reason
         self.version = version
-        self.headers = headers
+        self._raw = raw  # the whole head; fields are split out only if asked for
         self.keep_alive = keep_alive
         self.interim = interim
         self.switching = switching
         self.chunked = chunked
         self.content_length = content_length
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The fields as sent (name case kept, value without surrounding whitespace)."""
+        lines = self._raw.split(b"\r\n")[1:-2]
+        return [
+            (name, value.strip(b" \t")) for name, _, value in (f.partition(b":") for f in lines)
+        ]
 
     def __repr__(self) -> str:  # field values elided: they hold cookies
         framing = "chunked" if self.chunked else f"length={self.content_length}"
@@ -92,6 +101,9 @@ ResponseEvent = ResponseHead | ResponseComplete
 _IDLE, _HEAD, _BODY, _CHUNKED, _UNTIL_EOF, _STOPPED = range(6)
 _STATE_NAMES = ("idle", "head", "body", "chunked", "until-eof", "stopped")
 _VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
+# The only fields passthrough framing needs, read from the lower-cased raw head in one C
+# call (llhttp has already refused whitespace before a colon, obs-fold and bare CR/LF).
+_FRAMING_FIELDS: Final = re.compile(rb"\r\n(content-length|transfer-encoding|connection):([^\r]*)")
 
 
 def _bad(message: str) -> HTTPError:
@@ -126,7 +138,7 @@ class ResponseParser:
     ) -> None:
         self._max_header_bytes = max_header_bytes
         self._max_header_count = max_header_count
-        self._sink = Sink()
+        self._sink = StatusSink()
         self._framer = HeadFramer(max_header_bytes)
         self._chunks = ChunkedFramer(max_header_bytes)
         self._ll: Any = None
@@ -195,13 +207,15 @@ class ResponseParser:
                 feed_llhttp(self._ll, sink, _view(data, framer.start, stop))
             except HttpParserError as exc:
                 raise _bad(f"invalid response head: {exc}") from None
-        if len(sink.headers) > self._max_header_count:
-            raise _bad(f"response head with more than {self._max_header_count} headers")
         if end < 0:
             return n
         if not sink.head_done or sink.begun != 1:  # llhttp must end the head where we do
             raise _bad("the response head is ambiguous")
-        head = self._make_head(*framer.head(data, end))
+        buf, start = framer.head(data, end)
+        raw = buf[start:end] if buf is data else buf
+        if raw.count(b"\r\n") - 2 > self._max_header_count:  # less the start and blank lines
+            raise _bad(f"response head with more than {self._max_header_count} headers")
+        head = self._make_head(raw)
         events.append(head)
         status = head.status
         if head.interim:
@@ -261,21 +275,21 @@ class ResponseParser:
         self._ll = httptools.HttpResponseParser(self._sink)
         self._state = _HEAD
 
-    def _make_head(self, buf: bytes, start: int) -> ResponseHead:
-        version = _VERSIONS.get(buf[start : start + 9])
+    def _make_head(self, raw: bytes) -> ResponseHead:
+        version = _VERSIONS.get(raw[:9])
         if version is None:  # llhttp also takes RTSP/ and ICE/, and HTTP/2.0
             raise _bad("the local app answered in a version other than HTTP/1.x")
         status: int = self._ll.get_status_code()
         if not 100 <= status <= 599:  # RFC 9110 §15: llhttp takes any three digits
             raise _bad(f"status {status} is out of range")
         length = encoding = connection = None
-        for name, value in self._sink.headers:
-            key = name.lower()
+        for key, value in _FRAMING_FIELDS.findall(raw.lower()):
+            value = value.strip(b" \t")
             if key == b"content-length":
                 length = value  # llhttp refused duplicates and non-digits
             elif key == b"transfer-encoding":
                 encoding = value  # the last line ends the list
-            elif key == b"connection":
+            else:
                 connection = value if connection is None else connection + b"," + value
         # RFC 9112 §6.3: chunked only when it is the final coding, else close-delimited
         chunked = encoding is not None and header_tokens(encoding)[-1] == b"chunked"
@@ -289,7 +303,7 @@ class ResponseParser:
             status,
             self._sink.reason,
             version,
-            self._sink.headers,
+            raw,
             keep_alive,
             status < 200 and not switching,
             switching,
