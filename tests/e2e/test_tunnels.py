@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from tunnelgate.testing import websocket as ws
-from tunnelgate.testing.local_app import LocalApp, start_local_app
 from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     Proc,
@@ -419,20 +418,20 @@ async def test_random_names_are_long_lower_case_and_route(
 
 # --- several tunnels on one connection --------------------------------------------------------
 async def test_start_config_serves_two_tunnels_on_one_connection(
-    anon_gw: Gateway, clients: Clients, local_app: LocalApp, tmp_path: Path
+    anon_gw: Gateway, clients: Clients, app_port: int, tmp_path: Path
 ) -> None:
-    other_app = await start_local_app()
-    try:
+    other_proc, other_port = start_local_app_proc()
+    with other_proc:
         config = tmp_path / "tunnels.toml"
         config.write_text(
             f'server = "{anon_gw.server}"\n'
             "[tunnels.web]\n"
             'proto = "http"\n'
-            f'addr = "{local_app.port}"\n'
+            f'addr = "{app_port}"\n'
             'subdomain = "two-web"\n'
             "[tunnels.api]\n"
             'proto = "http"\n'
-            f'addr = "127.0.0.1:{other_app.port}"\n'
+            f'addr = "127.0.0.1:{other_port}"\n'
         )
         mark = anon_gw.mark()
         proc = clients.start("start", "--config", str(config))
@@ -443,19 +442,26 @@ async def test_start_config_serves_two_tunnels_on_one_connection(
         assert re.fullmatch(r"[a-z0-9]{8,63}", api_name), api
 
         # Each tunnel reaches its own app, and only that one.
+        before = await _requests_served(app_port), await _requests_served(other_port)
         await assert_serves(anon_gw, "two-web")
-        assert (local_app.requests, other_app.requests) == (1, 0)
         await assert_serves(anon_gw, api_name)
         await assert_serves(anon_gw, api_name)
-        assert (local_app.requests, other_app.requests) == (1, 2)
+        after = await _requests_served(app_port), await _requests_served(other_port)
+        assert (after[0] - before[0], after[1] - before[1]) == (1, 2)
 
         # One connection: both names were registered by the same client address.
         web_reg = await anon_gw.wait_event("tunnel_registered", after=mark, name="two-web")
         api_reg = await anon_gw.wait_event("tunnel_registered", after=mark, name=api_name)
         assert web_reg["client"] == api_reg["client"]
         assert len(anon_gw.events("tunnel_connected", after=mark, client=web_reg["client"])) == 1
-    finally:
-        await other_app.aclose()
+
+
+async def _requests_served(app_port: int) -> int:
+    """How many requests the local app on ``app_port`` has served (its /stats, asked directly)."""
+    response = await http_request(app_port, build_request("GET", "/stats"))
+    assert response.status == 200, response
+    count: int = response.json()["requests"]
+    return count
 
 
 def _ready_for(tunnel: str) -> Callable[[JsonObject], bool]:
