@@ -145,6 +145,7 @@ def format_event(
     fields: dict[str, object],
     trace: str | None = None,
 ) -> str:
+    # One line per public request comes through here: the common cases are inlined.
     if json_format:
         line: dict[str, object] = {
             "ts": stamp,
@@ -153,13 +154,26 @@ def format_event(
             "event": event,
         }
         for key, value in fields.items():
-            line[f"field_{key}" if key in _RESERVED else key] = _scrub(value)
+            if key in _RESERVED:
+                key = f"field_{key}"
+            line[key] = f"<{len(value)} bytes>" if isinstance(value, _BYTES_TYPES) else value
         if trace:
             line["traceback"] = trace
         return json.dumps(line, default=str)
-    text = f"{stamp} {level} {event} " + " ".join(
-        [f"{key}={_text_value(value)}" for key, value in fields.items()]
-    )
+    parts = [stamp, level, event]
+    for key, value in fields.items():
+        kind = type(value)
+        if (
+            kind is int
+            or kind is float
+            or (
+                kind is str and value and not _NEEDS_QUOTES.search(value)  # type: ignore[call-overload]
+            )
+        ):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={_text_value(value)}")
+    text = " ".join(parts)
     return f"{text}\n{trace}" if trace else text
 
 
