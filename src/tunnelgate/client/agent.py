@@ -27,6 +27,7 @@ from tunnelgate.logs import configure_logging
 from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, OpenInfo, Register, Registered, Rejected
 from tunnelgate.proto.mux import Role
+from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnection
 
 from .output import Output, make_output
@@ -62,7 +63,8 @@ class Agent:
 
     # --- main loop ------------------------------------------------------------
     async def run(self) -> int:
-        self.pools = {tid: LocalPool(spec) for tid, spec in self.specs.items()}
+        deadlines = Deadlines()
+        self.pools = {tid: LocalPool(spec, deadlines) for tid, spec in self.specs.items()}
         failures = 0
         try:
             while not self.stopping:
@@ -85,6 +87,7 @@ class Agent:
         finally:
             for pool in self.pools.values():
                 pool.close()
+            deadlines.close()
             for task in list(self._tasks):
                 task.cancel()
         return EXIT_OK

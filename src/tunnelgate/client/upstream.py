@@ -8,6 +8,7 @@ Each stream carries one HTTP request. Local connections are kept alive and reuse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -17,6 +18,7 @@ from tunnelgate.config import TunnelSpec
 from tunnelgate.errors import HTTPError
 from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
 from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.tunnel import TunnelConnection
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class LocalConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.write_paused = False
+        self.deadline_tick = 0  # Timed: idle in the pool until then
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
@@ -63,6 +66,9 @@ class LocalConnection(asyncio.Protocol):
         if self.relay is not None:
             self.relay.on_local_drained()
 
+    def on_deadline(self) -> None:
+        self.close()  # idle in the pool for too long
+
     def close(self) -> None:
         self.closed = True
         self.pool.discard(self)
@@ -73,16 +79,15 @@ class LocalConnection(asyncio.Protocol):
 class LocalPool:
     """Idle keep-alive connections to one local app, newest first."""
 
-    def __init__(self, spec: TunnelSpec) -> None:
+    def __init__(self, spec: TunnelSpec, deadlines: Deadlines) -> None:
         self.spec = spec
         self.idle: deque[LocalConnection] = deque()
-        self._loop = asyncio.get_running_loop()
-        self._timers: dict[LocalConnection, asyncio.TimerHandle] = {}
+        self._deadlines = deadlines
 
     def take(self) -> LocalConnection | None:
         while self.idle:
             conn = self.idle.pop()
-            self._timers.pop(conn).cancel()
+            self._deadlines.clear(conn)
             if not conn.closed:
                 return conn
         return None
@@ -96,18 +101,17 @@ class LocalPool:
             # Its last stream may have paused it for lack of credit; the next must read.
             conn.transport.resume_reading()
         self.idle.append(conn)
-        self._timers[conn] = self._loop.call_later(limits.LOCAL_IDLE_TIMEOUT, conn.close)
+        self._deadlines.set(conn, limits.LOCAL_IDLE_TIMEOUT)
 
     def discard(self, conn: LocalConnection) -> None:
-        timer = self._timers.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
+        self._deadlines.clear(conn)
+        with contextlib.suppress(ValueError):  # not pooled: it was serving a stream
             self.idle.remove(conn)
 
     def close(self) -> None:
         while self.idle:
             conn = self.idle.pop()
-            self._timers.pop(conn).cancel()
+            self._deadlines.clear(conn)
             conn.close()
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .server import Gateway
 
 log = EventLog("tunnelgate.gateway")
+_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 
 
@@ -47,9 +48,8 @@ class PublicConnection(asyncio.Protocol):
         self.closing = False
         self.eof = False  # the public client will send no more
         self._paused_for: set[str] = set()  # reading stops while any reason holds
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_is_head = False
-        self._loop = asyncio.get_running_loop()
+        self.deadline_tick = 0  # Timed, for gateway.deadlines
+        self._timer_kind = _NO_TIMER
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -63,7 +63,7 @@ class PublicConnection(asyncio.Protocol):
         if peer:
             self.client_ip = str(peer[0])
             self.client_addr = f"{peer[0]}:{peer[1]}"
-        self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+        self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -78,8 +78,8 @@ class PublicConnection(asyncio.Protocol):
             return
         self.queue.extend(events)
         self._pump()
-        if self.parser.head_pending and self.exchange is None and not self._timer_is_head:
-            self._arm_timer(self.gateway.config.head_timeout, head=True)  # a head is coming
+        if self.parser.head_pending and self.exchange is None and self._timer_kind != _HEAD:
+            self.arm(self.gateway.config.head_timeout, _HEAD)  # a head is coming
 
     def eof_received(self) -> bool:
         if self.exchange is not None and self.exchange.raw:
@@ -94,7 +94,7 @@ class PublicConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._cancel_timer()
+        self.disarm()
         if self.exchange is not None:
             self.exchange.public_lost()
             self.exchange = None
@@ -135,7 +135,7 @@ class PublicConnection(asyncio.Protocol):
             self.resume_reading_for("pipeline")
 
     def _start(self, head: RequestHead) -> None:
-        self._cancel_timer()
+        self.disarm()
         name = self.gateway.tunnel_name(head.host)
         if name is None:
             self._serve_gateway(head)
@@ -158,7 +158,7 @@ class PublicConnection(asyncio.Protocol):
             rest = [e.data for e in self.queue if isinstance(e, UpgradeData)]
             self.queue.clear()
             self.closing = True  # this object is done; the transport moves on
-            self._cancel_timer()
+            self.disarm()
             accept_tunnel_client(self.gateway, transport, head, b"".join(rest), self.client_addr)
             return
         if path == b"/healthz" and head.method in (b"GET", b"HEAD"):
@@ -186,7 +186,7 @@ class PublicConnection(asyncio.Protocol):
         if head.content_length or head.chunked or not head.keep_alive:
             self.close()
         else:
-            self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+            self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
 
     def _refuse(self, exc: HTTPError) -> None:
         if self.transport is None or self.closing:
@@ -211,7 +211,7 @@ class PublicConnection(asyncio.Protocol):
         if not keep_alive or self.closing or self.eof:
             self.close()
             return
-        self._arm_timer(limits.KEEPALIVE_TIMEOUT, head=False)
+        self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
         self._pump()
 
     # --- reading, closing, timers -------------------------------------------
@@ -230,26 +230,35 @@ class PublicConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close after what is already written has been sent."""
         self.closing = True
-        self._cancel_timer()
+        self.disarm()
         if self.transport is not None:
             self.transport.close()
 
-    def _arm_timer(self, delay: float, *, head: bool) -> None:
-        self._cancel_timer()
-        self._timer_is_head = head
+    def arm(self, delay: float, kind: int) -> None:
+        """One timeout at a time: keep-alive idle, head in progress, or response awaited."""
+        self._timer_kind = kind
         if delay > 0:
-            self._timer = self._loop.call_later(delay, self._on_timeout)
+            self.gateway.deadlines.set(self, delay)
+        else:
+            self.gateway.deadlines.clear(self)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_is_head = False
+    def arm_response_timeout(self) -> None:
+        self.arm(self.gateway.config.response_timeout, _RESPONSE)
 
-    def _on_timeout(self) -> None:
-        self._timer = None
-        if self.exchange is not None:
-            return
-        if self._timer_is_head and self.transport is not None:
-            self.transport.write(error_page(408, "head_timeout", "request head not sent in time"))
-        self.close()
+    def disarm(self) -> None:
+        self._timer_kind = _NO_TIMER
+        self.gateway.deadlines.clear(self)
+
+    def on_deadline(self) -> None:
+        kind, self._timer_kind = self._timer_kind, _NO_TIMER
+        if kind == _RESPONSE:
+            if self.exchange is not None:
+                self.exchange.response_timeout()
+        elif kind == _HEAD:
+            if self.exchange is None and self.transport is not None:
+                self.transport.write(
+                    error_page(408, "head_timeout", "request head not sent in time")
+                )
+                self.close()
+        elif kind == _KEEPALIVE and self.exchange is None:
+            self.close()

@@ -10,7 +10,6 @@ drains, so a public client that stops reading stops only its own stream.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -55,7 +54,6 @@ class Exchange:
         self._public_eof = False
         self._tunnel_eof = False
         self._started = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "raw" if self.raw else ("response" if self.request_done else "request")
@@ -84,9 +82,7 @@ class Exchange:
         self.request_done = no_body
         self.tc.send(self.sid, wire, end=no_body)
         self.tunnel.requests += 1
-        timeout = conn.gateway.config.response_timeout
-        if timeout > 0:
-            self._timer = asyncio.get_running_loop().call_later(timeout, self._response_timeout)
+        conn.arm_response_timeout()
 
     def send_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -208,9 +204,7 @@ class Exchange:
 
     # --- internals ------------------------------------------------------------
     def _on_head(self, head: ResponseHead) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.conn.disarm()  # the app answered: the response timeout is over
         if not head.interim:
             self.status = head.status
             self._response_keep_alive = head.keep_alive
@@ -238,8 +232,7 @@ class Exchange:
         if self._public_eof and self._tunnel_eof:
             self._finish(keep_alive=False)
 
-    def _response_timeout(self) -> None:
-        self._timer = None
+    def response_timeout(self) -> None:
         if not self.response_started and not self.finished:
             self.tc.reset(self.sid, ErrorCode.CANCEL)
             self._gateway_error(504, "response_timeout", "the local app did not answer in time")
@@ -267,9 +260,6 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if status is not None:
             self.status = status
         self.tc.handlers.pop(self.sid, None)

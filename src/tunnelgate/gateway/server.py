@@ -14,6 +14,7 @@ from tunnelgate import limits
 from tunnelgate.config import GatewayConfig, unsupported_options
 from tunnelgate.logs import EventLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import TokenAuth
 from .registry import MemoryRegistry, Tunnel
@@ -34,6 +35,7 @@ class Gateway:
         self._gateway_hosts = {self.domain, b"tunnel" + self._suffix}
         self.http_port = config.http[1] if config.http else 80
         self.tunnels: set[Tunnel] = set()
+        self.deadlines = Deadlines()
         self._per_token: Counter[str | None] = Counter()
 
     def public_url(self, name: str) -> str:
@@ -95,6 +97,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
         async with asyncio.timeout(limits.SHUTDOWN_TIMEOUT):
             for server in servers:
                 await server.wait_closed()
+    gateway.deadlines.close()
     log.info("stopped")
 
 
