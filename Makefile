@@ -29,3 +29,20 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
+# whichever is missing); matplotlib from the bench extra. Not part of `make test`.
+.PHONY: bench bench-scale
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.bootstrap
+	$(BIN)/python -m bench.run
+
+bench-scale: $(BENCH_STAMP)
+	$(BIN)/python -m bench.bootstrap
+	$(BIN)/python -m bench.scale

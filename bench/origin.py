@@ -1,0 +1,169 @@
+"""The origin every system forwards to: nginx, or a pure-Python stand-in for the smoke test.
+
+nginx runs with one worker, its configuration and files generated under the work directory:
+a 13-byte body at ``/``, and a 1 MiB and a 100 MiB random file (made once and kept, since
+making 100 MiB of random bytes takes a while). The access log is off, so the origin's own cost
+per request is as low as nginx makes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from .procs import BenchError, ManagedProc, Processes, children, free_port, port_open, wait_until
+
+SMALL_BODY: Final = b"Hello, world!"  # 13 bytes, as the issue asks
+MID_SIZE: Final = 1024 * 1024
+BIG_SIZE: Final = 100 * 1024 * 1024
+START_TIMEOUT: Final = 10.0
+NOFILE: Final = 65536  # the scale run keeps ~10,000 pooled connections to the origin
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What the systems need to know about a running origin."""
+
+    kind: str  # "nginx" or "python"
+    port: int
+    small_path: str
+    mid_path: str
+    big_path: str
+    big_size: int
+    mid_sha256: str
+    small_body: bytes
+    proc: ManagedProc
+
+    @property
+    def worker_pid(self) -> int:
+        """The process that serves requests (nginx's one worker, not its master)."""
+        if self.kind == "nginx":
+            workers = children(self.proc.pid)
+            if workers:
+                return workers[0]
+        return self.proc.pid
+
+
+def _write_random(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size == size:
+        return
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(left, 1024 * 1024))
+            out.write(block)
+            left -= len(block)
+    tmp.replace(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+NGINX_CONF: Final = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;  # wrk keeps its connections for the whole run
+    keepalive_timeout 75s;
+    default_type application/octet-stream;
+    client_body_temp_path {work}/tmp/body;
+    proxy_temp_path {work}/tmp/proxy;
+    fastcgi_temp_path {work}/tmp/fastcgi;
+    uwsgi_temp_path {work}/tmp/uwsgi;
+    scgi_temp_path {work}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        server_name _;
+        root {docroot};
+        location = / {{ default_type text/plain; try_files /index.txt =404; }}
+    }}
+}}
+"""
+
+
+def start_nginx(procs: Processes, workdir: Path, big_size: int = BIG_SIZE) -> Origin:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    workdir = workdir.resolve()
+    work = workdir / "nginx"
+    docroot = workdir / "docroot"
+    for d in (work, work / "tmp", docroot):
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)  # nginx's worker runs as nobody when we are root
+    (docroot / "index.txt").write_bytes(SMALL_BODY)
+    _write_random(docroot / "1m.bin", MID_SIZE)
+    big_name = "100m.bin" if big_size == BIG_SIZE else f"big-{big_size}.bin"
+    _write_random(docroot / big_name, big_size)
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            work=work, docroot=docroot, port=port, nofile=NOFILE, connections=NOFILE // 2
+        )
+    )
+    argv = [nginx, "-p", str(work), "-c", str(conf), "-e", str(work / "nginx-error.log")]
+    proc = procs.start("nginx", argv)
+    wait_until("nginx to listen", lambda: port_open(port), START_TIMEOUT, proc)
+    wait_until("nginx's worker", lambda: bool(children(proc.pid)), START_TIMEOUT, proc)
+    return Origin(
+        kind="nginx",
+        port=port,
+        small_path="/",
+        mid_path="/1m.bin",
+        big_path=f"/{big_name}",
+        big_size=big_size,
+        mid_sha256=_sha256(docroot / "1m.bin"),
+        small_body=SMALL_BODY,
+        proc=proc,
+    )
+
+
+def start_python_origin(procs: Processes, big_size: int) -> Origin:
+    """tunnelgate's own test app (``tunnelgate.testing.local_app``) as the origin: no apt."""
+    from tunnelgate.testing.local_app import expected_bytes_sha256
+
+    argv = [sys.executable, "-m", "tunnelgate.testing.local_app", "--port", "0"]
+    proc = procs.start("origin", argv)
+    port = 0
+
+    def listening() -> bool:
+        nonlocal port
+        for event in proc.events():
+            if event.get("event") == "listening":
+                port = int(event["port"])
+                return True
+        return False
+
+    wait_until("the Python origin to listen", listening, START_TIMEOUT, proc)
+    if not port:
+        raise BenchError("the Python origin did not say its port")
+    return Origin(
+        kind="python",
+        port=port,
+        small_path="/",
+        mid_path=f"/bytes?n={MID_SIZE}&seed=1",
+        big_path=f"/bytes?n={big_size}&seed=2",
+        big_size=big_size,
+        mid_sha256=expected_bytes_sha256(MID_SIZE, 1),
+        small_body=b"hello\n",
+        proc=proc,
+    )

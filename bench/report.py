@@ -1,0 +1,347 @@
+"""Results: the headline numbers, the targets of issue 3, a Markdown report, and a check of form.
+
+Works on the JSON the run wrote, so ``python -m bench.report [bench/results/latest.json]``
+re-renders latest.md and latest.png from a saved run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+SCHEMA: Final = 1
+NAMES: Final = {"direct": "direct", "tunnelgate": "tunnelgate", "pagekite": "PageKite"}
+Result = Mapping[str, Any]
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def point(system: Result, connections: int) -> Result | None:
+    for entry in system.get("sweep") or ():
+        if entry.get("connections") == connections:
+            return entry  # type: ignore[no-any-return]
+    return None
+
+
+def _get(data: Result | None, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _mib(kib: Any) -> float | None:
+    return kib / 1024 if isinstance(kib, int | float) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    label: str
+    value: Callable[[Result, Result], Any]  # (system, whole result) -> number or None
+    higher_is_better: bool
+    fmt: str = "{:,.0f}"
+
+
+ROWS: Final = (
+    Row("small GET req/s, 50 connections", lambda s, r: _get(point(s, 50), "rps"), True),
+    Row("p50 latency, 50 connections (ms)", lambda s, r: _get(point(s, 50), "p50_ms"), False,
+        "{:,.2f}"),
+    Row("p99 latency, 50 connections (ms)", lambda s, r: _get(point(s, 50), "p99_ms"), False,
+        "{:,.2f}"),
+    Row("small GET req/s, 1 connection", lambda s, r: _get(point(s, 1), "rps"), True),
+    Row("p50 latency, 1 connection (ms)", lambda s, r: _get(point(s, 1), "p50_ms"), False,
+        "{:,.2f}"),
+    Row("p99 latency, 1 connection (ms)", lambda s, r: _get(point(s, 1), "p99_ms"), False,
+        "{:,.2f}"),
+    Row("one 100 MiB download (MB/s)", lambda s, r: _get(s, "bulk_single", "mb_per_s"), True,
+        "{:,.1f}"),
+    Row("8 downloads in parallel (MB/s, total)",
+        lambda s, r: _get(s, "bulk_parallel", "mb_per_s"), True, "{:,.1f}"),
+    Row("CPU per request, gateway / front end (µs)",
+        lambda s, r: _get(point(s, 50), "cpu_us_per_request", "gateway"), False, "{:,.1f}"),
+    Row("CPU per request, client / back end (µs)",
+        lambda s, r: _get(point(s, 50), "cpu_us_per_request", "client"), False, "{:,.1f}"),
+    Row("CPU per request, nginx worker (µs)",
+        lambda s, r: _get(point(s, 50), "cpu_us_per_request", "origin"), False, "{:,.1f}"),
+    Row("gateway / front end RSS idle (MiB)",
+        lambda s, r: _mib(_get(s, "rss_kib", "idle", "gateway")), False, "{:,.1f}"),
+    Row("gateway / front end RSS after load (MiB)",
+        lambda s, r: _mib(_get(s, "rss_kib", "after_load", "gateway")), False, "{:,.1f}"),
+    Row("client / back end RSS after load (MiB)",
+        lambda s, r: _mib(_get(s, "rss_kib", "after_load", "client")), False, "{:,.1f}"),
+)  # fmt: skip
+
+
+def _cell(row: Row, value: Any) -> str:
+    return "n/a" if value is None else row.fmt.format(value)
+
+
+def _ratio(value: Any, base: Any) -> str:
+    if not isinstance(value, int | float) or not isinstance(base, int | float) or not base:
+        return ""
+    return f"{value / base:.2f}"
+
+
+def ahead(row: Row, ours: Any, theirs: Any) -> bool | None:
+    """Is tunnelgate ahead of PageKite on this row? None when either value is missing."""
+    if not isinstance(ours, int | float) or not isinstance(theirs, int | float):
+        return None
+    return ours > theirs if row.higher_is_better else ours < theirs
+
+
+def table(result: Result) -> str:
+    systems = result.get("systems", {})
+    shown = [name for name in NAMES if name in systems]
+    head = ["metric", *(NAMES[n] for n in shown)]
+    head += [f"{NAMES[n]} / direct" for n in shown if n != "direct" and "direct" in shown]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ROWS:
+        values = {n: row.value(systems[n], result) for n in shown}
+        cells = [row.label, *(_cell(row, values[n]) for n in shown)]
+        if "direct" in shown:
+            cells += [_ratio(values[n], values["direct"]) for n in shown if n != "direct"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += _extra_rows(result, shown, len(head))
+    return "\n".join(lines)
+
+
+def _integrity(system: Result) -> str:
+    ok = _get(system, "integrity", "ok")
+    return "n/a" if ok is None else ("ok" if ok else "MISMATCH")
+
+
+def _extra_rows(result: Result, shown: list[str], width: int) -> list[str]:
+    systems = result.get("systems", {})
+    tunnel = _get(result, "idle_tunnels", "per_tunnel_kib")
+    count = _get(result, "idle_tunnels", "count") or _get(result, "config", "tunnels") or 0
+    tunnel_cell = "n/a" if tunnel is None else f"{tunnel:,.1f}"
+    rows = [
+        [f"gateway RSS per idle tunnel ({count:,} tunnels, KiB)",
+         *(tunnel_cell if n == "tunnelgate" else "—" for n in shown)],
+        ["integrity (SHA-256 of the 1 MiB file)", *(_integrity(systems[n]) for n in shown)],
+        ["restarts / failed route checks",
+         *(f"{systems[n].get('restarts', 0)} / {systems[n].get('route_failures', 0)}"
+           for n in shown)],
+    ]  # fmt: skip
+    return ["| " + " | ".join(row + [""] * (width - len(row))) + " |" for row in rows]
+
+
+# --- targets (issue 3) -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Target:
+    metric: str
+    wanted: str
+    value: str
+    met: bool | None  # None: not measured
+
+
+def _c50(result: Result, name: str, key: str) -> Any:
+    return _get(point(result.get("systems", {}).get(name, {}), 50), key)
+
+
+def _quotient(a: Any, b: Any) -> float | None:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return float(a) / float(b)
+    return None
+
+
+def _check(value: float | None, ok: Callable[[float], bool], fmt: str) -> tuple[str, bool | None]:
+    return ("n/a", None) if value is None else (fmt.format(value), ok(value))
+
+
+def targets(result: Result, scale: Result | None = None) -> list[Target]:
+    rps = _quotient(_c50(result, "tunnelgate", "rps"), _c50(result, "direct", "rps"))
+    p99 = _quotient(_c50(result, "tunnelgate", "p99_ms"), _c50(result, "direct", "p99_ms"))
+    bulk = _get(result, "systems", "tunnelgate", "bulk_single", "mb_per_s")
+    per_tunnel = _get(result, "idle_tunnels", "per_tunnel_kib")
+    found = [
+        Target("small GET req/s, c50, tunnelgate / direct", ">= 0.40",
+               *_check(rps, lambda v: v >= 0.40, "{:.2f}")),
+        Target("p99 latency c50, tunnelgate / direct", "<= 2.0",
+               *_check(p99, lambda v: v <= 2.0, "{:.2f}")),
+        Target("one 100 MiB download", ">= 600 MB/s",
+               *_check(bulk, lambda v: v >= 600, "{:,.0f} MB/s")),
+        Target("gateway RSS per idle tunnel (2,000 tunnels)", "<= 16 KiB",
+               *_check(per_tunnel, lambda v: v <= 16, "{:.1f} KiB")),
+        _scale_target(scale),
+        _pagekite_target(result),
+    ]  # fmt: skip
+    return found
+
+
+def _scale_target(scale: Result | None) -> Target:
+    metric = "10,000 idle tunnels + 10,000 idle public connections"
+    wanted = "all route; gateway RSS <= 400 MiB"
+    if scale is None:
+        return Target(metric, wanted, "not run (make bench-scale)", None)
+    routed, tunnels = _get(scale, "tunnels", "routed"), _get(scale, "tunnels", "count")
+    rss = _mib(_get(scale, "rss_kib", "with_connections"))
+    held = _get(scale, "public", "still_open")
+    value = f"{routed}/{tunnels} routed, {held} connections held, " + (
+        "n/a" if rss is None else f"{rss:,.0f} MiB"
+    )
+    met = routed == tunnels and held == _get(scale, "public", "count")
+    met = met and rss is not None and rss <= 400
+    return Target(metric, wanted, f"{value} ({scale.get('date')})", met)
+
+
+def _pagekite_target(result: Result) -> Target:
+    systems = result.get("systems", {})
+    if "pagekite" not in systems or "tunnelgate" not in systems:
+        return Target("against PageKite", "ahead on every row", "not measured", None)
+    behind = []
+    compared = 0
+    for row in ROWS:
+        verdict = ahead(row, row.value(systems["tunnelgate"], result),
+                        row.value(systems["pagekite"], result))  # fmt: skip
+        if verdict is not None:
+            compared += 1
+            if not verdict:
+                behind.append(row.label)
+    value = f"ahead on {compared - len(behind)}/{compared} rows"
+    if behind:
+        value += "; behind on: " + ", ".join(behind)
+    return Target("against PageKite", "ahead on every row", value, not behind and compared > 0)
+
+
+# --- the report ------------------------------------------------------------------
+def _mark(met: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "—"}[met]
+
+
+def _notes(result: Result) -> list[str]:
+    notes = [f"error: {e}" for e in result.get("errors", [])]
+    for name, system in result.get("systems", {}).items():
+        notes += [f"{NAMES.get(name, name)}: skipped {step}" for step in system.get("skipped", [])]
+        notes += [f"{NAMES.get(name, name)}: {what}" for what in system.get("incidents", [])]
+        for entry in system.get("sweep", []):
+            if entry.get("errors"):
+                notes.append(
+                    f"{NAMES.get(name, name)} c{entry['connections']}: {entry['errors']:,} "
+                    f"socket errors or non-2xx answers in {entry['requests']:,} requests"
+                )
+        for key in ("bulk_single", "bulk_parallel"):
+            bulk = system.get(key) or {}
+            if bulk.get("truncated"):
+                notes.append(
+                    f"{NAMES.get(name, name)} {key}: cut off by the time limit after "
+                    f"{bulk['bytes'] / 2**20:,.1f} MiB in {bulk['seconds']:.1f} s"
+                )
+            if bulk.get("errors"):
+                notes.append(f"{NAMES.get(name, name)} {key}: {bulk['errors']} downloads failed")
+    return notes
+
+
+def markdown(result: Result, scale: Result | None = None) -> str:
+    m, sw = result.get("machine", {}), result.get("software", {})
+    commit = sw.get("commit") or "?"
+    if sw.get("src_modified"):
+        commit += " (with uncommitted changes in src/)"
+    config = result.get("config", {})
+    out = [
+        f"# tunnelgate benchmark ({result.get('kind', 'bench')})",
+        "",
+        f"- date: {result.get('date')}, run took {result.get('duration_s')} s",
+        f"- machine: {m.get('nproc')} CPUs, {m.get('cpu_model')}, Linux {m.get('kernel')}, "
+        f"Python {m.get('python')}",
+        f"- tunnelgate {commit}; origin {config.get('origin')}, load "
+        f"{config.get('load_generator')}; nginx {sw.get('nginx')}, wrk {sw.get('wrk')}, "
+        f"PageKite {sw.get('pagekite')}",
+        "- everything on 127.0.0.1; small GET = 13-byte body; CPU from /proc "
+        "(utime+stime) over the 50-connection run, divided by its requests",
+        "",
+        table(result),
+        "",
+        "## Targets (issue 3)",
+        "",
+        "| target | wanted | measured | met |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {t.metric} | {t.wanted} | {t.value} | {_mark(t.met)} |"
+            for t in targets(result, scale)]  # fmt: skip
+    chart = result.get("chart", "latest.png")
+    if chart.endswith(".png"):
+        out += ["", f"![req/s and p99 latency against concurrency]({chart})", ""]
+    else:
+        out += ["", f"(chart {chart})", ""]
+    notes = _notes(result)
+    if notes:
+        out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(out)
+
+
+# --- form ------------------------------------------------------------------------
+POINT_KEYS: Final = ("connections", "requests", "rps", "p50_ms", "p99_ms", "errors",
+                     "cpu_us_per_request")  # fmt: skip
+BULK_KEYS: Final = ("parallel", "bytes", "seconds", "mb_per_s", "truncated", "errors")
+SYSTEM_KEYS: Final = ("sweep", "bulk_single", "bulk_parallel", "integrity", "rss_kib",
+                      "restarts", "route_failures", "skipped")  # fmt: skip
+
+
+def validate(result: Result) -> list[str]:
+    """What is missing or wrong in a result; empty when it is complete and well formed."""
+    problems = [f"missing {k}" for k in ("schema", "date", "machine", "config", "systems")
+                if k not in result]  # fmt: skip
+    problems += [f"missing machine.{k}" for k in ("nproc", "cpu_model", "kernel")
+                 if _get(result, "machine", k) is None]  # fmt: skip
+    for name in ("direct", "tunnelgate"):
+        if name not in result.get("systems", {}):
+            problems.append(f"no results for {name}")
+    for name, system in result.get("systems", {}).items():
+        problems += [f"{name}: {p}" for p in _validate_system(system, result)]
+    if "tunnelgate" in result.get("systems", {}):
+        tunnels = result.get("idle_tunnels") or {}
+        if not isinstance(tunnels.get("per_tunnel_kib"), int | float):
+            problems.append("no idle-tunnel memory")
+        elif tunnels.get("sample_routed") != tunnels.get("sample_size"):
+            problems.append("idle tunnels did not all route")
+    return problems
+
+
+def _validate_system(system: Result, result: Result) -> list[str]:
+    problems = [f"missing {k}" for k in SYSTEM_KEYS if k not in system]
+    wanted = set(_get(result, "config", "sweep") or ())
+    seen = {entry.get("connections") for entry in system.get("sweep") or ()}
+    if wanted - seen:
+        problems.append(f"no sweep point for {sorted(wanted - seen)} connections")
+    for entry in system.get("sweep") or ():
+        problems += [f"sweep point lacks {k}" for k in POINT_KEYS if entry.get(k) is None]
+    for key in ("bulk_single", "bulk_parallel"):
+        bulk = system.get(key)
+        if not isinstance(bulk, Mapping):
+            problems.append(f"no {key}")
+        else:
+            problems += [f"{key} lacks {k}" for k in BULK_KEYS if bulk.get(k) is None]
+    if _get(system, "integrity", "ok") is not True:
+        problems.append("integrity check failed or missing")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else Path(__file__).parent / "results" / "latest.json"
+    result = load(path)
+    if result is None:
+        print(f"cannot read {path}", file=sys.stderr)
+        return 1
+    from .chart import render
+
+    path.with_suffix(".md").write_text(markdown(result, load(path.with_name("scale.json"))))
+    render(result, path.with_suffix(".png"))
+    print(path.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

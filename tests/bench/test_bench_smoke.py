@@ -1,0 +1,77 @@
+"""The benchmark's smoke run: `make bench`'s whole pipeline, tiny, to keep it from rotting.
+
+``python -m bench.run --smoke`` goes through the same orchestration as the benchmark (start
+the origin and the systems, check routes, sweep concurrency, bulk downloads, CPU and memory
+from /proc, integrity, idle tunnels, report) with the pure-Python origin
+(``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
+nothing from apt. It times nothing: only the shape of the result is checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE_TIMEOUT = 150.0  # seconds; the run takes ~10 s and cuts itself off after 120 s
+SWEEP = [1, 10, 50, 200]
+POINT_FIELDS = {"tool", "connections", "duration_s", "requests", "rps", "p50_ms", "p99_ms",
+                "errors", "cpu_us_per_request", "restarts_during"}  # fmt: skip
+BULK_FIELDS = {"parallel", "bytes", "seconds", "mb_per_s", "truncated", "errors", "runs_mb_per_s"}
+CPU_ROLES = {"direct": {"origin"}, "tunnelgate": {"gateway", "client", "origin"}}
+
+
+def _run_smoke(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "bench.run", "--smoke", "--results", str(results),
+            "--workdir", str(tmp_path / "work")]  # fmt: skip
+    done = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, f"bench.run --smoke failed:\n{done.stderr[-4000:]}"
+    return json.loads((results / "latest.json").read_text()), results
+
+
+def _check_system(name: str, system: dict[str, Any]) -> None:
+    assert [point["connections"] for point in system["sweep"]] == SWEEP
+    for point in system["sweep"]:
+        assert set(point) == POINT_FIELDS
+        assert point["requests"] > 0
+        assert isinstance(point["p50_ms"], float)
+        assert isinstance(point["p99_ms"], float)
+        assert set(point["cpu_us_per_request"]) == CPU_ROLES[name]
+    for key in ("bulk_single", "bulk_parallel"):
+        assert set(system[key]) >= BULK_FIELDS
+        assert system[key]["bytes"] > 0
+        assert system[key]["errors"] == 0
+    assert system["integrity"]["ok"] is True
+    assert system["skipped"] == []
+    assert system["route_failures"] == 0
+
+
+def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
+    result, results = _run_smoke(tmp_path)
+
+    assert result["problems"] == []
+    assert result["errors"] == []
+    assert {"nproc", "cpu_model", "kernel"} <= set(result["machine"])
+    assert set(result["systems"]) == {"direct", "tunnelgate"}
+    for name, system in result["systems"].items():
+        _check_system(name, system)
+    assert set(result["systems"]["tunnelgate"]["rss_kib"]["idle"]) == {"gateway", "client"}
+    tunnels = result["idle_tunnels"]
+    assert tunnels["count"] == 20
+    assert isinstance(tunnels["per_tunnel_kib"], float)
+    assert tunnels["sample_routed"] == tunnels["sample_size"] == 20
+
+    markdown = (results / "latest.md").read_text()
+    assert "| small GET req/s, 50 connections |" in markdown
+    assert "## Targets (issue 3)" in markdown
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    else:  # `make test` installs only the dev extra: the report says why there is no chart
+        assert "matplotlib is missing" in result["chart"]
