@@ -21,6 +21,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy tests/e2e/conftest.py
 
 unit: $(STAMP)
 	$(BIN)/pytest
