@@ -3,6 +3,8 @@
 - 256 MiB down and 64 MiB up (Content-Length and chunked), byte-exact, under a peak RSS bound;
 - a public client that stops reading a 1 GiB download stalls only its own stream: other
   requests on the tunnel go on, and neither the gateway nor the client buffers the backlog;
+- 64 uploads while the client briefly stops reading its tunnel (SIGSTOP): the gateway's
+  writes back up, then credit for every stream comes back at once; all arrive intact;
 - 300 requests in flight at once on one tunnel, each answered about its own body.
 
 The gateway and the client are real processes (``python -m tunnelgate``). The public side is
@@ -77,11 +79,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def upload_blocks(n: int, seed: int) -> Iterator[bytes]:
-    """An upload body: the app's own deterministic byte stream, 64 KiB at a time."""
-    return stream_blocks(n, seed)
-
-
 async def read_body_digest(conn: RawConnection, *, method: str = "GET") -> tuple[int, int, str]:
     """Status, length and sha256 of the next response's body, hashed as it streams."""
     head = await conn.read_head(method=method)
@@ -135,7 +132,7 @@ async def _send_upload(conn: RawConnection, env: TunnelEnv, seed: int, framing: 
     else:
         headers = [("Transfer-Encoding", "chunked")]
     await conn.send(env.build("POST", "/upload", headers=headers))
-    for block in upload_blocks(UPLOAD_BYTES, seed):
+    for block in stream_blocks(UPLOAD_BYTES, seed):  # the app's byte stream, 64 KiB at a time
         digest.update(block)
         await conn.send(block if framing == "length" else b"%x\r\n%s\r\n" % (len(block), block))
     if framing == "chunked":
