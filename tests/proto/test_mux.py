@@ -438,7 +438,25 @@ def test_data_to_send_after_headroom_is_the_same_batch() -> None:
     gateway.send_data(sid, b"payload", end_stream=True)
     twin = Connection(Role.GATEWAY)
     twin.send_data(twin.open_stream(b"meta"), b"payload", end_stream=True)
-    batch = gateway.data_to_send_after(b"\x00" * 14)
+    batch = gateway.data_to_send_after(b"\x00" * 14, 1 << 20)
     assert isinstance(batch, bytearray)
     assert bytes(batch) == b"\x00" * 14 + twin.data_to_send()
     assert not gateway.has_data_to_send
+
+
+def test_data_to_send_after_splits_at_the_limit_and_loses_nothing() -> None:
+    gateway = Connection(Role.GATEWAY, initial_window=1 << 20)
+    twin = Connection(Role.GATEWAY, initial_window=1 << 20)
+    for conn in (gateway, twin):
+        for i in range(8):
+            sid = conn.open_stream(b"m")
+            conn.send_data(sid, bytes([i]) * 100_000)
+    batches = []
+    while gateway.has_data_to_send:
+        batch = gateway.data_to_send_after(b"HH", 250_000)
+        assert batch[:2] == b"HH"
+        assert len(batch) - 2 <= 250_000 + 100_010  # at most one frame past the limit
+        batches.append(bytes(batch[2:]))
+    assert len(batches) > 1
+    assert gateway.bytes_to_send == 0
+    assert b"".join(batches) == twin.data_to_send()

@@ -135,13 +135,22 @@ class Connection:
         self._out_size = 0
         return b"".join(out)
 
-    def data_to_send_after(self, headroom: bytes) -> bytearray:
-        """The same batch in a bytearray that starts with `headroom`, for transports that
-        write their own header in front of the payload instead of copying it again."""
-        out, self._out = self._out, []
-        self._out_size = 0
-        out.insert(0, headroom)
-        return bytearray().join(out)
+    def data_to_send_after(self, headroom: bytes, limit: int) -> bytearray:
+        """The next batch, of about `limit` bytes at most (one frame may take it past), in
+        a bytearray that starts with `headroom`: for transports that write their own header
+        in front of the payload instead of copying it again. Call until nothing is left."""
+        out = self._out
+        size = 0
+        count = 0
+        for piece in out:
+            if count and size + len(piece) > limit:
+                break
+            size += len(piece)
+            count += 1
+        batch, self._out = out[:count], out[count:]
+        self._out_size -= size
+        batch.insert(0, headroom)
+        return bytearray().join(batch)
 
     def _frame(
         self, ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0

@@ -236,10 +236,11 @@ class TunnelConnection(WSListener):
         self._flush_scheduled = False
         if self.ws is None or self.ws.is_disconnected:
             return
-        if self.mux.has_data_to_send:
-            # picows writes its frame header into the headroom and masks in place:
-            # the batch is copied once (the join), not twice.
-            batch = self.mux.data_to_send_after(_WS_HEADROOM)
+        # picows writes its frame header into the headroom and masks in place: a batch is
+        # copied once (the join), not twice. Batches stay far below the peer's message
+        # limit even when credit for many streams releases held data all at once.
+        while self.mux.has_data_to_send:
+            batch = self.mux.data_to_send_after(_WS_HEADROOM, FLUSH_THRESHOLD)
             self.ws.send_reuse_external_bytearray(WSMsgType.BINARY, batch, len(_WS_HEADROOM))
 
     def _on_timer(self) -> None:
