@@ -167,7 +167,14 @@ def anon_gw() -> Iterator[Gateway]:
 def token_gw() -> Iterator[Gateway]:
     """A gateway accepting two tokens (two owners), with a short reconnect grace."""
     with running_gateway(
-        "--token", "alice", "--token", "bob", "--reconnect-grace", str(GRACE)
+        "--token",
+        "alice",
+        "--token",
+        "bob",
+        "--reconnect-grace",
+        str(GRACE),
+        "--auth-fail-rate",
+        "1000",  # the failed-auth tests here must not trip the limit
     ) as gw:
         yield gw
 
@@ -284,6 +291,21 @@ async def test_connect_upgrade_without_valid_token_is_401_before_upgrade(
         assert response.header("X-Tunnelgate-Error"), response
         assert response.header("Upgrade") is None, response
         assert await conn.read_some() == b"", "the gateway keeps the refused connection open"
+
+
+async def test_failed_auth_rate_gives_429_before_the_token_is_checked() -> None:
+    with running_gateway("--token", "alice", "--auth-fail-rate", "2") as gw:
+        statuses = []
+        for authorization in ("Bearer wrong", "Bearer wrong", "Bearer wrong", "Bearer alice"):
+            async with await open_connection(gw.port) as conn:
+                await conn.send(_connect_request(gw.port, ws.new_key(), authorization))
+                response = await conn.read_response(interim=True)
+                statuses.append(response.status)
+                if response.status == 429:
+                    assert response.header("X-Tunnelgate-Error") == "too_many_auth_failures"
+                    assert response.header("Retry-After") == "60"
+    # Two failures are allowed; then even the right token waits out the minute.
+    assert statuses == [401, 401, 429, 429]
 
 
 async def test_connect_upgrade_with_right_token_switches_protocols(token_gw: Gateway) -> None:

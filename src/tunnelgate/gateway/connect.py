@@ -7,6 +7,7 @@ client does not speak our protocol version.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from tunnelgate.http1.request import RequestHead
@@ -46,8 +47,14 @@ def accept_tunnel_client(
     if head.method != b"GET" or head.upgrade != b"websocket":
         refuse(400, "bad_upgrade", "/connect takes a WebSocket upgrade")
         return
+    address = client_addr.rsplit(":", 1)[0]
+    now = time.monotonic()
+    if gateway.auth_failures.blocked(address, now):
+        refuse(429, "too_many_auth_failures", "too many failed authentications; retry later")
+        return
     identity = gateway.auth.authenticate(_header(head, b"authorization"))
     if identity is None:
+        gateway.auth_failures.record_failure(address, now)
         refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token>)")
         return
     offered = _header(head, b"sec-websocket-protocol") or b""

@@ -18,6 +18,8 @@ def error_page(status: int, code: str, message: str, *, close: bool = True) -> b
     )
     if status == 401:
         head += 'WWW-Authenticate: Bearer realm="tunnelgate"\r\n'
+    elif status == 429:
+        head += "Retry-After: 60\r\n"  # the failed-auth window is a minute
     if close:
         head += "Connection: close\r\n"
     return head.encode() + b"\r\n" + body

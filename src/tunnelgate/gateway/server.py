@@ -17,6 +17,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import TokenAuth
+from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Tunnel
 
 log = EventLog("tunnelgate.gateway")
@@ -29,6 +30,7 @@ class Gateway:
         self.config = config
         self.registry = MemoryRegistry()
         self.auth = TokenAuth(config.tokens)
+        self.auth_failures = FailedAuthLimiter(config.auth_fail_rate)
         self.reserved = frozenset(config.reserved)
         self.domain = config.domain.encode()
         self._suffix = b"." + self.domain
