@@ -32,42 +32,58 @@ def _human(value: float, _pos: object = None) -> str:
     return f"{value:.3g}"
 
 
-def _series(system: Result, key: str) -> tuple[list[int], list[float]]:
-    xs, ys = [], []
+def _series(system: Result, key: str) -> tuple[list[int], list[float], list[str]]:
+    """x, y, and the label of each point (its value; "crashed" if the system restarted)."""
+    xs, ys, labels = [], [], []
     for entry in sorted(system.get("sweep") or (), key=lambda e: e["connections"]):
         if entry.get(key) is not None and entry.get("requests"):
             xs.append(int(entry["connections"]))
             ys.append(float(entry[key]))
-    return xs, ys
+            crashed = " (crashed)" if entry.get("restarts_during") else ""
+            labels.append(_human(float(entry[key])) + crashed)
+    return xs, ys, labels
+
+
+CLOSE: Final = 2.5  # points nearer than this factor at one x get their labels on either side
+
+
+def _label_below(x: int, y: float, others: dict[int, list[float]]) -> bool:
+    """Put the label under the point when a higher point sits close above it."""
+    return any(y < other <= y * CLOSE for other in others.get(x, []))
 
 
 def _panel(ax: Axes, result: Result, key: str, title: str, ylabel: str) -> None:
-    levels: set[int] = set()
-    for name, system in result.get("systems", {}).items():
-        xs, ys = _series(system, key)
-        if not xs:
-            continue
-        levels.update(xs)
+    series = {name: _series(system, key) for name, system in result.get("systems", {}).items()}
+    series = {name: s for name, s in series.items() if s[0]}
+    at: dict[int, list[float]] = {}
+    for xs, ys, _ in series.values():
+        for x, y in zip(xs, ys, strict=True):
+            at.setdefault(x, []).append(y)
+    for name, (xs, ys, labels) in series.items():
         style: dict[str, Any] = STYLE.get(name, {})
         ax.plot(xs, ys, label=NAMES.get(name, name), linewidth=2, markersize=6, **style)
-        for x, y in zip(xs, ys, strict=True):
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            below = _label_below(x, y, at)
             ax.annotate(
-                _human(y), (x, y), textcoords="offset points",
-                xytext=(0, 7), ha="center", fontsize=7, color=style.get("color", "black"),
+                label, (x, y), textcoords="offset points", xytext=(0, -12 if below else 7),
+                ha="center", fontsize=7, color=style.get("color", "black"),
             )  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ticks = sorted(levels)
+    ticks = sorted(at)
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    values = [y for ys in at.values() for y in ys]
+    wide = bool(values) and min(values) > 0 and max(values) / min(values) > 1000
+    # Over three decades, 1-2-5 ticks crowd the axis.
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(_human))
     ax.set_xlabel("concurrent connections")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
-    ax.margins(x=0.08, y=0.12)  # room for the value labels
+    ax.margins(x=0.12, y=0.12)  # room for the value labels
 
 
 def render(result: Result, path: Path) -> None:

@@ -193,7 +193,9 @@ def _scale_target(scale: Result | None) -> Target:
     )
     met = routed == tunnels and held == _get(scale, "public", "count")
     met = met and rss is not None and rss <= 400
-    return Target(metric, wanted, f"{value} ({scale.get('date')})", met)
+    value += f" ({scale.get('date')}"
+    value += "; errors: see scale.md)" if scale.get("errors") else ")"
+    return Target(metric, wanted, value, met)
 
 
 def _pagekite_target(result: Result) -> Target:
@@ -254,7 +256,7 @@ def markdown(result: Result, scale: Result | None = None) -> str:
         "",
         f"- date: {result.get('date')}, run took {result.get('duration_s')} s",
         f"- machine: {m.get('nproc')} CPUs, {m.get('cpu_model')}, Linux {m.get('kernel')}, "
-        f"Python {m.get('python')}",
+        f"Python {m.get('python')}, load average {m.get('loadavg_1m')} at the start",
         f"- tunnelgate {commit}; origin {config.get('origin')}, load "
         f"{config.get('load_generator')}; nginx {sw.get('nginx')}, wrk {sw.get('wrk')}, "
         f"PageKite {sw.get('pagekite')}",

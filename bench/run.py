@@ -65,6 +65,8 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "mem_total_mib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
+        # Other work on the machine skews every number; the load average at the start says how much.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -136,7 +136,8 @@ async def public_phase(
     still_open = sum(c.open for c in conns)
     rss, fds = rss_kib(gateway_pid), open_fds(gateway_pid)
     say(f"public: {still_open:,} of {count:,} idle connections still open; gateway {rss:,} KiB")
-    sample = random.sample(conns, min(REUSE_SAMPLE, count))
+    held = [c for c in conns if c.open]  # a connection already refused proves nothing more
+    sample = random.sample(held, min(REUSE_SAMPLE, len(held)))
     reused = len(await _ask_all(sample, origin))
     failures = Counter(c.error for c in sample if c.error is not None)
     for conn in conns:
