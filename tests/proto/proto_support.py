@@ -37,7 +37,7 @@ def parse(wire: bytes) -> list[Frame]:
     return [Frame(f.type, f.flags, f.stream_id, bytes(f.payload)) for f in frames]
 
 
-def frame(ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0) -> bytes:
+def frame(ftype: int, stream_id: int, payload: bytes = b"", flags: int = 0) -> bytes:
     return encode_frame(ftype, stream_id, payload, flags)
 
 
@@ -47,7 +47,7 @@ def drain_frames(conn: Connection) -> list[Frame]:
 
 def data_bytes(frames: list[Frame], stream_id: int) -> bytes:
     return b"".join(
-        bytes(f.payload) for f in frames if f.type is FrameType.DATA and f.stream_id == stream_id
+        bytes(f.payload) for f in frames if f.type == FrameType.DATA and f.stream_id == stream_id
     )
 
 

@@ -238,7 +238,7 @@ def client_stream(**options: int) -> Connection:
 
 
 def window_frames(conn: Connection) -> list[int]:
-    return [int.from_bytes(f.payload) for f in drain_frames(conn) if f.type is FrameType.WINDOW]
+    return [int.from_bytes(f.payload) for f in drain_frames(conn) if f.type == FrameType.WINDOW]
 
 
 def test_each_blocked_doubles_an_idle_window_exactly() -> None:
@@ -390,7 +390,7 @@ def test_source_that_ignores_backpressure_is_stopped() -> None:
 def test_large_write_is_split_into_frames_of_max_payload() -> None:
     gw, _cl, sid = opened(initial_window=10_000, max_frame_payload=4096)
     gw.send_data(sid, b"L" * 10_000)
-    frames = [f for f in drain_frames(gw) if f.type is FrameType.DATA]
+    frames = [f for f in drain_frames(gw) if f.type == FrameType.DATA]
     assert [len(f.payload) for f in frames] == [4096, 4096, 1808]
 
 

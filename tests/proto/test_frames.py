@@ -89,7 +89,7 @@ def test_decode_every_frame_type(
 ) -> None:
     decoder = FrameDecoder(max_payload=1024)
     [decoded] = decoder.feed(wire)
-    assert decoded.type is ftype
+    assert decoded.type == ftype
     assert (decoded.flags, decoded.stream_id, bytes(decoded.payload)) == (flags, sid, payload)
     assert decoder.buffered == 0
 

@@ -233,7 +233,7 @@ class Simulation(RuleBasedStateMachine):
         if not wire:
             return
         for f in self.observer[side].feed(wire):
-            if f.type is FrameType.DATA:
+            if f.type == FrameType.DATA:
                 spent = self.spent[side].get(f.stream_id, 0) + len(f.payload)
                 self.spent[side][f.stream_id] = spent
                 assert spent <= WINDOW + self.credit[side].get(f.stream_id, 0)
@@ -243,7 +243,7 @@ class Simulation(RuleBasedStateMachine):
         receiver = other(sender)
         wire = self.pipe[sender].pop(0)
         for f in parse(wire):
-            if f.type is FrameType.WINDOW:
+            if f.type == FrameType.WINDOW:
                 grant = int.from_bytes(f.payload)
                 self.credit[receiver][f.stream_id] = (
                     self.credit[receiver].get(f.stream_id, 0) + grant

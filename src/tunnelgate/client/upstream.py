@@ -216,11 +216,11 @@ class LocalRelay:
                 else:
                     end -= event.leftover
                     self.response_done = True
-        self._send(data if end == len(data) else data[:end])
+        # The last bytes of a response carry the FIN: one frame, not two.
+        self._send(data if end == len(data) else data[:end], end=self.response_done)
         if self.response_done:
             if end != len(data):
                 self.keep_alive = False  # bytes past the response: do not reuse
-            self.tc.end(self.sid)
             self._maybe_release()
 
     def on_local_eof(self) -> bool:
@@ -267,11 +267,11 @@ class LocalRelay:
             self._request_http11 = parts[2] == b"HTTP/1.1"
             self._parser.expect(parts[0])
 
-    def _send(self, data: bytes) -> None:
-        if not data:
+    def _send(self, data: bytes, end: bool = False) -> None:
+        if not data and not end:
             return
         self.bytes_out += len(data)
-        if not self.tc.send(self.sid, data) and self.local is not None:
+        if not self.tc.send(self.sid, data, end) and self.local is not None and not end:
             assert self.local.transport is not None
             self.local.transport.pause_reading()
 

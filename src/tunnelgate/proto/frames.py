@@ -45,9 +45,7 @@ class Frame:
 
     __slots__ = ("flags", "payload", "stream_id", "type")
 
-    def __init__(
-        self, type: FrameType, flags: int, stream_id: int, payload: bytes | memoryview
-    ) -> None:
+    def __init__(self, type: int, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
         self.type = type
         self.flags = flags
         self.stream_id = stream_id
@@ -55,7 +53,7 @@ class Frame:
 
     def __repr__(self) -> str:
         return (
-            f"<Frame {self.type.name} sid={self.stream_id} flags={self.flags} "
+            f"<Frame {FrameType(self.type).name} sid={self.stream_id} flags={self.flags} "
             f"len={len(self.payload)}>"
         )
 
@@ -72,12 +70,12 @@ class Frame:
     __hash__ = None  # type: ignore[assignment]
 
 
-def encode_header(type: FrameType, flags: int, stream_id: int, length: int) -> bytes:
+def encode_header(type: int, flags: int, stream_id: int, length: int) -> bytes:
     return HEADER.pack(type, flags, stream_id, length)
 
 
 def encode_frame(
-    type: FrameType, stream_id: int, payload: bytes | memoryview = b"", flags: int = 0
+    type: int, stream_id: int, payload: bytes | memoryview = b"", flags: int = 0
 ) -> bytes:
     return HEADER.pack(type, flags, stream_id, len(payload)) + bytes(payload)
 
@@ -141,7 +139,9 @@ class FrameDecoder:
             start = pos + HEADER_SIZE
             if end - start < length:
                 break
-            frames.append(Frame(FrameType(ftype), flags, stream_id, view[start : start + length]))
+            # `ftype` stays a plain int (an IntEnum member compares equal): building an
+            # enum member per frame cost more than the rest of the header parse.
+            frames.append(Frame(ftype, flags, stream_id, view[start : start + length]))
             pos = start + length
         self._buffer = bytearray(view[pos:]) if pos < end else bytearray()
         return frames

@@ -35,6 +35,10 @@ from tunnelgate.proto.frames import (
 from tunnelgate.proto.messages import ControlMessage, decode_control, encode_control
 
 MAX_STREAM_ID: Final = 2**32 - 1
+_DATA, _OPEN, _WINDOW, _RESET, _BLOCKED = (
+    int(t)
+    for t in (FrameType.DATA, FrameType.OPEN, FrameType.WINDOW, FrameType.RESET, FrameType.BLOCKED)
+)
 
 
 class Role(Enum):
@@ -323,32 +327,32 @@ class Connection:
         return out
 
     def _dispatch(self, frame: Frame, out: list[ev.Event]) -> None:
-        ftype = frame.type
+        ftype = frame.type  # a plain int: compared with ==, not `is`
         sid = frame.stream_id
-        if ftype is FrameType.DATA:
+        if ftype == _DATA:
             self._on_data(frame, out)
         elif sid == 0:
             self._on_connection_frame(frame, out)
-        elif ftype is FrameType.OPEN:
+        elif ftype == _OPEN:
             self._on_open(frame, out)
-        elif ftype is FrameType.WINDOW:
+        elif ftype == _WINDOW:
             stream = self._streams.get(self._known(sid))
             if stream is not None:
                 stream.send.grant(decode_u32(frame.payload, "WINDOW"))
                 stream.blocked_sent = False
                 if stream.pending and self._flush_pending(stream):
                     out.append(ev.StreamWritable(sid))
-        elif ftype is FrameType.RESET:
+        elif ftype == _RESET:
             code = decode_u32(frame.payload, "RESET")
             stream = self._streams.get(self._known(sid))
             if stream is not None:
                 self._remove(stream)
                 out.append(ev.StreamReset(sid, code))
-        elif ftype is FrameType.BLOCKED:
+        elif ftype == _BLOCKED:
             self._on_blocked(self._known(sid))
         else:
             raise RemoteProtocolError(
-                ErrorCode.PROTOCOL_ERROR, f"{ftype.name} frame on stream {sid}"
+                ErrorCode.PROTOCOL_ERROR, f"{FrameType(ftype).name} frame on stream {sid}"
             )
 
     def _known(self, sid: int) -> int:
@@ -409,15 +413,15 @@ class Connection:
 
     def _on_connection_frame(self, frame: Frame, out: list[ev.Event]) -> None:
         ftype = frame.type
-        if ftype is FrameType.PING:
+        if ftype == FrameType.PING:
             self._frame(FrameType.PONG, 0, encode_u64(decode_u64(frame.payload, "PING")))
-        elif ftype is FrameType.PONG:
+        elif ftype == FrameType.PONG:
             out.append(ev.PongReceived(decode_u64(frame.payload, "PONG")))
-        elif ftype is FrameType.CONTROL:
+        elif ftype == FrameType.CONTROL:
             if len(frame.payload) > limits.MAX_CONTROL_PAYLOAD:
                 raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, "control message too large")
             out.append(ev.ControlReceived(decode_control(frame.payload)))
-        elif ftype is FrameType.GOAWAY:
+        elif ftype == FrameType.GOAWAY:
             if len(frame.payload) < 4:
                 raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY payload too short")
             code = decode_u32(frame.payload[:4], "GOAWAY")
@@ -425,4 +429,6 @@ class Connection:
             self.go_away_received = True
             out.append(ev.GoAwayReceived(code, reason))
         else:
-            raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"{ftype.name} frame on stream 0")
+            raise RemoteProtocolError(
+                ErrorCode.PROTOCOL_ERROR, f"{FrameType(ftype).name} frame on stream 0"
+            )
