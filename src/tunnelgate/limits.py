@@ -32,6 +32,9 @@ MAX_STREAMS: Final = 512
 # Data a stream may hold beyond its send window: one socket read; the source is paused
 # as soon as anything is held back.
 MAX_STREAM_PENDING: Final = 1 * MiB
+# First read buffer of a tunnel WebSocket on the gateway. picows doubles it while messages
+# are larger, so an idle tunnel costs 4 KiB here instead of the 64 KiB a bulk one grows to.
+TUNNEL_READ_BUFFER: Final = 4 * KiB
 # Tunnels one connection may register (`tunnelgate start` with several).
 MAX_TUNNELS_PER_CONNECTION: Final = 32
 

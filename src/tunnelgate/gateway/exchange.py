@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 log = EventLog("tunnelgate.gateway")
 MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
+# Why reading a public connection is paused (bits: several can hold at once).
+PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
+PAUSE_CREDIT = 2  # the request body's stream is out of tunnel credit
+PAUSE_UPGRADE = 4  # bytes after an upgrade request wait for the 101
 
 
 class Exchange:
@@ -88,7 +92,7 @@ class Exchange:
         self.bytes_in += len(data)
         payload = b"".join(encode_chunk(data)) if self.head.chunked else data
         if not self.tc.send(self.sid, payload):
-            self.conn.pause_reading_for("credit")
+            self.conn.pause_reading_for(PAUSE_CREDIT)
 
     def end_request(self) -> None:
         if self.request_done:
@@ -108,12 +112,12 @@ class Exchange:
         self._early.append(data)
         self._early_size += len(data)
         if self._early_size > MAX_UPGRADE_EARLY_DATA:
-            self.conn.pause_reading_for("upgrade")
+            self.conn.pause_reading_for(PAUSE_UPGRADE)
 
     def forward_raw(self, data: bytes) -> None:
         self.bytes_in += len(data)
         if not self.tc.send(self.sid, data):
-            self.conn.pause_reading_for("credit")
+            self.conn.pause_reading_for(PAUSE_CREDIT)
 
     def forward_raw_eof(self) -> None:
         self._public_eof = True
@@ -200,7 +204,7 @@ class Exchange:
             self._gateway_error(502, "tunnel_error", "the tunnel dropped the request")
 
     def on_writable(self) -> None:
-        self.conn.resume_reading_for("credit")
+        self.conn.resume_reading_for(PAUSE_CREDIT)
 
     # --- internals ------------------------------------------------------------
     def _on_head(self, head: ResponseHead) -> None:
@@ -222,7 +226,7 @@ class Exchange:
             self.tc.acknowledge(self.sid, len(data))
 
     def _enter_raw(self) -> None:
-        self.conn.resume_reading_for("upgrade")
+        self.conn.resume_reading_for(PAUSE_UPGRADE)
         early, self._early = self._early, []
         for chunk in early:
             self.forward_raw(chunk)

@@ -21,6 +21,9 @@ from tunnelgate.transport.tunnel import SUBPROTOCOL, TunnelConnection
 
 _logger = logging.getLogger("tunnelgate.picows")
 _logger.setLevel(logging.WARNING)  # picows logs every accepted connection at INFO
+# Given a Logger, picows makes a child Logger per connection (and keeps it): an adapter
+# is used as it is, one for all connections.
+_shared_logger = logging.LoggerAdapter(_logger, {})
 
 
 def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelConnection) -> None:
@@ -35,7 +38,7 @@ def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelCon
         None,  # path (client side only)
         False,  # is_client_side
         factory,
-        _logger,
+        _shared_logger,
         True,  # disconnect_on_exception
         limits.HANDSHAKE_TIMEOUT,
         False,  # our own heartbeats run in the mux (PING/PONG frames)
@@ -45,7 +48,7 @@ def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelCon
         True,  # answer WebSocket pings
         limits.MAX_TUNNEL_MESSAGE,
         None,  # extra headers (client side only)
-        64 * limits.KiB,  # initial read buffer
+        limits.TUNNEL_READ_BUFFER,  # initial read buffer; picows doubles it as needed
     )
     transport.set_protocol(protocol)
     protocol.connection_made(transport)

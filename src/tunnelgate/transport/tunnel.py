@@ -76,7 +76,6 @@ class TunnelConnection(WSListener):
         self._ping_seq = 0
         self._clean_close = False
         self._close_reason = "connection lost"
-        self.connected = asyncio.Event()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("paused" if self.write_paused else "open")
@@ -88,7 +87,6 @@ class TunnelConnection(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.ws = transport
         self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
-        self.connected.set()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self._last_received = time.monotonic()
