@@ -110,7 +110,7 @@ class Connection:
         self._decoder = FrameDecoder(max_frame_payload)
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes | memoryview] = []
-        self._out_size = 0
+        self.bytes_to_send = 0  # queued for the peer; a plain attribute, read per event
         self._next_id = 2 if role is Role.GATEWAY else 1
         self._highest_peer_id = 0
         self._granted = 0  # window growth granted beyond initial windows, all streams
@@ -129,14 +129,11 @@ class Connection:
     def has_data_to_send(self) -> bool:
         return bool(self._out)
 
-    @property
-    def bytes_to_send(self) -> int:
-        return self._out_size
 
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one batch for one WebSocket message."""
         out, self._out = self._out, []
-        self._out_size = 0
+        self.bytes_to_send = 0
         return b"".join(out)
 
     def data_to_send_after(self, headroom: bytes, limit: int) -> bytearray:
@@ -152,7 +149,7 @@ class Connection:
             size += len(piece)
             count += 1
         batch, self._out = out[:count], out[count:]
-        self._out_size -= size
+        self.bytes_to_send -= size
         batch.insert(0, headroom)
         return bytearray().join(batch)
 
@@ -160,7 +157,7 @@ class Connection:
         self, ftype: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0
     ) -> None:
         self._out.append(encode_header(ftype, flags, stream_id, len(payload)))
-        self._out_size += HEADER_SIZE + len(payload)
+        self.bytes_to_send += HEADER_SIZE + len(payload)
         if payload:
             self._out.append(payload)
 
@@ -274,7 +271,7 @@ class Connection:
             flags = FLAG_FIN if (end_stream and last) else 0
             self._out.append(encode_header(FrameType.DATA, flags, stream.id, chunk_len))
             self._out.append(chunk)
-            self._out_size += HEADER_SIZE + chunk_len
+            self.bytes_to_send += HEADER_SIZE + chunk_len
             pos += chunk_len
         stream.send.spend(sent)
         if end_stream and sent == size:

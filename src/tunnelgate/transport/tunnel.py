@@ -128,18 +128,18 @@ class TunnelConnection(WSListener):
 
     # --- events -------------------------------------------------------------
     def _dispatch(self, event: ev.Event) -> None:
-        if isinstance(event, ev.DataReceived):
+        if type(event) is ev.DataReceived:
             self._last_activity = self._last_received
             handler = self.handlers.get(event.stream_id)
             if handler is not None:
                 handler.on_data(event.data)
-        elif isinstance(event, ev.StreamEnded):
+        elif type(event) is ev.StreamEnded:
             handler = self.handlers.get(event.stream_id)
             if not self.mux.is_open(event.stream_id):
                 self.handlers.pop(event.stream_id, None)
             if handler is not None:
                 handler.on_end()
-        elif isinstance(event, ev.StreamOpened):
+        elif type(event) is ev.StreamOpened:
             self._last_activity = self._last_received
             new = self.hooks.on_stream_opened(event.stream_id, event.metadata)
             if new is None:
@@ -170,7 +170,7 @@ class TunnelConnection(WSListener):
         """Raises LocalProtocolError (REFUSED_STREAM) when over the stream cap."""
         sid = self.mux.open_stream(metadata)
         self.handlers[sid] = handler
-        self._last_activity = time.monotonic()
+        self._last_activity = self._last_received  # idleness is judged per heartbeat tick
         self._schedule_flush()
         return sid
 
@@ -194,7 +194,7 @@ class TunnelConnection(WSListener):
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         self.mux.acknowledge_data(stream_id, n)
-        if self.mux.has_data_to_send:
+        if self.mux.bytes_to_send:
             self._schedule_flush()
 
     def send_control(self, message: ControlMessage) -> None:
@@ -226,7 +226,7 @@ class TunnelConnection(WSListener):
     def _schedule_flush(self) -> None:
         if self.mux.bytes_to_send >= FLUSH_THRESHOLD:
             self._flush()
-        elif not self._flush_scheduled and self.mux.has_data_to_send:
+        elif not self._flush_scheduled and self.mux.bytes_to_send:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
@@ -237,7 +237,7 @@ class TunnelConnection(WSListener):
         # picows writes its frame header into the headroom and masks in place: a batch is
         # copied once (the join), not twice. Batches stay far below the peer's message
         # limit even when credit for many streams releases held data all at once.
-        while self.mux.has_data_to_send:
+        while self.mux.bytes_to_send:
             batch = self.mux.data_to_send_after(_WS_HEADROOM, FLUSH_THRESHOLD)
             self.ws.send_reuse_external_bytearray(WSMsgType.BINARY, batch, len(_WS_HEADROOM))
 
