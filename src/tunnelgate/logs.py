@@ -217,6 +217,7 @@ class _Config:
 
     writer: LineWriter | None = None
     json = False
+    level = logging.INFO
 
 
 _config = _Config()
@@ -234,6 +235,7 @@ def configure_logging(
     writer = LineWriter(sys.stderr if stream is None else stream)
     _config.writer = writer
     _config.json = fmt == "json"
+    _config.level = level
     handler = _Handler(writer)
     handler.setFormatter(EventFormatter(fmt))
     root.addHandler(handler)
@@ -297,3 +299,75 @@ class EventLog:
 
     def __repr__(self) -> str:
         return f"<EventLog {self._logger.name!r}>"
+
+
+def _plain(text: str) -> str:
+    return text if text and not _NEEDS_QUOTES.search(text) else json.dumps(text)
+
+
+class AccessLog:
+    """The line per public request, formatted in one go: it is written at the request
+    rate, where the generic per-field formatting cost a tenth of the gateway's time."""
+
+    __slots__ = ("_events", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._events = EventLog(name)  # the general path, when not configured
+
+    def request(
+        self,
+        host: str,
+        method: str,
+        path: str,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        duration_ms: float,
+        client: str,
+        tunnel: str | None,
+    ) -> None:
+        writer = _config.writer
+        if writer is None:
+            self._events.info(
+                "request",
+                host=host,
+                method=method,
+                path=path,
+                status=status,
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
+                duration_ms=duration_ms,
+                client=client,
+                tunnel=tunnel,
+            )
+            return
+        if _config.level > logging.INFO:
+            return
+        stamp = _clock.stamp(time.time())
+        if _config.json:
+            line = json.dumps(
+                {
+                    "ts": stamp,
+                    "level": "info",
+                    "logger": self._name,
+                    "event": "request",
+                    "host": host,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "bytes_in": bytes_in,
+                    "bytes_out": bytes_out,
+                    "duration_ms": duration_ms,
+                    "client": client,
+                    "tunnel": tunnel,
+                }
+            )
+        else:
+            line = (
+                f"{stamp} INFO request host={_plain(host)} method={_plain(method)} "
+                f"path={_plain(path)} status={status} bytes_in={bytes_in} "
+                f"bytes_out={bytes_out} duration_ms={duration_ms} client={_plain(client)} "
+                f"tunnel={'null' if tunnel is None else _plain(tunnel)}"
+            )
+        writer.write(line)

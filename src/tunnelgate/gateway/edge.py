@@ -22,7 +22,7 @@ from tunnelgate.http1.request import (
 from tunnelgate.logs import EventLog
 
 from .connect import accept_tunnel_client
-from .exchange import PAUSE_PIPELINE, Exchange
+from .exchange import PAUSE_PIPELINE, Exchange, access_log
 from .pages import error_page, plain_page
 from .registry import Held
 
@@ -183,14 +183,16 @@ class PublicConnection(asyncio.Protocol):
         """A response the gateway makes itself; the request body, if any, is not read."""
         assert self.transport is not None
         self.transport.write(response)
-        log.info(
-            "request",
-            host=head.host.decode("ascii", "replace"),
-            method=head.method.decode("ascii", "replace"),
-            path=head.target.decode("latin-1")[:200],
-            status=status,
-            client=self.client_addr,
-            tunnel=None,
+        access_log.request(
+            head.host.decode("ascii", "replace"),
+            head.method.decode("ascii", "replace"),
+            head.target.decode("latin-1")[:200],
+            status,
+            0,
+            len(response),
+            0.0,
+            self.client_addr,
+            None,
         )
         if head.content_length or head.chunked or not head.keep_alive:
             self.close()

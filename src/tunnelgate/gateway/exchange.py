@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tunnelgate.errors import HTTPError, LocalProtocolError
 from tunnelgate.http1.request import LAST_CHUNK, RequestHead, encode_chunk, serialize_head
 from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
-from tunnelgate.logs import EventLog
+from tunnelgate.logs import AccessLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .edge import PublicConnection
     from .registry import Tunnel
 
-log = EventLog("tunnelgate.gateway")
+access_log = AccessLog("tunnelgate.gateway")
 MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
 # Why reading a public connection is paused (bits: several can hold at once).
 PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
@@ -273,16 +273,15 @@ class Exchange:
         tunnel.bytes_in += self.bytes_in
         tunnel.bytes_out += self.bytes_out
         head = self.head
-        log.info(
-            "request",
-            host=head.host.decode("ascii", "replace"),
-            method=head.method.decode("ascii", "replace"),
-            path=head.target.decode("latin-1")[:200],
-            status=self.status,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            duration_ms=round((time.monotonic() - self._started) * 1000, 2),
-            client=self.conn.client_addr,
-            tunnel=tunnel.name,
+        access_log.request(
+            head.host.decode("ascii", "replace"),
+            head.method.decode("ascii", "replace"),
+            head.target.decode("latin-1")[:200],
+            self.status,
+            self.bytes_in,
+            self.bytes_out,
+            round((time.monotonic() - self._started) * 1000, 2),
+            self.conn.client_addr,
+            tunnel.name,
         )
         self.conn.exchange_finished(keep_alive)

@@ -129,7 +129,6 @@ class Connection:
     def has_data_to_send(self) -> bool:
         return bool(self._out)
 
-
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one batch for one WebSocket message."""
         out, self._out = self._out, []
