@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit clean
 
-$(STAMP): pyproject.toml
+# The compiled modules (setup.py) are rebuilt whenever their sources change: an extension
+# module left over from an older source would be imported instead of the new source.
+COMPILED := $(shell sed -n 's/^ *"\(src\/tunnelgate\/.*\.py\)",$$/\1/p' setup.py)
+
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

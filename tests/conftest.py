@@ -3,12 +3,38 @@ no process outlives the session."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from tunnelgate.testing.local_app import LocalApp, start_local_app
 from tunnelgate.testing.processes import start_local_app_proc, terminate_all
+
+COMPILED_MODULES = (
+    "tunnelgate.proto.mux",
+    "tunnelgate.proto.frames",
+    "tunnelgate.http1.request",
+    "tunnelgate.http1.response",
+    "tunnelgate.gateway.edge",
+    "tunnelgate.gateway.exchange",
+    "tunnelgate.client.upstream",
+    "tunnelgate.transport.deadlines",
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test stale compiled modules: an extension built from an older source is
+    imported instead of the source you just edited (`make test` rebuilds them)."""
+    for name in COMPILED_MODULES:
+        module = importlib.import_module(name)
+        built = Path(module.__file__ or "")
+        if built.suffix != ".so":
+            continue  # interpreted (TUNNELGATE_PURE_PYTHON=1): nothing to go stale
+        source = built.with_name(built.name.split(".", 1)[0] + ".py")
+        if source.stat().st_mtime > built.stat().st_mtime:
+            pytest.exit(f"{built} is older than {source.name}: run `make test` to rebuild", 2)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class Event:
     __slots__ = ()
+    # The compared and shown fields (compiled classes keep no __slots__ to read).
+    fields: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
-        names: tuple[str, ...] = self.__slots__
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in names)
-        return f"{type(self).__name__}({fields})"
+        shown = ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self).fields)
+        return f"{type(self).__name__}({shown})"
 
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
-        names: tuple[str, ...] = self.__slots__
-        return all(getattr(self, k) == getattr(other, k) for k in names)
+        return all(getattr(self, k) == getattr(other, k) for k in type(self).fields)
 
     __hash__ = None  # type: ignore[assignment]

@@ -107,7 +107,7 @@ class StatusSink:
         self.complete = True
 
 
-def feed_llhttp(parser: Any, sink: Sink | StatusSink, data: bytes) -> bool:
+def feed_llhttp(parser: Any, sink: Sink | StatusSink, data: bytes | memoryview) -> bool:
     """Feed llhttp; True if it stopped after the head for a protocol switch.
 
     Raises httptools.HttpParserError for bytes llhttp refuses.

@@ -10,7 +10,7 @@ slices of the caller's bytes and a body read whole is passed on without a copy.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from httptools import HttpParserError
@@ -41,6 +41,19 @@ class RequestHead(Event):
     is the lower-cased Upgrade field value when the request switches protocols."""
 
     __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "head_size",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
+    fields: ClassVar[tuple[str, ...]] = (
         "chunked",
         "content_length",
         "expect_continue",
@@ -93,6 +106,7 @@ class BodyData(Event):
     """Request body bytes, de-chunked. Never empty."""
 
     __slots__ = ("data",)
+    fields: ClassVar[tuple[str, ...]] = ("data",)
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -100,12 +114,14 @@ class BodyData(Event):
 
 class RequestComplete(Event):
     __slots__ = ()
+    fields: ClassVar[tuple[str, ...]] = ()
 
 
 class UpgradeData(Event):
     """Bytes after the head of an upgrade request: opaque, never parsed."""
 
     __slots__ = ("data",)
+    fields: ClassVar[tuple[str, ...]] = ("data",)
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -264,8 +280,8 @@ class RequestParser:
         stop = len(data) if end < 0 else end
         try:
             feed_llhttp(self._ll, self._sink, _view(data, pos, stop))
-        except HttpParserError as exc:
-            raise HTTPError(400, "bad_chunk", f"invalid chunked body: {exc}") from None
+        except HttpParserError as refused:  # its own name: compiled code types it
+            raise HTTPError(400, "bad_chunk", f"invalid chunked body: {refused}") from None
         if self._sink.complete != (end >= 0):  # llhttp and _framing must agree on the end
             raise HTTPError(400, "bad_chunk", "the chunked body is ambiguous")
         if spans:  # one event per read, however small the chunks: a copy, but only one

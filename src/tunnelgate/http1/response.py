@@ -10,7 +10,7 @@ because llhttp cannot know which request a response answers (HEAD, CONNECT).
 from __future__ import annotations
 
 import re
-from typing import Any, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
 
 import httptools
 from httptools import HttpParserError
@@ -40,6 +40,17 @@ class ResponseHead(Event):
         "_raw",
         "chunked",
         "content_length",
+        "interim",
+        "keep_alive",
+        "reason",
+        "status",
+        "switching",
+        "version",
+    )
+    fields: ClassVar[tuple[str, ...]] = (
+        "chunked",
+        "content_length",
+        "headers",
         "interim",
         "keep_alive",
         "reason",
@@ -91,6 +102,7 @@ class ResponseComplete(Event):
     (after a 101 or a 2xx to CONNECT: the new protocol's first bytes)."""
 
     __slots__ = ("leftover",)
+    fields: ClassVar[tuple[str, ...]] = ("leftover",)
 
     def __init__(self, leftover: int) -> None:
         self.leftover = leftover
@@ -257,8 +269,8 @@ class ResponseParser:
         stop = n if end < 0 else end
         try:
             feed_llhttp(self._ll, self._sink, _view(data, pos, stop))
-        except HttpParserError as exc:
-            raise _bad(f"invalid chunked body: {exc}") from None
+        except HttpParserError as refused:  # its own name: compiled code types it
+            raise _bad(f"invalid chunked body: {refused}") from None
         if self._sink.complete != (end >= 0):  # llhttp and _framing must agree on the end
             raise _bad("the chunked body is ambiguous")
         return n if end < 0 else self._complete(events, end, n)

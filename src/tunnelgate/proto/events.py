@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tunnelgate.proto.messages import ControlMessage
 
 
 class Event:
     __slots__ = ()
+    # The compared and shown fields (compiled classes keep no __slots__ to read).
+    fields: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
-        names: tuple[str, ...] = self.__slots__
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in names)
-        return f"{type(self).__name__}({fields})"
+        shown = ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self).fields)
+        return f"{type(self).__name__}({shown})"
 
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
-        names: tuple[str, ...] = self.__slots__
-        return all(getattr(self, k) == getattr(other, k) for k in names)
+        return all(getattr(self, k) == getattr(other, k) for k in type(self).fields)
 
     __hash__ = None  # type: ignore[assignment]
 
 
 class StreamOpened(Event):
     __slots__ = ("metadata", "stream_id")
+    fields: ClassVar[tuple[str, ...]] = ("metadata", "stream_id")
 
     def __init__(self, stream_id: int, metadata: bytes) -> None:
         self.stream_id = stream_id
@@ -34,6 +37,7 @@ class DataReceived(Event):
     """Stream bytes. Acknowledge them (`acknowledge_data`) once consumed to return credit."""
 
     __slots__ = ("data", "stream_id")
+    fields: ClassVar[tuple[str, ...]] = ("data", "stream_id")
 
     def __init__(self, stream_id: int, data: bytes) -> None:
         self.stream_id = stream_id
@@ -44,6 +48,7 @@ class StreamEnded(Event):
     """The peer half-closed the stream: it will send no more data."""
 
     __slots__ = ("stream_id",)
+    fields: ClassVar[tuple[str, ...]] = ("stream_id",)
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
@@ -53,6 +58,7 @@ class StreamReset(Event):
     """The stream is gone, both directions. `code` is an ErrorCode value."""
 
     __slots__ = ("code", "stream_id")
+    fields: ClassVar[tuple[str, ...]] = ("code", "stream_id")
 
     def __init__(self, stream_id: int, code: int) -> None:
         self.stream_id = stream_id
@@ -63,6 +69,7 @@ class StreamWritable(Event):
     """Data held back for lack of credit has all been sent: the source may resume."""
 
     __slots__ = ("stream_id",)
+    fields: ClassVar[tuple[str, ...]] = ("stream_id",)
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
@@ -70,6 +77,7 @@ class StreamWritable(Event):
 
 class ControlReceived(Event):
     __slots__ = ("message",)
+    fields: ClassVar[tuple[str, ...]] = ("message",)
 
     def __init__(self, message: ControlMessage) -> None:
         self.message = message
@@ -77,6 +85,7 @@ class ControlReceived(Event):
 
 class PongReceived(Event):
     __slots__ = ("value",)
+    fields: ClassVar[tuple[str, ...]] = ("value",)
 
     def __init__(self, value: int) -> None:
         self.value = value
@@ -86,6 +95,7 @@ class GoAwayReceived(Event):
     """The peer is closing the connection; `code` NO_ERROR means a clean goodbye."""
 
     __slots__ = ("code", "reason")
+    fields: ClassVar[tuple[str, ...]] = ("code", "reason")
 
     def __init__(self, code: int, reason: str) -> None:
         self.code = code
