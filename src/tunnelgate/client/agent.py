@@ -21,6 +21,7 @@ import picows
 import uvloop
 
 from tunnelgate import limits
+from tunnelgate.allocator import tune_allocator
 from tunnelgate.config import ClientConfig, TunnelSpec
 from tunnelgate.errors import RemoteProtocolError, TunnelRejected
 from tunnelgate.logs import configure_logging
@@ -244,6 +245,7 @@ class Agent:
 def run_client(config: ClientConfig) -> int:
     # The user-facing lines come from `output`; library logs only when something is wrong.
     configure_logging(config.log_format, level=logging.WARNING)
+    tune_allocator()
     output = make_output(config.log_format)
 
     async def main() -> int:

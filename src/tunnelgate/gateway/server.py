@@ -11,6 +11,7 @@ from collections import Counter
 import uvloop
 
 from tunnelgate import limits
+from tunnelgate.allocator import tune_allocator
 from tunnelgate.config import GatewayConfig, unsupported_options
 from tunnelgate.logs import EventLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode
@@ -105,6 +106,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
 
 def run_gateway(config: GatewayConfig) -> int:
     configure_logging(config.log_format)
+    tune_allocator()
     missing = unsupported_options(config)
     if missing:
         print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
