@@ -22,8 +22,8 @@ M_TOP_PAD: Final = -2
 M_MMAP_THRESHOLD: Final = -3
 
 MMAP_THRESHOLD: Final = 8 * limits.MiB  # larger than any buffer on the data path
-TRIM_THRESHOLD: Final = 32 * limits.MiB
-TOP_PAD: Final = 4 * limits.MiB
+TRIM_THRESHOLD: Final = 8 * limits.MiB
+TOP_PAD: Final = 1 * limits.MiB
 
 
 def tune_allocator() -> bool:
