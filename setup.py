@@ -13,13 +13,13 @@ import os
 from setuptools import setup
 
 COMPILED = [
+    "src/tunnelgate/event.py",
     "src/tunnelgate/proto/codes.py",
     "src/tunnelgate/proto/events.py",
     "src/tunnelgate/proto/flow.py",
     "src/tunnelgate/proto/frames.py",
     "src/tunnelgate/proto/messages.py",
     "src/tunnelgate/proto/mux.py",
-    "src/tunnelgate/http1/_event.py",
     "src/tunnelgate/http1/_framing.py",
     "src/tunnelgate/http1/request.py",
     "src/tunnelgate/http1/response.py",

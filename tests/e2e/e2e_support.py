@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tunnelgate.testing.proc import JsonObject, WaitTimeout
+from tunnelgate.testing.proc import JsonObject, WaitTimeout, json_object
 from tunnelgate.testing.processes import (
     Proc,
     RawConnection,
@@ -42,15 +41,7 @@ POLL_INTERVAL = 0.01
 """Seconds between polls of the local app's /stats (each wait has its own deadline)."""
 
 
-def json_line(line: str) -> JsonObject | None:
-    """``line`` parsed if it is a JSON object, else None."""
-    if not line.startswith("{"):
-        return None
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+json_line = json_object  # ``line`` parsed if it is a JSON object, else None
 
 
 @dataclass

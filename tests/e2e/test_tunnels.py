@@ -10,7 +10,6 @@ bounded by a deadline; nothing waits by sleeping.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import signal
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tunnelgate.testing import websocket as ws
-from tunnelgate.testing.proc import JsonObject
+from tunnelgate.testing.proc import JsonObject, json_object
 from tunnelgate.testing.processes import (
     Proc,
     ProcExited,
@@ -106,14 +105,7 @@ class _LogMatch:
         return f"<log event {self.event!r} with {self.fields!r}>"
 
 
-def _json(line: str) -> JsonObject | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+_json = json_object
 
 
 def _log_objects(proc: Proc, after: int) -> list[JsonObject]:

@@ -72,17 +72,6 @@ HELD = Held()
 
 class Registry(Protocol):
     def claim(self, name: str, tunnel: Tunnel) -> Lease | RejectReason: ...
-    @staticmethod
-    def _may_take(entry: _Entry, owner: Owner) -> bool:
-        if entry.tunnel is None:
-            return entry.owner.same_as(owner)  # held: its owner comes back
-        # Online: only the very same client, reconnecting before we noticed its old
-        # connection died (clients often notice first). Another client with the same
-        # token is a second tunnel, and a name belongs to one live tunnel.
-        return entry.owner.token == owner.token and (
-            owner.client_id is not None and entry.owner.client_id == owner.client_id
-        )
-
     def release(self, lease: Lease) -> bool: ...
     def hold(self, lease: Lease) -> bool: ...
     def expire(self, lease: Lease) -> bool: ...

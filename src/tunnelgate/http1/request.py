@@ -16,9 +16,9 @@ import httptools
 from httptools import HttpParserError
 
 from tunnelgate.errors import HTTPError
+from tunnelgate.event import Event
 from tunnelgate.limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT
 
-from ._event import Event
 from ._framing import ChunkedFramer, FramingError, HeadFramer, Sink, feed_llhttp, persistent
 from .serialize import LAST_CHUNK, encode_chunk, serialize_head, split_absolute_form
 

@@ -117,7 +117,7 @@ class Proc:
 
     def json_lines(self) -> list[JsonObject]:
         """Every stdout line that is a JSON object, parsed."""
-        return [obj for line in self.stdout_lines if (obj := _json_object(line)) is not None]
+        return [obj for line in self.stdout_lines if (obj := json_object(line)) is not None]
 
     def output(self, tail: int = OUTPUT_TAIL) -> str:
         """The last lines of both streams, for failure messages."""
@@ -307,7 +307,8 @@ def _matcher(predicate: Callable[[str], bool] | str) -> Callable[[str], bool]:
     return predicate
 
 
-def _json_object(line: str) -> JsonObject | None:
+def json_object(line: str) -> JsonObject | None:
+    """``line`` parsed if it is a JSON object, else None."""
     if not line.startswith("{"):
         return None
     try:
@@ -322,7 +323,7 @@ class _JsonMatcher:
         self.predicate = predicate
 
     def __call__(self, line: str) -> bool:
-        obj = _json_object(line)
+        obj = json_object(line)
         return obj is not None and self.predicate(obj)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""The base of the parsers' events: slotted, comparable by value (tests rely on it)."""
+"""The base of every sans-IO event (proto/, http1/): slotted, comparable by value."""
 
 from __future__ import annotations
 
