@@ -25,6 +25,7 @@ COMPILED = [
     "src/tunnelgate/http1/response.py",
     "src/tunnelgate/http1/serialize.py",
     "src/tunnelgate/transport/deadlines.py",
+    "src/tunnelgate/transport/tunnel.py",
     "src/tunnelgate/gateway/edge.py",
     "src/tunnelgate/gateway/exchange.py",
     "src/tunnelgate/client/upstream.py",

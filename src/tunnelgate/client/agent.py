@@ -29,6 +29,7 @@ from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, OpenInfo, Register, Registered, Rejected
 from tunnelgate.proto.mux import Role
 from tunnelgate.transport.deadlines import Deadlines
+from tunnelgate.transport.listener import TunnelListener
 from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnection
 
 from .output import Output, make_output
@@ -101,7 +102,7 @@ class Agent:
         connection = TunnelConnection(Role.CLIENT, self)
         try:
             await picows.ws_connect(
-                lambda: connection,
+                lambda: TunnelListener(connection),
                 self.config.server,
                 ssl_context=self._ssl_context(),
                 websocket_handshake_timeout=limits.HANDSHAKE_TIMEOUT,

@@ -17,6 +17,7 @@ from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithLis
 from picows import picows as _picows_impl
 
 from tunnelgate import limits
+from tunnelgate.transport.listener import TunnelListener
 from tunnelgate.transport.tunnel import SUBPROTOCOL, TunnelConnection
 
 _logger = logging.getLogger("tunnelgate.picows")
@@ -31,7 +32,7 @@ def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelCon
         response = WSUpgradeResponse.create_101_response(
             extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL}
         )
-        return WSUpgradeResponseWithListener(response, listener)
+        return WSUpgradeResponseWithListener(response, TunnelListener(listener))
 
     protocol = _picows_impl.WSProtocol(  # type: ignore[attr-defined]  # not in picows stubs
         None,  # host:port (client side only)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Protocol
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 
 from tunnelgate import limits
 from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
@@ -48,7 +48,10 @@ class SessionHooks(Protocol):
     def on_closed(self, clean: bool, reason: str) -> None: ...
 
 
-class TunnelConnection(WSListener):
+class TunnelConnection:
+    """Speaks picows' listener interface through `TunnelListener` (transport/listener.py):
+    this class is compiled, and compiled classes cannot subclass picows' Cython class."""
+
     def __init__(
         self,
         role: Role,
