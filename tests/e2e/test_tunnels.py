@@ -603,6 +603,24 @@ async def test_client_reconnects_to_restarted_gateway_and_keeps_its_name(
 
 
 # --- heartbeats -------------------------------------------------------------------------------
+async def test_idle_tunnel_is_closed_with_its_reason_and_the_client_stops(
+    clients: Clients,
+) -> None:
+    idle = ("--idle-timeout", "0.6", "--heartbeat-interval", "0.2", "--heartbeat-timeout", "2")
+    with running_gateway(*idle) as gw:
+        name = "idler"
+        proc = clients.http(gw, "--subdomain", name)
+        assert await ready(proc) == gw.url(name)
+        # No traffic: the gateway closes the tunnel and tells the client why; retrying
+        # would only idle again, so the client stops (status 1) instead of reconnecting.
+        assert await proc.wait_exit_async(10.0) == 1
+        closed = [e for e in proc.json_lines() if e.get("event") == "closed"]
+        assert closed, proc.output()
+        assert "idle" in str(closed[0].get("reason")), closed
+        # Closed on purpose, not dropped: the name is free at once, not held for a grace.
+        await assert_gateway_error(gw, name, 404)
+
+
 async def test_frozen_client_is_dropped_after_heartbeat_timeout(clients: Clients) -> None:
     with running_gateway(*HEARTBEAT_ARGS) as gw:
         name = "frozen"

@@ -38,6 +38,9 @@ from .upstream import LocalConnection, LocalPool, LocalRelay
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REJECTED = 2
+# Closed by the gateway for a reason reconnecting would only repeat (idle, or an operator
+# closed it); a gateway shutting down (SHUTDOWN) or a lost connection is retried.
+_FINAL_CLOSES = frozenset({ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
 
 
 class _Stop(Exception):
@@ -61,6 +64,7 @@ class Agent:
         self._closed: asyncio.Future[str] | None = None
         self._rejection: TunnelRejected | None = None
         self._last_reason = ""
+        self._final_close: str | None = None  # closed for a reason a retry would not fix
         self._stop_requested = asyncio.Event()
 
     # --- main loop ------------------------------------------------------------
@@ -130,10 +134,15 @@ class Agent:
             raise _Stop(EXIT_FAILED)
         for tid, spec in self.specs.items():
             connection.send_control(self._register_message(tid, spec))
+        if self.stopping:  # asked to stop while connecting: still say goodbye
+            connection.close(ErrorCode.NO_ERROR, "client shutting down")
         reason = await self._closed
         self.connection = None
         if self._rejection is not None:
             raise _Stop(EXIT_REJECTED)
+        if self._final_close is not None:
+            self.output.error(f"the gateway closed the tunnel: {self._final_close}")
+            raise _Stop(EXIT_FAILED)
         self._last_reason = reason
         return len(self.names) == len(self.specs)
 
@@ -185,6 +194,8 @@ class Agent:
 
     def on_go_away(self, code: int, reason: str) -> None:
         self.output.closed(reason or code_name(code))
+        if code in _FINAL_CLOSES:
+            self._final_close = reason or code_name(code)
 
     def on_closed(self, clean: bool, reason: str) -> None:
         if self._closed is not None and not self._closed.done():

@@ -26,6 +26,9 @@ SUBPROTOCOL = "tunnelgate.v1"
 # peer's message limit (limits.MAX_TUNNEL_MESSAGE).
 FLUSH_THRESHOLD = 1 * limits.MiB
 _WS_HEADROOM = bytes(14)  # the largest WebSocket frame header (with mask key)
+# Closing with these frees the names at once; any other end (a drop, a gateway shutting
+# down) holds them for the reconnect grace.
+_RELEASING_CODES = frozenset({ErrorCode.NO_ERROR, ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
 
 log = EventLog("tunnelgate.tunnel")
 
@@ -209,7 +212,7 @@ class TunnelConnection:
         if self.closed:
             return
         self.closed = True
-        if code == ErrorCode.NO_ERROR:
+        if code in _RELEASING_CODES:
             self._clean_close = True
         self._close_reason = reason or code_name(code)
         try:
