@@ -26,7 +26,12 @@ import pytest
 from e2e_support import TunnelEnv, start_tunnel_env
 
 from tunnelgate.testing.http_client import RawConnection, RawResponse, open_connection
-from tunnelgate.testing.local_app import LocalApp, expected_bytes_sha256, stream_blocks
+from tunnelgate.testing.local_app import (
+    LocalApp,
+    expected_bytes_sha256,
+    start_local_app,
+    stream_blocks,
+)
 from tunnelgate.testing.proc import JsonObject, Proc
 from tunnelgate.testing.processes import http_request, poll_until_async
 
@@ -285,18 +290,10 @@ async def test_stalled_reader_stops_only_its_own_stream(
 
 
 # --- 300 at once ------------------------------------------------------------------------------
-class _BacklogApp(LocalApp):
-    """The test app listening with a backlog big enough for CONCURRENT connections at once."""
-
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._on_connection, host, port, backlog=BACKLOG)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-
 @pytest.fixture
 async def backlog_app() -> AsyncIterator[LocalApp]:
-    app = _BacklogApp()
-    await app.start("127.0.0.1", 0)
+    """The test app listening with a backlog big enough for CONCURRENT connections at once."""
+    app = await start_local_app(backlog=BACKLOG)
     try:
         yield app
     finally:

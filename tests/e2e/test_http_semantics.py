@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2e_support import TunnelEnv
 
 from tunnelgate.testing import websocket as ws
-from tunnelgate.testing.http_client import RawResponse, build_request, chunked
-from tunnelgate.testing.local_app import expected_bytes_sha256
-from tunnelgate.testing.processes import start_client, wait_ready
+from tunnelgate.testing.http_client import RawResponse, build_request, chunked, http_request
+from tunnelgate.testing.local_app import expected_bytes_sha256, start_local_app
+from tunnelgate.testing.processes import (
+    start_client,
+    start_gateway,
+    wait_ready,
+    wait_ready_async,
+)
 
 
 def sha256(data: bytes) -> str:
@@ -416,3 +424,60 @@ async def test_host_header_passed_as_public_host_or_rewritten(
     rewritten = (await env.request(build_request("GET", "/echo", host=rewrite_host))).json()
     assert header_values(rewritten, "Host") == [f"127.0.0.1:{env.app_port}"]
     assert header_values(rewritten, "X-Forwarded-Host") == [rewrite_host]
+
+
+# --- https:// local apps ----------------------------------------------------------------------
+
+
+def _self_signed(directory: Path) -> ssl.SSLContext:
+    """A TLS server context with a fresh self-signed certificate, as dev servers use."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dev.local",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_https_local_app_is_reached_over_tls(tmp_path: Path) -> None:
+    app = await start_local_app(tls=_self_signed(tmp_path))
+    gateway, port = start_gateway()
+    client = start_client(
+        "http",
+        f"https://127.0.0.1:{app.port}",
+        "--subdomain",
+        "secure",
+        "--server",
+        f"ws://127.0.0.1:{port}/connect",
+    )
+    try:
+        ready = await wait_ready_async(client)
+        assert ready["local"] == f"https://127.0.0.1:{app.port}"
+        host = f"secure.localhost:{port}"
+        response = await http_request(port, build_request("GET", "/", host=host))
+        # The app speaks only TLS: a plain-text request would have been refused (502).
+        assert (response.status, response.body) == (200, b"hello\n")
+        assert app.requests == 1
+    finally:
+        client.terminate()
+        gateway.terminate()
+        await app.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -219,6 +220,16 @@ class Agent:
             headers["Authorization"] = f"Bearer {self.config.token}"
         return headers
 
+    @functools.cached_property
+    def _local_tls(self) -> ssl.SSLContext:
+        """TLS to an https:// local app. Not verified, as ngrok does not: a local dev
+        server's certificate is self-signed or made for another name, and the hop never
+        leaves this machine."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.server.startswith("wss://"):
             return None
@@ -238,11 +249,16 @@ class Agent:
         restart), then the stream is reset and the gateway answers 502."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limits.LOCAL_CONNECT_RETRY
+        tls = self._local_tls if spec.local_scheme == "https" else None
         while not relay.done:
             try:
                 async with asyncio.timeout(limits.LOCAL_CONNECT_TIMEOUT):
                     _, local = await loop.create_connection(
-                        lambda: LocalConnection(pool), spec.local_host, spec.local_port
+                        lambda: LocalConnection(pool),
+                        spec.local_host,
+                        spec.local_port,
+                        ssl=tls,
+                        server_hostname=spec.local_host if tls is not None else None,
                     )
             except (OSError, TimeoutError):
                 if loop.time() >= deadline:

@@ -33,6 +33,7 @@ import hashlib
 import json
 import random
 import signal
+import ssl
 import sys
 import traceback
 from collections.abc import Iterator
@@ -86,8 +87,12 @@ class LocalApp:
     def __repr__(self) -> str:
         return f"<LocalApp port={self.port} requests={self.requests} conns={self.connections}>"
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._on_connection, host, port)
+    async def start(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, backlog: int = 100
+    ) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connection, host, port, ssl=tls, backlog=backlog
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
@@ -313,10 +318,16 @@ _ROUTES = {
 }
 
 
-async def start_local_app(host: str = "127.0.0.1", port: int = 0) -> LocalApp:
-    """Start the app on this event loop; ``await app.aclose()`` stops it."""
+async def start_local_app(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    backlog: int = 100,
+) -> LocalApp:
+    """Start the app on this event loop (over TLS with ``tls``; ``backlog`` as for listen);
+    ``await app.aclose()`` stops it."""
     app = LocalApp()
-    await app.start(host, port)
+    await app.start(host, port, tls, backlog)
     return app
 
 
