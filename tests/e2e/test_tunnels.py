@@ -555,6 +555,9 @@ async def test_same_owner_takes_dropped_name_back_within_grace(
     again = clients.http(token_gw, "--subdomain", name, "--token", "alice")
     assert await ready(again) == token_gw.url(name)
     await assert_serves(token_gw, name)
+    # The gateway logs it as the owner coming back, not as a new tunnel.
+    await token_gw.wait_event("tunnel_reconnected", after=mark, name=name)
+    assert not token_gw.events("tunnel_registered", after=mark, name=name)
 
     # The old tunnel's grace runs out: it must not free the name its owner took back.
     sentinel.signal(signal.SIGKILL)
@@ -619,6 +622,7 @@ async def test_idle_tunnel_is_closed_with_its_reason_and_the_client_stops(
         assert "idle" in str(closed[0].get("reason")), closed
         # Closed on purpose, not dropped: the name is free at once, not held for a grace.
         await assert_gateway_error(gw, name, 404)
+        assert gw.events("tunnel_idle"), "the gateway logs why it closed the tunnel"
 
 
 async def test_frozen_client_is_dropped_after_heartbeat_timeout(clients: Clients) -> None:

@@ -129,12 +129,14 @@ class GatewaySession:
             client_addr=self.client_addr,
             connected_since=time.time(),
         )
+        returning = gw.registry.lookup(name) is not None  # its owner, back for it
         lease = gw.registry.claim(name, tunnel)
         if isinstance(lease, RejectReason):
             return reject(lease, f"{name!r} is already in use")
         self.leases[request.id] = (lease, tunnel)
         gw.track(tunnel)
-        log.info("tunnel_registered", name=name, url=tunnel.url, client=self.client_addr)
+        event = "tunnel_reconnected" if returning else "tunnel_registered"
+        log.info(event, name=name, url=tunnel.url, client=self.client_addr)
         return Registered(request.id, tunnel.url, name=name)
 
     def _free_random_name(self) -> str:

@@ -262,6 +262,7 @@ class TunnelConnection:
             return
         if self._idle_timeout and now - self._last_activity > self._idle_timeout:
             if not self.handlers:
+                log.info("tunnel_idle", idle_s=self._idle_timeout)
                 self.close(ErrorCode.IDLE_TIMEOUT, f"idle for {self._idle_timeout:g} s")
                 return
             self._last_activity = now  # streams still open count as activity
