@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -19,7 +20,14 @@ from .download import DownloadResult, download
 from .loadgen import LoadGenerator, LoadResult
 from .origin import Origin
 from .probe import Target, answers
-from .procs import Processes, cpu_meter, rss_kib
+from .procs import (
+    BenchError,
+    Interrupted,
+    Processes,
+    cpu_meter,
+    hard_deadline,
+    rss_kib,
+)
 from .systems import System, start_gateway
 from .tunnels import open_tunnels
 
@@ -30,6 +38,25 @@ _T0: Final = time.monotonic()
 
 def say(message: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def run_bounded(
+    seconds: float, body: Callable[[dict[str, Any]], None], result: dict[str, Any]
+) -> bool:
+    """Run `body(result)` under a hard deadline; a BenchError becomes an entry in
+    result["errors"]. False if a signal interrupted it (every process was stopped)."""
+    started = time.monotonic()
+    try:
+        with hard_deadline(seconds):
+            body(result)
+    except (KeyboardInterrupt, Interrupted):
+        say("interrupted: every process started was stopped")
+        return False
+    except BenchError as exc:
+        result["errors"].append(str(exc))
+    finally:
+        result["duration_s"] = round(time.monotonic() - started, 1)
+    return True
 
 
 @dataclass(frozen=True, slots=True)

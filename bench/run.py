@@ -28,15 +28,13 @@ from typing import Any, Final
 
 from . import report
 from .loadgen import LoadGenerator, PyLoad, Wrk
-from .measure import Plan, SystemRun, idle_tunnels, say
+from .measure import Plan, SystemRun, idle_tunnels, run_bounded, say
 from .origin import MID_SIZE, Origin, start_nginx, start_python_origin
 from .pagekite import PageKite
 from .procs import (
     ROOT,
     BenchError,
-    Interrupted,
     Processes,
-    hard_deadline,
     raise_nofile,
     raise_on_signals,
 )
@@ -181,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir = args.workdir.resolve()
     raise_on_signals()
     raise_nofile(65536)
-    started = time.monotonic()
     result: dict[str, Any] = {
         "schema": report.SCHEMA,
         "kind": "smoke" if args.smoke else "bench",
@@ -191,15 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         "systems": {},
         "errors": [],
     }
-    try:
-        with hard_deadline(args.budget + HARD_MARGIN):
-            measure_all(args, result)
-    except (KeyboardInterrupt, Interrupted):
-        say("interrupted: every process started was stopped")
+    if not run_bounded(args.budget + HARD_MARGIN, lambda r: measure_all(args, r), result):
         return 130
-    except BenchError as exc:
-        result["errors"].append(str(exc))
-    result["duration_s"] = round(time.monotonic() - started, 1)
     problems = write(result, args.results)
     say(f"results in {args.results} after {result['duration_s']} s")
     print((args.results / "latest.md").read_text())

@@ -23,13 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
-from .measure import say
+from .measure import run_bounded, say
 from .origin import Origin, start_nginx, start_python_origin
 from .procs import (
-    BenchError,
-    Interrupted,
     Processes,
-    hard_deadline,
     nofile_limit,
     open_fds,
     raise_nofile,
@@ -253,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
     raise_on_signals()
-    started = time.monotonic()
     result: dict[str, Any] = {
         "kind": "scale",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -261,15 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "software": software(),
         "errors": [],
     }
-    try:
-        with hard_deadline(args.budget):
-            run_scale(args, result)
-    except (KeyboardInterrupt, Interrupted):
-        say("interrupted: every process started was stopped")
+    if not run_bounded(args.budget, lambda r: run_scale(args, r), result):
         return 130
-    except BenchError as exc:
-        result["errors"].append(str(exc))
-    result["duration_s"] = round(time.monotonic() - started, 1)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.results / "scale.md").write_text(markdown(result))
