@@ -27,8 +27,11 @@ COMPILED = [
     "src/tunnelgate/transport/deadlines.py",
     "src/tunnelgate/transport/tunnel.py",
     "src/tunnelgate/gateway/edge.py",
+    "src/tunnelgate/gateway/registry.py",
     "src/tunnelgate/gateway/exchange.py",
     "src/tunnelgate/client/upstream.py",
+    "src/tunnelgate/client/output.py",
+    "src/tunnelgate/logs.py",
 ]
 
 ext_modules = []

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tunnelgate.proto.codes import RejectReason
-
-if TYPE_CHECKING:
-    from tunnelgate.transport.tunnel import TunnelConnection
+from tunnelgate.transport.tunnel import TunnelConnection
 
 
 @dataclass(slots=True, eq=False)
