@@ -31,7 +31,6 @@ COMPILED = [
     "src/tunnelgate/gateway/exchange.py",
     "src/tunnelgate/client/upstream.py",
     "src/tunnelgate/client/output.py",
-    "src/tunnelgate/logs.py",
 ]
 
 ext_modules = []
