@@ -227,7 +227,7 @@ class TunnelConnection:
             pass
         self._flush()
         if self.ws is not None:
-            self.ws.send_close(WSCloseCode.OK if code == 0 else WSCloseCode.PROTOCOL_ERROR)
+            self.ws.send_close(_ws_close_code(code))
             self.ws.disconnect()
 
     def abort(self) -> None:
@@ -270,3 +270,14 @@ class TunnelConnection:
         self.mux.ping(self._ping_seq)
         self._flush()
         self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
+
+
+def _ws_close_code(code: int) -> WSCloseCode:
+    """The WebSocket close code that goes with our GOAWAY code (RFC 6455 §7.4.1)."""
+    if code in (ErrorCode.PROTOCOL_ERROR, ErrorCode.FLOW_CONTROL_ERROR, ErrorCode.FRAME_SIZE_ERROR):
+        return WSCloseCode.PROTOCOL_ERROR
+    if code == ErrorCode.SHUTDOWN:
+        return WSCloseCode.GOING_AWAY
+    if code == ErrorCode.INTERNAL_ERROR:
+        return WSCloseCode.INTERNAL_ERROR
+    return WSCloseCode.OK  # a deliberate close: goodbye, idle, operator
