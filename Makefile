@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # module left over from an older source would be imported instead of the new source.
 COMPILED := $(shell sed -n 's/^ *"\(src\/tunnelgate\/.*\.py\)",$$/\1/p' setup.py)
 
-$(STAMP): pyproject.toml setup.py $(COMPILED)
+# limits.py too: mypyc may build its Final constants into the compiled modules.
+$(STAMP): pyproject.toml setup.py $(COMPILED) src/tunnelgate/limits.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -33,8 +33,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if built.suffix != ".so":
             continue  # interpreted (TUNNELGATE_PURE_PYTHON=1): nothing to go stale
         source = built.with_name(built.name.split(".", 1)[0] + ".py")
-        if source.stat().st_mtime > built.stat().st_mtime:
-            pytest.exit(f"{built} is older than {source.name}: run `make test` to rebuild", 2)
+        # limits.py too: mypyc builds its Final constants into the compiled modules.
+        limits = built.parents[1 if built.parent.name != "tunnelgate" else 0] / "limits.py"
+        for dependency in (source, limits):
+            if dependency.stat().st_mtime > built.stat().st_mtime:
+                pytest.exit(
+                    f"{built} is older than {dependency.name}: run `make test` to rebuild", 2
+                )
 
 
 @pytest.fixture(autouse=True, scope="session")

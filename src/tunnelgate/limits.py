@@ -66,7 +66,10 @@ LOCAL_CONNECT_TIMEOUT: Final = 5 * SECONDS
 LOCAL_CONNECT_RETRY: Final = 2 * SECONDS
 LOCAL_CONNECT_RETRY_INTERVAL: Final = 0.1 * SECONDS
 MAX_IDLE_LOCAL_CONNECTIONS: Final = 64  # keep-alive pool to the local app, per tunnel
-LOCAL_IDLE_TIMEOUT: Final = 30 * SECONDS
+# Below the keep-alive timeouts of common dev servers (Node and uvicorn close idle
+# connections after 5 s), so we close a pooled connection before the app does and seldom
+# write a request into a connection the app is closing.
+LOCAL_IDLE_TIMEOUT: Final = 4 * SECONDS
 BACKOFF_INITIAL: Final = 0.5 * SECONDS
 BACKOFF_MAX: Final = 30 * SECONDS
 SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
