@@ -26,6 +26,7 @@ from tunnelgate.testing.processes import (
     ProcExited,
     RawResponse,
     build_request,
+    free_port,
     http_request,
     open_connection,
     start_client,
@@ -642,3 +643,42 @@ async def test_frozen_client_is_dropped_after_heartbeat_timeout(clients: Clients
         # Thawed, the client finds its connection gone, reconnects and takes its name back.
         assert await ready(proc, after=out_mark, timeout=RECONNECT_TIMEOUT) == gw.url(name)
         await assert_serves(gw, name)
+
+
+# --- limits -----------------------------------------------------------------------------------
+async def test_tunnels_per_token_are_limited(clients: Clients) -> None:
+    with running_gateway("--token", "alice", "--max-tunnels-per-token", "1") as gw:
+        first = clients.http(gw, "--subdomain", "one", "--token", "alice")
+        assert await ready(first) == gw.url("one")
+        second = clients.http(gw, "--subdomain", "two", "--token", "alice")
+        await assert_rejected(second, "too_many_tunnels", "too many")
+        await assert_serves(gw, "one")  # the first one is untouched
+
+
+async def test_streams_per_tunnel_are_limited_with_503(clients: Clients) -> None:
+    with running_gateway("--max-streams", "1") as gw:
+        proc = clients.http(gw, "--subdomain", "narrow")
+        assert await ready(proc) == gw.url("narrow")
+        key = "hold-the-stream"
+        async with await open_connection(gw.port) as held:
+            # An event stream that sends its first event, then waits for a release: once that
+            # event is read, the request holds the tunnel's only stream.
+            await held.send(
+                build_request("GET", f"/sse?n=2&wait=1&key={key}", host=gw.host("narrow"))
+            )
+            head = await held.read_head()
+            assert head.status == 200, head
+            assert b"data:" in await held.read_some()
+            busy = await gw.get("narrow")
+            assert busy.status == 503, busy
+            assert busy.header("X-Tunnelgate-Error") == "tunnel_busy"
+            release = build_request("GET", f"/release?key={key}", host="127.0.0.1")
+            assert (await http_request(clients.app_port, release)).status == 200
+        await assert_serves(gw, "narrow")  # the stream is free again
+
+
+async def test_client_gives_up_after_max_retries(clients: Clients) -> None:
+    dead = f"ws://127.0.0.1:{free_port()}/connect"  # nothing listens there
+    proc = clients.start("http", str(clients.app_port), "--server", dead, "--max-retries", "1")
+    assert await proc.wait_exit_async(EXIT_TIMEOUT) == 1
+    assert any("giving up" in str(e) for e in proc.json_lines()), proc.output()
