@@ -674,6 +674,12 @@ async def test_streams_per_tunnel_are_limited_with_503(clients: Clients) -> None
             assert busy.header("X-Tunnelgate-Error") == "tunnel_busy"
             release = build_request("GET", f"/release?key={key}", host="127.0.0.1")
             assert (await http_request(clients.app_port, release)).status == 200
+            # Read the stream to its end: then its tunnel stream is closed on both sides.
+            rest = b""
+            while not rest.endswith(b"0\r\n\r\n"):
+                piece = await held.read_some()
+                assert piece, "the event stream ended without its last chunk"
+                rest += piece
         await assert_serves(gw, "narrow")  # the stream is free again
 
 
