@@ -30,6 +30,7 @@ import logging
 import re
 import sys
 import time
+import weakref
 from typing import Final, Literal, TextIO
 
 _FIELDS: Final = "tunnelgate_fields"  # the LogRecord attribute EventLog fills
@@ -73,12 +74,13 @@ class LineWriter:
     Outside a running loop (start-up, shutdown, tests) each line is written at once.
     """
 
-    _all: Final[list[LineWriter]] = []
+    # Weak: a writer replaced by a later configure_logging (or a test's) is not kept alive.
+    _all: Final[weakref.WeakSet[LineWriter]] = weakref.WeakSet()
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._lines: list[str] = []
-        LineWriter._all.append(self)
+        LineWriter._all.add(self)
 
     def write(self, line: str) -> None:
         if not self._lines:
@@ -104,7 +106,7 @@ class LineWriter:
 
     @classmethod
     def flush_all(cls) -> None:
-        for writer in cls._all:
+        for writer in list(cls._all):
             writer.flush()
 
 

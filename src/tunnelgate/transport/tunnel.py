@@ -14,7 +14,7 @@ from typing import Protocol
 from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 
 from tunnelgate import limits
-from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
+from tunnelgate.errors import RemoteProtocolError
 from tunnelgate.logs import EventLog
 from tunnelgate.proto import events as ev
 from tunnelgate.proto.codes import ErrorCode, code_name
@@ -221,10 +221,7 @@ class TunnelConnection:
         if code in _RELEASING_CODES:
             self._clean_close = True
         self._close_reason = reason or code_name(code)
-        try:
-            self.mux.go_away(code, reason)
-        except LocalProtocolError:
-            pass
+        self.mux.go_away(code, reason)
         self._flush()
         if self.ws is not None:
             self.ws.send_close(_ws_close_code(code))
