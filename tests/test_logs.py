@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from tunnelgate.logs import AccessLog, configure_logging
+from tunnelgate.logs import AccessLog, EventLog, RateLimitedLog, configure_logging
 
 
 def _line(fmt: str, path: str, tunnel: str | None) -> str:
@@ -41,3 +41,47 @@ def test_access_line_text_quotes_only_what_needs_it() -> None:
     assert 'path="/x\\"y z"' in line  # spaces and quotes are JSON-quoted
     assert "status=200 bytes_in=12 bytes_out=345 duration_ms=1.5 client=127.0.0.1:5000" in line
     assert line.rstrip().endswith("tunnel=null")
+
+
+def test_access_line_says_when_the_response_was_cut_off() -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    try:
+        log = AccessLog("tunnelgate.gateway")
+        log.request("a.localhost", "GET", "/", 200, 0, 10, 1.0, "127.0.0.1:1", "a")
+        log.request("a.localhost", "GET", "/", 200, 0, 10, 1.0, "127.0.0.1:1", "a", True)
+    finally:
+        configure_logging("text")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["aborted"] is False
+    assert second["aborted"] is True
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limited_warnings_hold_back_bursts_and_count_them() -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    clock = _Clock()
+    try:
+        limited = RateLimitedLog(EventLog("tunnelgate.test"), interval=10.0, burst=2, clock=clock)
+        written = [limited.warning("refused", n=i) for i in range(50)]
+        assert limited.warning("other") is True  # each event has its own budget
+        clock.now += 10.0
+        assert limited.warning("refused", n=50) is True
+    finally:
+        configure_logging("text")
+    assert written == [True, True] + [False] * 48
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line.get("suppressed")) for line in lines] == [
+        ("refused", None),
+        ("refused", None),
+        ("other", None),
+        ("refused", 48),
+    ]

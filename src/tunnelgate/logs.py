@@ -31,6 +31,7 @@ import re
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from typing import Final, Literal, TextIO
 
 _FIELDS: Final = "tunnelgate_fields"  # the LogRecord attribute EventLog fills
@@ -328,7 +329,10 @@ class AccessLog:
         duration_ms: float,
         client: str,
         tunnel: str | None,
+        aborted: bool = False,
     ) -> None:
+        """`aborted`: the response was cut off before its end (the public client saw
+        a reset or a short body, never a complete response)."""
         writer = _config.writer
         if writer is None:
             self._events.info(
@@ -342,6 +346,7 @@ class AccessLog:
                 duration_ms=duration_ms,
                 client=client,
                 tunnel=tunnel,
+                aborted=aborted,
             )
             return
         if _config.level > logging.INFO:
@@ -363,6 +368,7 @@ class AccessLog:
                     "duration_ms": duration_ms,
                     "client": client,
                     "tunnel": tunnel,
+                    "aborted": aborted,
                 }
             )
         else:
@@ -371,5 +377,48 @@ class AccessLog:
                 f"path={_plain(path)} status={status} bytes_in={bytes_in} "
                 f"bytes_out={bytes_out} duration_ms={duration_ms} client={_plain(client)} "
                 f"tunnel={'null' if tunnel is None else _plain(tunnel)}"
+                f"{' aborted=true' if aborted else ''}"
             )
         writer.write(line)
+
+
+class RateLimitedLog:
+    """Warnings an attacker can trigger at will (refused connections, timeouts, floods):
+    at most `burst` lines per event name in each `interval` seconds. What is held back is
+    counted and reported as `suppressed=N` on the next line of that event that goes out,
+    so an attack shows in the log without turning into a log flood."""
+
+    __slots__ = ("_burst", "_clock", "_interval", "_log", "_windows")
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        interval: float = 10.0,
+        burst: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self._interval = interval
+        self._burst = burst
+        # event -> [window start, lines written in it, lines suppressed since the last one]
+        self._windows: dict[str, list[float]] = {}
+
+    def warning(self, event: str, /, **fields: object) -> bool:
+        """Log `event` unless its budget is spent; True if a line was written."""
+        now = self._clock()
+        window = self._windows.get(event)
+        if window is None:
+            window = self._windows[event] = [now, 0, 0]
+        elif now - window[0] >= self._interval:
+            window[0], window[1] = now, 0
+        if window[1] >= self._burst:
+            window[2] += 1
+            return False
+        window[1] += 1
+        suppressed, window[2] = int(window[2]), 0
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self._log.warning(event, **fields)
+        return True

@@ -19,6 +19,9 @@ class ErrorCode(IntEnum):
     HEARTBEAT_TIMEOUT = 10
     SHUTDOWN = 11  # the gateway is going away; reconnect (elsewhere)
     KICKED = 12  # an operator closed the tunnel
+    # The peer floods us (frames that make work but carry nothing, replies it does not
+    # read): as HTTP/2's ENHANCE_YOUR_CALM after CVE-2019-9512..9518.
+    ENHANCE_YOUR_CALM = 13
 
 
 def code_name(code: int) -> str:
