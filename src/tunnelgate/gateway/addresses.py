@@ -18,7 +18,7 @@ def address_key(ip: str) -> str:
     except ValueError:
         return ip
     if address.version == 6:
-        mapped = address.ipv4_mapped  # type: ignore[union-attr]
+        mapped = address.ipv4_mapped
         if mapped is not None:
             return str(mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
