@@ -37,6 +37,35 @@ MAX_STREAM_PENDING: Final = 1 * MiB
 TUNNEL_READ_BUFFER: Final = 4 * KiB
 # Tunnels one connection may register (`tunnelgate start` with several).
 MAX_TUNNELS_PER_CONNECTION: Final = 32
+# `register` messages one connection may send, rejected ones included; past it the
+# connection is closed (ENHANCE_YOUR_CALM). Twice the tunnels leaves room for retries.
+MAX_REGISTRATIONS_PER_CONNECTION: Final = 2 * MAX_TUNNELS_PER_CONNECTION
+
+# --- flood budgets (proto/flood.py), after HTTP/2's CVE-2019-9512..9518, -2023-44487 --
+# Frames that make us work but move no stream data (PING, PONG, refused OPEN, frames
+# for closed streams, empty DATA, CONTROL...) spend tokens from a bucket of FLOOD_BURST
+# that refills at FLOOD_RATE per second, plus FLOOD_EARN_PER_STREAM for every stream
+# we open or reset (frames may cross its end in flight). nghttp2 closes a peer with
+# 1,000 replies queued; honest peers send one PING per heartbeat (10 s).
+FLOOD_BURST: Final = 1000
+FLOOD_RATE: Final = 100.0  # tokens per second
+FLOOD_EARN_PER_STREAM: Final = 4
+# Credit is returned in quarter windows (64 KiB and up): a WINDOW below this is charged.
+MIN_HONEST_WINDOW_INCREMENT: Final = 1 * KiB
+# Frames handled per connection per event-loop turn; the rest waits for the next turn
+# (its socket is not read meanwhile), so one huge message of tiny frames cannot starve
+# other connections. An honest 1 MiB batch holds a few thousand frames at most.
+MAX_FRAMES_PER_TURN: Final = 4096
+# Replies the core queued (PONG, refusals) while the peer was not reading what we sent
+# (our write buffer over its high-water mark): past this the peer is closed, not
+# buffered for (nghttp2's max_outbound_ack is 1,000).
+MAX_UNREAD_REPLIES: Final = 1000
+# A tunnel whose peer does not take what we send for this long is dropped: our unsent
+# data can only be what its credit allowed, but it is held for nothing.
+TUNNEL_WRITE_STALL_TIMEOUT: Final = 30 * SECONDS
+# A graceful close waits for our unsent bytes to go out; a peer that does not read
+# would hold it (and them) forever, so the socket is aborted after this long.
+TUNNEL_CLOSE_TIMEOUT: Final = 5 * SECONDS
 
 # --- public HTTP edge (gateway/) ----------------------------------------------
 # nginx's large_client_header_buffers is 4 x 8 KiB; node allows 16 KiB. We take 16 KiB.

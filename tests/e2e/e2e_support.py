@@ -162,6 +162,29 @@ class TunnelEnv:
         assert found is not None
         return found
 
+    async def wait_gateway_event(
+        self,
+        predicate: Callable[[JsonObject], bool],
+        *,
+        after: int = 0,
+        timeout: float = REQUEST_TIMEOUT,  # noqa: ASYNC109 - a deadline for the output
+    ) -> JsonObject:
+        """The first of the gateway's JSON log lines (from ``after``) matching ``predicate``."""
+        line = await self.gateway.wait_for_line_async(
+            lambda text: (obj := json_line(text)) is not None and predicate(obj),
+            timeout,
+            stream="stderr",
+            after=after,
+        )
+        found = json_line(line)
+        assert found is not None
+        return found
+
+    async def get_name(self, name: str, target: str = "/") -> RawResponse:
+        """GET ``target`` from the tunnel ``name`` on this gateway (not this env's tunnel)."""
+        host = f"{name}.localhost:{self.gateway_port}"
+        return await self.request(build_request("GET", target, host=host))
+
 
 class _EventMatch:
     """A predicate for JSON lines ``{"event": event, "path": path, ...}``, with a repr."""

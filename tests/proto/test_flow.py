@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from proto_support import data_bytes, drain_frames, frame, make_pair, parse, received, transfer
 
@@ -12,7 +14,11 @@ from tunnelgate.proto.flow import MAX_WINDOW_VALUE, ReceiveWindow, SendWindow
 from tunnelgate.proto.frames import FrameType, encode_u32
 from tunnelgate.proto.mux import Connection, Role
 
-SMALL = {"initial_window": 1000, "max_window": 8000, "max_connection_window": 100_000}
+SMALL: dict[str, Any] = {
+    "initial_window": 1000,
+    "max_window": 8000,
+    "max_connection_window": 100_000,
+}
 
 
 # --- the windows alone ----------------------------------------------------------
@@ -119,7 +125,7 @@ def test_grow(
 
 
 # --- through a connection -----------------------------------------------------
-def opened(**options: int) -> tuple[Connection, Connection, int]:
+def opened(**options: Any) -> tuple[Connection, Connection, int]:
     """A gateway-opened stream the client knows about."""
     gw, cl = make_pair(**options)
     sid = gw.open_stream(b"")
@@ -230,7 +236,7 @@ def test_window_doubles_while_blocked_up_to_max_window() -> None:
     assert gw.send_window(sid) <= 8000
 
 
-def client_stream(**options: int) -> Connection:
+def client_stream(**options: Any) -> Connection:
     """A gateway-side connection with client stream 1 open."""
     gw = Connection(Role.GATEWAY, **options)
     gw.receive_data(frame(FrameType.OPEN, 1))

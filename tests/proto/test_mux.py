@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from proto_support import drain_frames, frame, make_pair, parse, settle, transfer
 
@@ -13,7 +15,7 @@ from tunnelgate.proto.messages import Register, Registered, encode_control
 from tunnelgate.proto.mux import Connection, Role
 
 
-def conn(role: Role, **options: int) -> Connection:
+def conn(role: Role, **options: Any) -> Connection:
     return Connection(role, **options)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -169,7 +170,7 @@ def test_plausible_frames_only_raise_remote_protocol_error(
 
 # --- (d) a gateway and a client over a memory pipe ------------------------------
 WINDOW = 64
-OPTIONS = {
+OPTIONS: dict[str, Any] = {
     "initial_window": WINDOW,
     "max_window": 4 * WINDOW,
     "max_connection_window": 5 * WINDOW,

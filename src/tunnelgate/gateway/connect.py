@@ -70,6 +70,7 @@ def accept_tunnel_client(
         heartbeat_timeout=config.heartbeat_timeout,
         idle_timeout=config.idle_timeout,
         max_streams=config.max_streams,
+        peer_may_open=False,  # v1: only the gateway opens streams
     )
     session.attach(connection)
     # picows re-reads the upgrade request from the head we parsed; it answers 101.

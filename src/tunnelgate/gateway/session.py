@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tunnelgate import limits
 from tunnelgate.logs import EventLog
-from tunnelgate.proto.codes import ErrorCode, RejectReason
+from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, Register, Registered, Rejected
 from tunnelgate.proto.names import normalize_name, random_name
 from tunnelgate.transport.tunnel import StreamHandler, TunnelConnection
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from .server import Gateway
 
 log = EventLog("tunnelgate.gateway")
+# Codes a misbehaving peer is closed with: its close is a warning. One line per tunnel
+# connection, as the access log has one per request: the rate of these lines is bounded
+# by the rate of upgrades, which each cost a handshake.
+_MISBEHAVING = frozenset(
+    {
+        ErrorCode.PROTOCOL_ERROR,
+        ErrorCode.FLOW_CONTROL_ERROR,
+        ErrorCode.FRAME_SIZE_ERROR,
+        ErrorCode.ENHANCE_YOUR_CALM,
+    }
+)
 
 
 class GatewaySession:
@@ -34,6 +45,8 @@ class GatewaySession:
         self.token = token
         self.connection: TunnelConnection | None = None
         self.leases: dict[int, tuple[Lease, Tunnel]] = {}
+        self._registrations = 0  # register messages received, rejected ones included
+        self._rejected: list[tuple[Register, Rejected]] = []  # this turn's, logged together
         self._loop = asyncio.get_running_loop()
         self._handshake_timer = self._loop.call_later(limits.HANDSHAKE_TIMEOUT, self._no_register)
 
@@ -50,13 +63,25 @@ class GatewaySession:
         return None  # clients do not open streams in protocol v1
 
     def on_control(self, message: ControlMessage) -> None:
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
         if not isinstance(message, Register):
             self._close(ErrorCode.PROTOCOL_ERROR, "unexpected control message")
             return
+        self._registrations += 1
+        if self._registrations > limits.MAX_REGISTRATIONS_PER_CONNECTION:
+            self._close(ErrorCode.ENHANCE_YOUR_CALM, "too many registrations on one connection")
+            return
         self._handshake_timer.cancel()
-        answer = self._register(message)
-        assert self.connection is not None
-        self.connection.send_control(answer)
+        answer = self._try_register(message)
+        if isinstance(answer, Rejected):
+            if not self._rejected:
+                # Once the messages that came with this one are answered: one log line
+                # for the lot, and a connection left with no tunnel is closed.
+                self._loop.call_soon(self._after_rejections)
+            self._rejected.append((message, answer))
+        connection.send_control(answer)
 
     def on_go_away(self, code: int, reason: str) -> None:
         if code == ErrorCode.NO_ERROR and self.connection is not None:
@@ -64,6 +89,7 @@ class GatewaySession:
 
     def on_closed(self, clean: bool, reason: str) -> None:
         self._handshake_timer.cancel()
+        self._log_rejections()
         registry = self.gateway.registry
         for lease, tunnel in self.leases.values():
             self.gateway.untrack(tunnel)
@@ -81,20 +107,43 @@ class GatewaySession:
                 )
                 self._loop.call_later(grace, self._expire, lease)
         self.leases.clear()
-        log.info("tunnel_disconnected", client=self.client_addr, clean=clean, reason=reason)
+        code = self.connection.close_code if self.connection is not None else None
+        if code in _MISBEHAVING:
+            log.warning(
+                "tunnel_disconnected",
+                client=self.client_addr,
+                clean=False,
+                code=code_name(code) if code is not None else None,
+                reason=reason,
+            )
+        else:
+            log.info("tunnel_disconnected", client=self.client_addr, clean=clean, reason=reason)
 
     # --- registration -------------------------------------------------------
-    def _register(self, request: Register) -> Registered | Rejected:
-        result = self._try_register(request)
-        if isinstance(result, Rejected):
+    def _after_rejections(self) -> None:
+        self._log_rejections()
+        if not self.leases:
+            self._close(ErrorCode.NO_ERROR, "every registration was rejected")
+
+    def _log_rejections(self) -> None:
+        rejected, self._rejected = self._rejected, []
+        if len(rejected) == 1:
+            request, answer = rejected[0]
             log.info(
                 "tunnel_rejected",
                 client=self.client_addr,
                 name=request.name,
-                reason=result.reason.value,
-                detail=result.message,
+                reason=answer.reason.value,
+                detail=answer.message,
             )
-        return result
+        elif rejected:
+            log.info(
+                "tunnel_rejected",
+                client=self.client_addr,
+                count=len(rejected),
+                names=[request.name for request, _ in rejected[:5]],
+                reasons=sorted({answer.reason.value for _, answer in rejected}),
+            )
 
     def _try_register(self, request: Register) -> Registered | Rejected:
         def reject(reason: RejectReason, message: str) -> Rejected:

@@ -103,23 +103,40 @@ def decode_u64(payload: bytes | memoryview, what: str) -> int:
 
 
 class FrameDecoder:
-    """Turns a byte stream into frames.
+    """Turns a byte stream into frames, at most `max_frames` per call.
 
     Frames parsed straight out of the caller's buffer carry memoryview payloads that
     are valid only until the next `feed` (the transport reuses its read buffer); only
     an incomplete tail is copied and kept.
+
+    A peer can pack hundreds of thousands of tiny frames into one message. Parsing stops
+    after `max_frames` (0 = no limit) and keeps the rest as a backlog (`has_backlog`),
+    which the next call, `feed(b"")` included, continues: the transport handles one
+    slice per event-loop turn, so one connection's message never starves the others.
     """
 
-    def __init__(self, max_payload: int) -> None:
+    def __init__(self, max_payload: int, max_frames: int = 0) -> None:
         self._max_payload = max_payload
-        self._buffer = bytearray()
+        self._max_frames = max_frames
+        self._buffer = bytearray()  # an incomplete frame, accumulating
+        self._backlog = memoryview(b"")  # whole frames left over; a view of our own bytes
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + len(self._backlog)
+
+    @property
+    def has_backlog(self) -> bool:
+        """True if frames are left from the last call: call `feed(b"")` to go on."""
+        return len(self._backlog) > 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        if self._buffer:
+        owned = True  # whether `view` is ours to keep (theirs is reused after the call)
+        if self._backlog:
+            view = self._backlog
+            if data:  # more arrived while we worked through the backlog (rare)
+                view = memoryview(bytes(view) + bytes(data))
+        elif self._buffer:
             self._buffer += data
             if not self._starts_with_frame(self._buffer):
                 # Copy nothing until a frame is complete: a peer dribbling a big frame
@@ -129,11 +146,18 @@ class FrameDecoder:
             view = memoryview(bytes(self._buffer))
         else:
             view = memoryview(data)
+            owned = False
         frames: list[Frame] = []
         pos = 0
         end = len(view)
+        limit = self._max_frames
         unpack = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
+            if limit and len(frames) >= limit:
+                rest = view[pos:]
+                self._backlog = rest if owned else memoryview(bytes(rest))
+                self._buffer = bytearray()
+                return frames
             ftype, flags, stream_id, length = unpack(view, pos)
             self._check_header(ftype, length)
             start = pos + HEADER_SIZE
@@ -143,6 +167,7 @@ class FrameDecoder:
             # enum member per frame cost more than the rest of the header parse.
             frames.append(Frame(ftype, flags, stream_id, view[start : start + length]))
             pos = start + length
+        self._backlog = memoryview(b"")
         self._buffer = bytearray(view[pos:]) if pos < end else bytearray()
         return frames
 

@@ -19,6 +19,7 @@ from tunnelgate import limits
 from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
 from tunnelgate.proto import events as ev
 from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.flood import FloodBudget
 from tunnelgate.proto.flow import ReceiveWindow, SendWindow
 from tunnelgate.proto.frames import (
     FLAG_FIN,
@@ -99,6 +100,8 @@ class Connection:
         max_streams: int = limits.MAX_STREAMS,
         max_frame_payload: int = limits.MAX_FRAME_PAYLOAD,
         max_pending: int = limits.MAX_STREAM_PENDING,
+        max_frames_per_call: int = limits.MAX_FRAMES_PER_TURN,
+        peer_may_open: bool = True,
     ) -> None:
         self.role = role
         self._initial_window = initial_window
@@ -107,7 +110,16 @@ class Connection:
         self.max_streams = max_streams
         self._max_frame_payload = max_frame_payload
         self._max_pending = max_pending
-        self._decoder = FrameDecoder(max_frame_payload)
+        self._decoder = FrameDecoder(max_frame_payload, max_frames_per_call)
+        # v1: the gateway refuses every client OPEN; refused OPENs are charged as a flood.
+        self._peer_may_open = peer_may_open
+        self.flood = FloodBudget(
+            limits.FLOOD_BURST,
+            limits.FLOOD_RATE,
+            earn_cap=2 * limits.FLOOD_EARN_PER_STREAM * max_streams,
+        )
+        self._now = 0.0  # the clock reading of the receive_data call in progress
+        self.replies = 0  # frames the core queued by itself in answer (PONG, refusals)
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes | memoryview] = []
         self.bytes_to_send = 0  # queued for the peer; a plain attribute, read per event
@@ -165,6 +177,12 @@ class Connection:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def has_backlog(self) -> bool:
+        """True if received frames are left unprocessed (over the per-call frame limit):
+        call `receive_data(b"")` on a later turn to go on."""
+        return self._decoder.has_backlog
+
     def send_window(self, stream_id: int) -> int:
         return self._streams[stream_id].send.available
 
@@ -198,6 +216,7 @@ class Connection:
         self._next_id += 2
         self._streams[stream_id] = _Stream(stream_id, self._initial_window, self._initial_window)
         self._frame(FrameType.OPEN, stream_id, metadata)
+        self.flood.earn(limits.FLOOD_EARN_PER_STREAM)  # frames may cross its end in flight
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> bool:
@@ -229,6 +248,7 @@ class Connection:
         if stream is not None:
             self._remove(stream)
             self._frame(FrameType.RESET, stream_id, encode_u32(code))
+            self.flood.earn(limits.FLOOD_EARN_PER_STREAM)
 
     def acknowledge_data(self, stream_id: int, n: int) -> None:
         """Our consumer took `n` bytes of this stream: return credit when due."""
@@ -313,10 +333,16 @@ class Connection:
         self._granted -= stream.recv.size - self._initial_window
 
     # --- input --------------------------------------------------------------
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[ev.Event]:
+    def receive_data(
+        self, data: bytes | bytearray | memoryview, now: float = 0.0
+    ) -> list[ev.Event]:
         """Feed bytes from the peer. Raises RemoteProtocolError if it broke the protocol;
-        the transport then sends GOAWAY with `exc.code` and closes."""
+        the transport then sends GOAWAY with `exc.code` and closes.
+
+        `now` (monotonic seconds) refills the flood budget; at most `max_frames_per_call`
+        frames are handled per call (see `has_backlog`)."""
         out: list[ev.Event] = []
+        self._now = now
         self._batch += 1
         for frame in self._decoder.feed(data):
             self._dispatch(frame, out)
@@ -332,16 +358,23 @@ class Connection:
         elif ftype == _OPEN:
             self._on_open(frame, out)
         elif ftype == _WINDOW:
+            increment = decode_u32(frame.payload, "WINDOW")
             stream = self._streams.get(self._known(sid))
-            if stream is not None:
-                stream.send.grant(decode_u32(frame.payload, "WINDOW"))
+            if stream is None:
+                self.flood.spend(self._now, "WINDOW on a closed stream")
+            else:
+                if increment < limits.MIN_HONEST_WINDOW_INCREMENT:
+                    self.flood.spend(self._now, "tiny WINDOW")
+                stream.send.grant(increment)
                 stream.blocked_sent = False
                 if stream.pending and self._flush_pending(stream):
                     out.append(ev.StreamWritable(sid))
         elif ftype == _RESET:
             code = decode_u32(frame.payload, "RESET")
             stream = self._streams.get(self._known(sid))
-            if stream is not None:
+            if stream is None:
+                self.flood.spend(self._now, "RESET on a closed stream")
+            else:
                 self._remove(stream)
                 out.append(ev.StreamReset(sid, code))
         elif ftype == _BLOCKED:
@@ -363,13 +396,20 @@ class Connection:
         if sid == 0:
             raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
         stream = self._streams.get(self._known(sid))
+        size = len(frame.payload)
         if stream is None:
-            return  # closed or reset here while this was in flight: drop it
+            # Closed or reset here while this was in flight: drop it. Bytes cost the
+            # peer as much as us; an empty frame costs only us.
+            if not size:
+                self.flood.spend(self._now, "empty DATA on a closed stream")
+            return
         if stream.remote_ended:
             self.reset_stream(sid, ErrorCode.STREAM_CLOSED)
+            self.replies += 1
             out.append(ev.StreamReset(sid, ErrorCode.STREAM_CLOSED))
             return
-        size = len(frame.payload)
+        if not size and not frame.flags & FLAG_FIN:
+            self.flood.spend(self._now, "empty DATA")
         if size:
             stream.recv.receive(size)
             if stream.fresh_batch != self._batch:
@@ -388,16 +428,22 @@ class Connection:
         if sid % 2 != peer_parity or sid <= self._highest_peer_id:
             raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, f"bad stream id {sid} in OPEN")
         self._highest_peer_id = sid
-        if len(self._streams) >= self.max_streams or self.go_away_sent:
+        if not self._peer_may_open or len(self._streams) >= self.max_streams or self.go_away_sent:
+            self.flood.spend(self._now, "refused OPEN")
             self._frame(FrameType.RESET, sid, encode_u32(ErrorCode.REFUSED_STREAM))
+            self.replies += 1
             return
         self._streams[sid] = _Stream(sid, self._initial_window, self._initial_window)
         out.append(ev.StreamOpened(sid, bytes(frame.payload)))
 
     def _on_blocked(self, sid: int) -> None:
         stream = self._streams.get(sid)
-        if stream is None or stream.remote_ended:
-            return
+        # Honest BLOCKED comes when the sender's credit is spent; one that crossed our
+        # WINDOW in flight is rare.
+        if stream is None or stream.remote_ended or stream.recv.credit:
+            self.flood.spend(self._now, "BLOCKED")
+            if stream is None or stream.remote_ended:
+                return
         budget = self._max_connection_window - self._granted
         # The sender puts BLOCKED right behind the data that used up its window, so
         # that data has not reached our consumer yet: judge the consumer without it.
@@ -410,16 +456,24 @@ class Connection:
     def _on_connection_frame(self, frame: Frame, out: list[ev.Event]) -> None:
         ftype = frame.type
         if ftype == FrameType.PING:
-            self._frame(FrameType.PONG, 0, encode_u64(decode_u64(frame.payload, "PING")))
+            value = decode_u64(frame.payload, "PING")
+            self.flood.spend(self._now, "PING")
+            self._frame(FrameType.PONG, 0, encode_u64(value))
+            self.replies += 1
         elif ftype == FrameType.PONG:
-            out.append(ev.PongReceived(decode_u64(frame.payload, "PONG")))
+            value = decode_u64(frame.payload, "PONG")
+            self.flood.spend(self._now, "PONG")
+            out.append(ev.PongReceived(value))
         elif ftype == FrameType.CONTROL:
             if len(frame.payload) > limits.MAX_CONTROL_PAYLOAD:
                 raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, "control message too large")
+            self.flood.spend(self._now, "CONTROL")
             out.append(ev.ControlReceived(decode_control(frame.payload)))
         elif ftype == FrameType.GOAWAY:
             if len(frame.payload) < 4:
                 raise RemoteProtocolError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY payload too short")
+            if self.go_away_received:
+                self.flood.spend(self._now, "GOAWAY")
             code = decode_u32(frame.payload[:4], "GOAWAY")
             reason = bytes(frame.payload[4:]).decode(errors="replace")
             self.go_away_received = True

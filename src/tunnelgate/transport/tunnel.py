@@ -70,8 +70,9 @@ class TunnelConnection:
         heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT,
         idle_timeout: float = 0.0,
         max_streams: int = limits.MAX_STREAMS,
+        peer_may_open: bool = True,
     ) -> None:
-        self.mux = Connection(role, max_streams=max_streams)
+        self.mux = Connection(role, max_streams=max_streams, peer_may_open=peer_may_open)
         self.hooks = hooks
         self.ws: WSTransport | None = None
         self.handlers: dict[int, StreamHandler] = {}
@@ -88,6 +89,18 @@ class TunnelConnection:
         self._ping_seq = 0
         self._clean_close = False
         self._close_reason = "connection lost"
+        self.close_code: int | None = None  # the GOAWAY code we closed with, if we did
+        self._backlog_scheduled = False
+        self._replies_at_pause = 0
+        self._stalled_since = 0.0  # when our unsent bytes last stopped going down
+        self._unsent_low = 0
+        # What a peer can make us hold honestly: every stream's full window (the credit
+        # it granted), plus batches in flight. More is a bug or a peer that floods.
+        self._max_unsent = (
+            limits.MAX_CONNECTION_WINDOW
+            + max_streams * limits.INITIAL_STREAM_WINDOW
+            + 4 * FLUSH_THRESHOLD
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("paused" if self.write_paused else "open")
@@ -101,18 +114,11 @@ class TunnelConnection:
         self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self._last_received = time.monotonic()
+        self._last_received = now = time.monotonic()
         msg_type = frame.msg_type
         if msg_type is WSMsgType.BINARY or msg_type is WSMsgType.CONTINUATION:
-            try:
-                events = self.mux.receive_data(frame.get_payload_as_memoryview())
-            except RemoteProtocolError as exc:
-                log.warning("tunnel_protocol_error", code=exc.code, error=str(exc))
-                self.close(exc.code, str(exc))
-                return
-            for event in events:
-                self._dispatch(event)
-            self._schedule_flush()
+            if not self.closed:
+                self._receive(frame.get_payload_as_memoryview(), now)
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
@@ -130,6 +136,9 @@ class TunnelConnection:
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._replies_at_pause = self.mux.replies
+        self._stalled_since = time.monotonic()
+        self._unsent_low = self._unsent()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -137,6 +146,39 @@ class TunnelConnection:
         for sid, handler in list(self.handlers.items()):
             if self.mux.is_writable(sid):
                 handler.on_writable()
+
+    # --- input --------------------------------------------------------------
+    def _receive(self, data: memoryview | bytes, now: float) -> None:
+        try:
+            events = self.mux.receive_data(data, now)
+        except RemoteProtocolError as exc:
+            self.close(exc.code, str(exc))
+            return
+        for event in events:
+            self._dispatch(event)
+        if (
+            self.write_paused
+            and self.mux.replies - self._replies_at_pause > limits.MAX_UNREAD_REPLIES
+        ):
+            # It keeps asking and does not read the answers: do not buffer them.
+            self.close(ErrorCode.ENHANCE_YOUR_CALM, "the peer does not read its replies")
+            return
+        if self.mux.has_backlog and not self._backlog_scheduled and not self.closed:
+            # Over the frames-per-turn limit: the rest waits for the next loop turn, and
+            # the socket is not read meanwhile, so other connections get their turn.
+            self._backlog_scheduled = True
+            if self.ws is not None:
+                self.ws.underlying_transport.pause_reading()
+            self._loop.call_soon(self._receive_backlog)
+        self._schedule_flush()
+
+    def _receive_backlog(self) -> None:
+        self._backlog_scheduled = False
+        if self.closed:
+            return
+        self._receive(b"", time.monotonic())
+        if not self._backlog_scheduled and self.ws is not None and not self.ws.is_disconnected:
+            self.ws.underlying_transport.resume_reading()
 
     # --- events -------------------------------------------------------------
     def _dispatch(self, event: ev.Event) -> None:
@@ -218,18 +260,31 @@ class TunnelConnection:
         if self.closed:
             return
         self.closed = True
+        self.close_code = code
         if code in _RELEASING_CODES:
             self._clean_close = True
         self._close_reason = reason or code_name(code)
         self.mux.go_away(code, reason)
         self._flush()
-        if self.ws is not None:
-            self.ws.send_close(_ws_close_code(code))
+        if self.ws is None:
+            return
+        self.ws.send_close(_ws_close_code(code))
+        if self.write_paused:
+            # A graceful close waits for our unsent bytes, which a peer that does not
+            # read never takes: drop them with the connection.
+            self.ws.disconnect(graceful=False)
+        else:
             self.ws.disconnect()
+            self._loop.call_later(limits.TUNNEL_CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
-        if self.ws is not None:
+        if self.ws is not None and not self.ws.is_disconnected:
             self.ws.disconnect(graceful=False)
+
+    def _unsent(self) -> int:
+        if self.ws is None:
+            return 0
+        return int(self.ws.underlying_transport.get_write_buffer_size())
 
     # --- batching and timers ------------------------------------------------
     def _schedule_flush(self) -> None:
@@ -249,14 +304,26 @@ class TunnelConnection:
         while self.mux.bytes_to_send:
             batch = self.mux.data_to_send_after(_WS_HEADROOM, FLUSH_THRESHOLD)
             self.ws.send_reuse_external_bytearray(WSMsgType.BINARY, batch, len(_WS_HEADROOM))
+        if self.write_paused and not self.closed and self._unsent() > self._max_unsent:
+            self.close(ErrorCode.ENHANCE_YOUR_CALM, "the peer does not read what it is sent")
 
     def _on_timer(self) -> None:
         now = time.monotonic()
         if now - self._last_received > self._heartbeat_timeout:
-            log.warning("tunnel_heartbeat_timeout", silent_for=round(now - self._last_received, 1))
-            self._close_reason = "heartbeat timeout"
+            silent = now - self._last_received
+            self._close_reason = f"heartbeat timeout (silent for {silent:.0f} s)"
+            self.close_code = ErrorCode.HEARTBEAT_TIMEOUT
             self.abort()
             return
+        if self.write_paused:
+            unsent = self._unsent()
+            if unsent < self._unsent_low:
+                self._unsent_low, self._stalled_since = unsent, now  # it reads, slowly
+            elif now - self._stalled_since > limits.TUNNEL_WRITE_STALL_TIMEOUT:
+                self._close_reason = "the peer stopped reading"
+                self.close_code = ErrorCode.ENHANCE_YOUR_CALM
+                self.abort()
+                return
         if self._idle_timeout and now - self._last_activity > self._idle_timeout:
             if not self.handlers:
                 log.info("tunnel_idle", idle_s=self._idle_timeout)
