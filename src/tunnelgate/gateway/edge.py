@@ -8,6 +8,8 @@ gateway itself: `/connect` (tunnel clients), `/healthz`, else 404.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import TYPE_CHECKING, cast
 
 from tunnelgate import limits
@@ -33,6 +35,8 @@ log = EventLog("tunnelgate.gateway")
 _NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
+# SO_LINGER on, 0 s: close() sends a TCP reset instead of a FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 # What a connection handed over to the tunnel layer keeps as its parser: one, shared.
@@ -245,6 +249,22 @@ class PublicConnection(asyncio.Protocol):
         self.disarm()
         if self.transport is not None:
             self.transport.close()
+
+    def reset(self) -> None:
+        """Abort with a TCP reset: a response cut off before its end must not look
+        complete, and a FIN after a close-delimited body reads as its proper end."""
+        self.closing = True
+        self.disarm()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass  # already gone: there is nothing left to tell the client
+        transport.abort()
 
     def arm(self, delay: float, kind: int) -> None:
         """One timeout at a time: keep-alive idle, head in progress, or response awaited."""

@@ -127,12 +127,14 @@ class Exchange:
     def abort_request(self, status: int = 499) -> None:
         """The public side broke off the request (gone: 499, or a bad body: 400)."""
         self.tc.reset(self.sid, ErrorCode.CANCEL)
-        self._finish(keep_alive=False, status=status if not self.response_started else None)
+        started = self.response_started
+        self._finish(keep_alive=False, status=None if started else status, aborted=started)
 
     def public_lost(self) -> None:
         if not self.finished:
             self.tc.reset(self.sid, ErrorCode.CANCEL)
-            self._finish(keep_alive=False, status=499 if not self.status else None)
+            started = self.response_started
+            self._finish(keep_alive=False, status=None if self.status else 499, aborted=started)
 
     def public_resumed(self) -> None:
         self.public_paused = False
@@ -256,11 +258,15 @@ class Exchange:
         self._finish(keep_alive=False, status=status)
 
     def _abort_public(self) -> None:
-        self._finish(keep_alive=False)
-        if self.conn.transport is not None:
-            self.conn.transport.abort()  # the response is cut: the client must see it
+        """The response is cut off: the public client must be able to tell. A reset, not
+        a close: after a close-delimited body a FIN would read as its proper end (the
+        abort must come first: a close would send the FIN at once)."""
+        self.conn.reset()
+        self._finish(keep_alive=False, aborted=True)
 
-    def _finish(self, *, keep_alive: bool, status: int | None = None) -> None:
+    def _finish(
+        self, *, keep_alive: bool, status: int | None = None, aborted: bool = False
+    ) -> None:
         if self.finished:
             return
         self.finished = True
@@ -283,5 +289,6 @@ class Exchange:
             round((time.monotonic() - self._started) * 1000, 2),
             self.conn.client_addr,
             tunnel.name,
+            aborted,
         )
         self.conn.exchange_finished(keep_alive)

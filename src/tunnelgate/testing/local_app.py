@@ -10,8 +10,9 @@ Routes (any other path is 404):
   "body_len", "body_sha256"}``; header names as sent, the body hashed as it streams.
 - ``POST /upload`` and ``POST /expect``: JSON ``{"len", "sha256"}`` of the streamed body;
   ``/expect`` answers ``100 Continue`` first when asked to (``"continue_sent"``).
-- ``GET /bytes?n=N&seed=S[&chunked=1]``: N bytes of :func:`stream_blocks`, with a
-  Content-Length (or chunked), written with backpressure.
+- ``GET /bytes?n=N&seed=S[&chunked=1|&close=1][&hold=X]``: N bytes of :func:`stream_blocks`,
+  with a Content-Length (or chunked, or close-delimited), written with backpressure; with
+  ``hold`` the rest waits after the first block until ``GET /release?key=X``.
 - ``GET /sse?n=K[&interval=MS][&wait=1&key=X]``: K server-sent events, chunked; with ``wait=1``
   the first event is sent and the rest wait until ``GET /release?key=X`` (default key ``sse``).
   A test can thus prove streaming without timing: read event 0, then release.
@@ -220,9 +221,15 @@ async def _bytes(app: LocalApp, req: Request, resp: Response) -> None:
     params = _params(req)
     n, seed = _int_param(params, "n", 0), _int_param(params, "seed", 0)
     chunked = params.get("chunked") == "1"
+    close_delimited = params.get("close") == "1"
+    hold = params.get("hold")
     headers = [("Content-Type", "application/octet-stream")]
-    await resp.start(200, headers, length=None if chunked else n, chunked=chunked)
-    for block in stream_blocks(n, seed):
+    length = None if chunked or close_delimited else n
+    await resp.start(200, headers, length=length, chunked=chunked)
+    for i, block in enumerate(stream_blocks(n, seed)):
+        if i == 1 and hold is not None:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await app.wait_released(hold)
         await resp.write(block)  # drains: at most one block beyond the transport's high water
     await resp.end()
 
