@@ -286,19 +286,27 @@ async def test_connect_upgrade_without_valid_token_is_401_before_upgrade(
         assert await conn.read_some() == b"", "the gateway keeps the refused connection open"
 
 
-async def test_failed_auth_rate_gives_429_before_the_token_is_checked() -> None:
-    with running_gateway("--token", "alice", "--auth-fail-rate", "2") as gw:
+async def test_failed_auth_rate_refuses_bad_tokens_with_429_never_a_valid_one(
+    clients: Clients,
+) -> None:
+    with running_gateway("--token", "alice", "--auth-fail-rate", "10") as gw:
         statuses = []
-        for authorization in ("Bearer wrong", "Bearer wrong", "Bearer wrong", "Bearer alice"):
+        retry_after = []
+        for _ in range(15):  # a neighbour behind the same address guesses
             async with await open_connection(gw.port) as conn:
-                await conn.send(_connect_request(gw.port, ws.new_key(), authorization))
+                await conn.send(_connect_request(gw.port, ws.new_key(), "Bearer wrong"))
                 response = await conn.read_response(interim=True)
                 statuses.append(response.status)
                 if response.status == 429:
                     assert response.header("X-Tunnelgate-Error") == "too_many_auth_failures"
-                    assert response.header("Retry-After") == "60"
-    # Two failures are allowed; then even the right token waits out the minute.
-    assert statuses == [401, 401, 429, 429]
+                    retry_after.append(int(response.header("Retry-After") or 0))
+        # Ten failures are allowed; then bad tokens cool down for about a minute...
+        assert statuses == [401] * 10 + [429] * 5
+        assert all(55 <= seconds <= 60 for seconds in retry_after), retry_after
+        # ...while a valid token from the same address still gets its tunnel.
+        client = clients.http(gw, "--token", "alice", "--subdomain", "natted")
+        assert await ready(client) == gw.url("natted")
+        await assert_serves(gw, "natted")
 
 
 async def test_connect_upgrade_with_right_token_switches_protocols(token_gw: Gateway) -> None:

@@ -7,15 +7,17 @@ client does not speak our protocol version.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import TYPE_CHECKING
 
 from tunnelgate.http1.request import RequestHead
-from tunnelgate.logs import EventLog
+from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.mux import Role
 from tunnelgate.transport.handoff import hand_over
 from tunnelgate.transport.tunnel import SUBPROTOCOL, TunnelConnection
 
+from .addresses import address_key
 from .pages import error_page
 from .session import GatewaySession
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from .server import Gateway
 
 log = EventLog("tunnelgate.gateway")
+# Anyone can make the gateway refuse an upgrade, as often as they like.
+refusals = RateLimitedLog(log)
 
 
 def _header(head: RequestHead, name: bytes) -> bytes | None:
@@ -39,21 +43,29 @@ def accept_tunnel_client(
     early_data: bytes,
     client_addr: str,
 ) -> None:
-    def refuse(status: int, code: str, message: str) -> None:
-        log.info("tunnel_refused", client=client_addr, status=status, reason=code)
-        transport.write(error_page(status, code, message))
+    def refuse(status: int, code: str, message: str, retry_after: int | None = None) -> None:
+        refusals.warning("tunnel_refused", client=client_addr, status=status, reason=code)
+        transport.write(error_page(status, code, message, retry_after=retry_after))
         transport.close()
 
     if head.method != b"GET" or head.upgrade != b"websocket":
         refuse(400, "bad_upgrade", "/connect takes a WebSocket upgrade")
         return
-    address = client_addr.rsplit(":", 1)[0]
-    now = time.monotonic()
-    if gateway.auth_failures.blocked(address, now):
-        refuse(429, "too_many_auth_failures", "too many failed authentications; retry later")
-        return
+    # Local checks first: a token that checks out passes whatever its address did (many
+    # users share one NAT address). Only a failing one meets the failed-auth limit.
     identity = gateway.auth.authenticate(_header(head, b"authorization"))
     if identity is None:
+        address = address_key(client_addr.rsplit(":", 1)[0])
+        now = time.monotonic()
+        cooldown = gateway.auth_failures.retry_after(address, now)
+        if cooldown:
+            refuse(
+                429,
+                "too_many_auth_failures",
+                "too many failed authentications; retry later",
+                retry_after=math.ceil(cooldown),
+            )
+            return
         gateway.auth_failures.record_failure(address, now)
         refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token>)")
         return

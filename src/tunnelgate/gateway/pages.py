@@ -5,7 +5,9 @@ from __future__ import annotations
 from http import HTTPStatus
 
 
-def error_page(status: int, code: str, message: str, *, close: bool = True) -> bytes:
+def error_page(
+    status: int, code: str, message: str, *, close: bool = True, retry_after: int | None = None
+) -> bytes:
     """A complete HTTP/1.1 response saying what happened (and for which host)."""
     reason = HTTPStatus(status).phrase
     body = f"{status} {reason}: {message}\n".encode()
@@ -18,8 +20,8 @@ def error_page(status: int, code: str, message: str, *, close: bool = True) -> b
     )
     if status == 401:
         head += 'WWW-Authenticate: Bearer realm="tunnelgate"\r\n'
-    elif status == 429:
-        head += "Retry-After: 60\r\n"  # the failed-auth window is a minute
+    if retry_after is not None:
+        head += f"Retry-After: {retry_after}\r\n"
     if close:
         head += "Connection: close\r\n"
     return head.encode() + b"\r\n" + body
