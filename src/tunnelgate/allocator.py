@@ -26,6 +26,24 @@ TRIM_THRESHOLD: Final = 8 * limits.MiB
 TOP_PAD: Final = 1 * limits.MiB
 
 
+_libc: ctypes.CDLL | None = None
+
+
+def trim() -> bool:
+    """Give free heap memory back to the kernel (glibc's malloc_trim), whole pages from
+    anywhere in the heap, not only its top. Cheap when little is free; meant for quiet
+    moments, so bulk transfers keep reusing their buffers (see above)."""
+    if _libc is None:
+        return False
+    try:
+        trim_fn = _libc.malloc_trim
+    except AttributeError:
+        return False
+    trim_fn.argtypes = [ctypes.c_size_t]
+    trim_fn.restype = ctypes.c_int
+    return bool(trim_fn(0))
+
+
 def tune_allocator() -> bool:
     """Apply the settings if this is glibc; True if they took."""
     if not sys.platform.startswith("linux"):
@@ -33,11 +51,13 @@ def tune_allocator() -> bool:
     name = ctypes.util.find_library("c")
     if name is None:
         return False
+    global _libc
     try:
         libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+    _libc = libc
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return all(

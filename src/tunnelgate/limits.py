@@ -79,6 +79,14 @@ MAX_PIPELINE_BUFFER: Final = 64 * KiB
 # Transport write-buffer water marks: above HIGH we stop granting credit to the tunnel.
 WRITE_HIGH_WATER: Final = 256 * KiB
 WRITE_LOW_WATER: Final = 64 * KiB
+# Response bytes the whole gateway may hold for public clients that read slowly (high
+# water marks of paused connections and what was written past them). Past it new
+# requests get 503 and tunnel windows shrink (gateway/buffers.py). 512 stalled readers
+# at the initial window fit; a slow-read attack on many tunnels does not grow past it.
+MAX_HELD_RESPONSE_BYTES: Final = 256 * MiB
+# While nothing is held for slow readers, free heap memory is given back to the kernel
+# this often (allocator.trim): RSS returns near its baseline after a burst or an attack.
+TRIM_INTERVAL: Final = 15 * SECONDS
 
 # --- tunnel sessions ----------------------------------------------------------
 HEARTBEAT_INTERVAL: Final = 10 * SECONDS

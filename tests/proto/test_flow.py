@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from proto_support import data_bytes, drain_frames, frame, make_pair, parse, received, transfer
+from proto_support import (
+    data_bytes,
+    drain_frames,
+    frame,
+    make_pair,
+    parse,
+    received,
+    settle,
+    transfer,
+)
 
 from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
 from tunnelgate.proto import events as ev
@@ -436,3 +445,32 @@ def test_the_pending_bound_applies_afresh_after_a_flush() -> None:
     gw.send_data(sid, b"b" * 100)  # 500 held again: allowed
     with pytest.raises(LocalProtocolError):
         gw.send_data(sid, b"c")
+
+
+def test_under_pressure_grown_windows_shrink_back_and_stop_growing() -> None:
+    gw, cl = make_pair(initial_window=1000, max_window=8000, max_connection_window=100_000)
+    sid = gw.open_stream(b"m")
+    settle(gw, cl)
+    # The client sends window-bound while the gateway consumes: the window grows.
+    for _ in range(4):
+        cl.send_data(sid, b"x" * cl.send_window(sid) + b"y")
+        for event in transfer(cl, gw):
+            if isinstance(event, ev.DataReceived):
+                gw.acknowledge_data(sid, len(event.data))
+        transfer(gw, cl)
+    grown = gw.receive_window(sid)
+    assert grown > 1000
+    gw.constrained = True
+    cl.send_data(sid, b"z" * cl.send_window(sid))
+    for event in transfer(cl, gw):
+        if isinstance(event, ev.DataReceived):
+            gw.acknowledge_data(sid, len(event.data))
+    settle(gw, cl)
+    assert gw.receive_window(sid) == 1000  # back to the initial window, not below
+    assert cl.send_window(sid) <= 1000  # the peer's credit follows
+    cl.send_data(sid, b"w" * (cl.send_window(sid) + 10))  # blocked again: no growth now
+    for event in transfer(cl, gw):
+        if isinstance(event, ev.DataReceived):
+            gw.acknowledge_data(sid, len(event.data))
+    settle(gw, cl)
+    assert gw.receive_window(sid) == 1000

@@ -84,6 +84,7 @@ def accept_tunnel_client(
         max_streams=config.max_streams,
         peer_may_open=False,  # v1: only the gateway opens streams
     )
+    connection.mux.constrained = gateway.buffers.over
     session.attach(connection)
     # picows re-reads the upgrade request from the head we parsed; it answers 101.
     lines = [b"GET " + head.target + b" HTTP/1.1"]

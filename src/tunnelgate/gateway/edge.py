@@ -24,7 +24,7 @@ from tunnelgate.http1.request import (
 from tunnelgate.logs import EventLog
 
 from .connect import accept_tunnel_client
-from .exchange import PAUSE_PIPELINE, Exchange, access_log
+from .exchange import PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
 from .pages import error_page, plain_page
 from .registry import Held
 
@@ -58,6 +58,9 @@ class PublicConnection(asyncio.Protocol):
         self.closing = False
         self.eof = False  # the public client will send no more
         self._paused_for = 0  # bits of _PAUSE_*: reading stops while any is set
+        self.write_paused = False  # our write buffer is over its high-water mark
+        self.held = 0  # bytes written while paused, counted in gateway.buffers
+        self._drain_before_next = False  # the next request waits for our buffer to drain
         self.deadline_tick = 0  # Timed, for gateway.deadlines
         self._timer_kind = _NO_TIMER
 
@@ -105,18 +108,35 @@ class PublicConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.disarm()
+        if self.write_paused:
+            self.write_paused = False
+            self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+            self.held = 0
         if self.exchange is not None:
             self.exchange.public_lost()
             self.exchange = None
         self.queue.clear()
 
     def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.public_paused = True
+        # What sits in our buffer counts against the gateway-wide budget (buffers.py).
+        self.write_paused = True
+        self.gateway.buffers.take(limits.WRITE_HIGH_WATER)
 
     def resume_writing(self) -> None:
+        self.write_paused = False
+        self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+        self.held = 0
         if self.exchange is not None:
             self.exchange.public_resumed()
+        if self._drain_before_next:
+            self._drain_before_next = False
+            self.resume_reading_for(PAUSE_DRAIN)
+            self._pump()
+
+    def hold(self, n: int) -> None:
+        """`n` bytes of a response were written while paused (see buffers.py)."""
+        self.held += n
+        self.gateway.buffers.take(n)
 
     # --- flow of requests ---------------------------------------------------
     def _pump(self) -> None:
@@ -156,6 +176,11 @@ class PublicConnection(asyncio.Protocol):
             self._answer_error(head, 404, "no_tunnel", f"no tunnel is registered for {host}")
         elif isinstance(route, Held):
             self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
+        elif self.gateway.buffers.over:
+            # Slow readers hold the gateway's whole buffer budget: no new streams now.
+            self._answer_error(
+                head, 503, "gateway_busy", f"the gateway is busy; retry {host} shortly"
+            )
         else:
             self.exchange = Exchange(self, head, route)
             self.exchange.start()
@@ -227,6 +252,12 @@ class PublicConnection(asyncio.Protocol):
             self.close()
             return
         self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
+        if self.write_paused:
+            # A client that does not read its responses gets no more of them: each
+            # would add up to a window to our buffer (pipelined requests wait here).
+            self._drain_before_next = True
+            self.pause_reading_for(PAUSE_DRAIN)
+            return
         self._pump()
 
     # --- reading, closing, timers -------------------------------------------

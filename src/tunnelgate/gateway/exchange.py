@@ -32,6 +32,7 @@ MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arr
 PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
 PAUSE_CREDIT = 2  # the request body's stream is out of tunnel credit
 PAUSE_UPGRADE = 4  # bytes after an upgrade request wait for the 101
+PAUSE_DRAIN = 8  # the next request waits until a slow reader drained our buffer
 
 
 class Exchange:
@@ -45,7 +46,6 @@ class Exchange:
         self.response_started = False  # bytes of the response reached the public client
         self.raw = False  # after 101 Switching Protocols
         self.finished = False
-        self.public_paused = False
         self.status = 0
         self._response_keep_alive = False
         self.bytes_in = 0
@@ -137,10 +137,9 @@ class Exchange:
             self._finish(keep_alive=False, status=None if self.status else 499, aborted=started)
 
     def public_resumed(self) -> None:
-        self.public_paused = False
         if self._unacked:
-            self.tc.acknowledge(self.sid, self._unacked)
-            self._unacked = 0
+            n, self._unacked = self._unacked, 0
+            self.tc.acknowledge(self.sid, n)
 
     # --- StreamHandler: the response side -------------------------------------
     def on_data(self, data: bytes) -> None:
@@ -222,8 +221,10 @@ class Exchange:
         self.response_started = True
         self.bytes_out += len(data)
         transport.write(data)
-        if self.public_paused:
+        if self.conn.write_paused:
+            # Held for a slow reader: its credit waits until the socket drains.
             self._unacked += len(data)
+            self.conn.hold(len(data))
         else:
             self.tc.acknowledge(self.sid, len(data))
 

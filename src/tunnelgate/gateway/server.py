@@ -11,17 +11,19 @@ from collections import Counter
 import uvloop
 
 from tunnelgate import limits
-from tunnelgate.allocator import tune_allocator
+from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig, unsupported_options
-from tunnelgate.logs import EventLog, configure_logging
+from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import TokenAuth
+from .buffers import BufferBudget
 from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Tunnel
 
 log = EventLog("tunnelgate.gateway")
+warn = RateLimitedLog(log)
 
 
 class Gateway:
@@ -40,6 +42,17 @@ class Gateway:
         self.tunnels: set[Tunnel] = set()
         self.deadlines = Deadlines()
         self._per_token: Counter[str | None] = Counter()
+        self.buffers = BufferBudget(limits.MAX_HELD_RESPONSE_BYTES, self._set_pressure)
+
+    def _set_pressure(self, on: bool) -> None:
+        """The buffer budget is spent (or recovered): tunnel windows stop growing and
+        shrink back while it lasts (proto/mux.py `constrained`)."""
+        for connection in {tunnel.connection for tunnel in self.tunnels}:
+            connection.mux.constrained = on
+        if on:
+            warn.warning("buffer_pressure", held=self.buffers.held, limit=self.buffers.limit)
+        else:
+            log.info("buffer_pressure_over", held=self.buffers.held)
 
     def public_url(self, name: str) -> str:
         port = "" if self.http_port == 80 else f":{self.http_port}"
@@ -90,7 +103,9 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
             domain=config.domain,
             auth="token" if config.tokens else "anonymous",
         )
+    trimmer = _Trimmer(gateway)
     await stop.wait()
+    trimmer.cancel()
     # Shutdown: stop accepting, tell clients, give in-flight work a moment, then stop.
     for server in servers:
         server.close()
@@ -102,6 +117,24 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
                 await server.wait_closed()
     gateway.deadlines.close()
     log.info("stopped")
+
+
+class _Trimmer:
+    """Give free heap back to the kernel now and then, while no slow reader holds data
+    (allocator.trim): after an attack or a burst, RSS goes back near its baseline."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(limits.TRIM_INTERVAL, self._run)
+
+    def _run(self) -> None:
+        if not self._gateway.buffers.held:
+            trim()
+        self._handle = self._loop.call_later(limits.TRIM_INTERVAL, self._run)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def run_gateway(config: GatewayConfig) -> int:

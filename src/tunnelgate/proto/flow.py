@@ -56,13 +56,21 @@ class ReceiveWindow:
         self.credit -= n
         self.unconsumed += n
 
-    def acknowledge(self, n: int) -> int:
-        """Record `n` consumed bytes; return the credit to send back now (0 = not yet)."""
+    def acknowledge(self, n: int, floor: int = 0) -> int:
+        """Record `n` consumed bytes; return the credit to send back now (0 = not yet).
+
+        With a `floor` (memory pressure), a window larger than it first shrinks toward
+        it by keeping the credit these bytes would have returned: the peer's credit is
+        never taken back, it is just not renewed in full."""
         if n > self.unconsumed:
             raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "acknowledged more than received")
         self.unconsumed -= n
         self.unreturned += n
         self.acked += n
+        if floor and self.size > floor:
+            cut = min(self.unreturned, self.size - floor)
+            self.size -= cut
+            self.unreturned -= cut
         # Batch credit: one WINDOW frame per quarter window, not one per chunk.
         if self.unreturned * 4 >= self.size:
             return self._release()

@@ -120,6 +120,9 @@ class Connection:
         )
         self._now = 0.0  # the clock reading of the receive_data call in progress
         self.replies = 0  # frames the core queued by itself in answer (PONG, refusals)
+        # Set by the owner under memory pressure: windows stop growing, and grown ones
+        # shrink back to the initial size as their bytes are acknowledged.
+        self.constrained = False
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes | memoryview] = []
         self.bytes_to_send = 0  # queued for the peer; a plain attribute, read per event
@@ -255,7 +258,12 @@ class Connection:
         stream = self._streams.get(stream_id)
         if stream is None or n == 0:
             return
-        increment = stream.recv.acknowledge(n)
+        if self.constrained:
+            before = stream.recv.size
+            increment = stream.recv.acknowledge(n, self._initial_window)
+            self._granted -= before - stream.recv.size
+        else:
+            increment = stream.recv.acknowledge(n)
         if increment and not stream.remote_ended:
             self._frame(FrameType.WINDOW, stream_id, encode_u32(increment))
 
@@ -444,6 +452,8 @@ class Connection:
             self.flood.spend(self._now, "BLOCKED")
             if stream is None or stream.remote_ended:
                 return
+        if self.constrained:
+            return  # memory pressure: no window grows
         budget = self._max_connection_window - self._granted
         # The sender puts BLOCKED right behind the data that used up its window, so
         # that data has not reached our consumer yet: judge the consumer without it.
