@@ -100,6 +100,15 @@ async def test_failed_attempt_is_retried_and_counted(
             assert reason in said, proc.output()
 
 
+async def test_tls_error_is_retried_and_counted() -> None:
+    async with BrokenEndpoint(Behaviour.PLAINTEXT) as endpoint:
+        server = endpoint.url.replace("ws://", "wss://")
+        with client(server, "--max-retries", "1") as proc:
+            await assert_gives_up(proc, endpoint, retries=1)
+            said = str(events(proc, "reconnecting")[0]["reason"]).lower()
+            assert "ssl" in said, proc.output()
+
+
 # --- SIGINT / SIGTERM in every state -------------------------------------------------------------
 @SIGNALS
 async def test_stop_while_backing_off_between_retries(sig: signal.Signals) -> None:

@@ -24,6 +24,7 @@ import struct
 import time
 from collections.abc import Callable
 from enum import Enum
+from http import HTTPStatus
 from types import TracebackType
 
 from tunnelgate.proto import events as ev
@@ -36,7 +37,7 @@ __all__ = ["Behaviour", "BrokenEndpoint"]
 
 SUBPROTOCOL = "tunnelgate.v1"
 RELAY_PIECE = 64 * 1024
-"""Bytes read at once while relaying to a real gateway."""
+"""Bytes read at once while relaying to a real gateway (or reading what a client sent)."""
 
 
 class Behaviour(Enum):
@@ -46,6 +47,9 @@ class Behaviour(Enum):
     """Read the upgrade request, then reset the connection (SO_LINGER 0)."""
     SILENT = "silent"
     """Read the upgrade request and never answer it."""
+    PLAINTEXT = "plaintext"
+    """Answer the client's first bytes with a plain-text 400 and close: to a wss:// client,
+    a TLS error."""
     STATUS = "status"
     """Answer the upgrade with ``status`` (503 by default) and close."""
     UPGRADE_THEN_CLOSE = "upgrade-then-close"
@@ -160,6 +164,11 @@ class BrokenEndpoint:
             assert self.relay_port is not None
             await _relay(reader, writer, self.relay_port)
             return
+        if behaviour is Behaviour.PLAINTEXT:
+            await reader.read(RELAY_PIECE)  # a ClientHello, or the start of a request
+            writer.write(_status_response(400))
+            await writer.drain()
+            return
         head = await _read_head(reader)
         if behaviour is Behaviour.RESET:
             _reset_on_close(writer)
@@ -245,9 +254,8 @@ def _switching_protocols(head: bytes) -> bytes:
 
 def _status_response(status: int) -> bytes:
     extra = "Retry-After: 1\r\n" if status == 429 else ""
-    return (
-        f"HTTP/1.1 {status} Unavailable\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1")
+    status_line = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+    return f"{status_line}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n".encode("latin-1")
 
 
 def _reset_on_close(writer: asyncio.StreamWriter) -> None:
