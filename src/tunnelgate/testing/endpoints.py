@@ -86,7 +86,10 @@ class BrokenEndpoint:
         self.goaways: list[int] = []
         """GOAWAY codes clients sent after a 101."""
         self._server: asyncio.Server | None = None
+        # Connections are ended by closing their sockets, never by cancelling their
+        # handlers: asyncio.start_server logs a cancelled handler as an error.
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -117,11 +120,11 @@ class BrokenEndpoint:
         await self._server.wait_closed()
 
     async def drop_connections(self) -> None:
-        """Close every connection now open (a relayed one too: the client sees it dropped)."""
-        handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        """Reset every connection now open (a relayed one too: the client sees it dropped),
+        and wait until their handlers have finished."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def wait_until(
         self,
@@ -144,6 +147,7 @@ class BrokenEndpoint:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._writers.add(writer)
         behaviour = self.behaviours[min(self.accepted, len(self.behaviours) - 1)]
         self.accepted += 1
         self._changed.set()
@@ -153,6 +157,7 @@ class BrokenEndpoint:
             pass  # the client went away or sent something else: its business
         finally:
             writer.close()
+            self._writers.discard(writer)
             self._handlers.discard(task)
 
     async def _serve(
@@ -265,20 +270,25 @@ def _reset_on_close(writer: asyncio.StreamWriter) -> None:
 
 
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    """Copy both ways until either side closes (no half-close: a tunnel never uses one)."""
     up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    pipes = {
+        loop.create_task(_pipe(reader, up_writer)),
+        loop.create_task(_pipe(up_reader, writer)),
+    }
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(_pipe(reader, up_writer))
-            group.create_task(_pipe(up_reader, writer))
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for pipe in pipes:
+            pipe.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
         up_writer.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until EOF, then pass the half-close on; a reset ends the copy too."""
+    """Copy until EOF; a reset ends the copy too."""
     with contextlib.suppress(OSError):
         while data := await reader.read(RELAY_PIECE):
             writer.write(data)
             await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
