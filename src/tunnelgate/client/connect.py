@@ -31,7 +31,7 @@ from typing import Protocol, cast
 import picows
 from picows import WSListener, WSTransport
 from picows import picows as _picows_impl
-from picows.url import parse_url
+from picows.url import WSParsedURL, parse_url
 
 from tunnelgate import limits
 from tunnelgate.errors import ConnectFailed, TunnelRejected
@@ -67,32 +67,40 @@ async def open_websocket(
     attempt leaves no socket behind."""
     url = parse_url(server)
     protocol = _client_protocol(url.netloc, url.resource_name, listener_factory, headers)
-    loop = asyncio.get_running_loop()
     try:
-        try:
-            async with asyncio.timeout(limits.CONNECT_TIMEOUT):
-                await loop.create_connection(
-                    lambda: cast(asyncio.BaseProtocol, protocol),
-                    url.host,
-                    url.port,
-                    ssl=ssl_context,
-                    server_hostname=url.host if ssl_context is not None else None,
-                )
-                await protocol.wait_until_handshake_complete()
-        except TimeoutError as exc:  # before OSError: TimeoutError is one
-            raise ConnectFailed(f"{server}: no answer within {limits.CONNECT_TIMEOUT:g} s") from exc
-        except picows.WSHandshakeError as exc:
-            raise _refusal(server, exc) from exc
-        except (OSError, picows.WSError) as exc:
-            raise ConnectFailed(f"cannot reach {server}: {str(exc) or type(exc).__name__}") from exc
-        if protocol.listener is None:  # the peer closed before answering (see above)
-            raise ConnectFailed(f"{server} closed the connection before answering the upgrade")
+        await _handshake(protocol, url, ssl_context)
     except BaseException:  # failed, timed out or cancelled: drop the socket now
         if protocol.transport is not None:
             protocol.transport.disconnect(graceful=False)
         raise
     assert protocol.transport is not None  # set by connection_made
     return protocol.transport
+
+
+async def _handshake(
+    protocol: _ClientProtocol, url: WSParsedURL, ssl_context: ssl.SSLContext | None
+) -> None:
+    """Connect and upgrade within CONNECT_TIMEOUT; every failure translated, here only."""
+    loop = asyncio.get_running_loop()
+    server = url.url
+    try:
+        async with asyncio.timeout(limits.CONNECT_TIMEOUT):
+            await loop.create_connection(
+                lambda: cast(asyncio.BaseProtocol, protocol),
+                url.host,
+                url.port,
+                ssl=ssl_context,
+                server_hostname=url.host if ssl_context is not None else None,
+            )
+            await protocol.wait_until_handshake_complete()
+    except TimeoutError as exc:  # before OSError: TimeoutError is one
+        raise ConnectFailed(f"{server}: no answer within {limits.CONNECT_TIMEOUT:g} s") from exc
+    except picows.WSHandshakeError as exc:
+        raise _refusal(server, exc) from exc
+    except (OSError, picows.WSError) as exc:
+        raise ConnectFailed(f"cannot reach {server}: {str(exc) or type(exc).__name__}") from exc
+    if protocol.listener is None:  # the peer closed before answering (module docstring)
+        raise ConnectFailed(f"{server} closed the connection before answering the upgrade")
 
 
 def _refusal(server: str, exc: picows.WSHandshakeError) -> TunnelRejected | ConnectFailed:
