@@ -6,7 +6,8 @@
     │   ├── LocalProtocolError      we misused the protocol (a bug on our side)
     │   └── RemoteProtocolError     the peer misbehaved; the connection is closed
     ├── HTTPError                   a public request we refuse, with its status
-    └── TunnelRejected              the gateway refused a registration (client side)
+    ├── TunnelRejected              the gateway refused a registration (client side)
+    └── ConnectFailed               the client could not open a tunnel connection; retried
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
 socket is touched, once, and never leak past the transport layer.
@@ -52,3 +53,9 @@ class TunnelRejected(TunnelgateError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ConnectFailed(TunnelgateError):
+    """A tunnel connection attempt failed before the upgrade: refused, reset, timed out,
+    TLS, closed or a bad answer before the 101. The message says which; the client
+    retries it with back-off."""

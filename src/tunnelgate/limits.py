@@ -107,8 +107,18 @@ MAX_IDLE_LOCAL_CONNECTIONS: Final = 64  # keep-alive pool to the local app, per 
 # connections after 5 s), so we close a pooled connection before the app does and seldom
 # write a request into a connection the app is closing.
 LOCAL_IDLE_TIMEOUT: Final = 4 * SECONDS
+# One connect attempt to the gateway: TCP connect, TLS and the answer to the upgrade
+# together (then it is retried). As the gateway's HANDSHAKE_TIMEOUT; left to the OS, a
+# connect to a silent address takes about two minutes.
+CONNECT_TIMEOUT: Final = 10 * SECONDS
+# Reconnect back-off, "full jitter" (AWS Architecture Blog, 2015): retry n waits a random
+# time in [0, min(BACKOFF_MAX, BACKOFF_INITIAL * 2**(n-1))], so the first retry comes
+# within 0.5 s and clients dropped together do not come back in step.
 BACKOFF_INITIAL: Final = 0.5 * SECONDS
 BACKOFF_MAX: Final = 30 * SECONDS
+# On SIGINT/SIGTERM, how long the client waits for its goodbye (GOAWAY) to go out
+# before it drops the connection: the user asked to stop, now.
+GOODBYE_TIMEOUT: Final = 0.5 * SECONDS
 SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
 
 # --- names --------------------------------------------------------------------

@@ -1,8 +1,14 @@
 """The client agent: connect, register the tunnels, serve streams, reconnect.
 
-A rejection by the gateway is final (exit status 2, one line on stderr). A lost or
-unreachable gateway is retried with exponential back-off and jitter, and the names
-the tunnels had are asked for again, so public URLs survive a reconnect.
+A rejection by the gateway is final (exit status 2, one line on stderr). Every other failure
+before all tunnels are registered (refused, reset, timed out, TLS, a bad answer to the
+upgrade, a close before the registrations are answered) and a lost connection are retried
+with exponential back-off and full jitter, up to `--max-retries` in a row; the names the
+tunnels had are asked for again, so public URLs survive a reconnect.
+
+SIGINT/SIGTERM end the client at once in every state: whatever it waits for (a connect
+attempt, a back-off, the open connection) runs as a task the stop request cancels, and an
+open connection then says goodbye (GOAWAY NO_ERROR) so the gateway frees the names at once.
 """
 
 from __future__ import annotations
@@ -16,32 +22,30 @@ import secrets
 import signal
 import ssl
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
-import picows
 import uvloop
+from picows import WSTransport
 
 from tunnelgate import limits
 from tunnelgate.allocator import tune_allocator
 from tunnelgate.config import ClientConfig, TunnelSpec
-from tunnelgate.errors import RemoteProtocolError, TunnelRejected
+from tunnelgate.errors import ConnectFailed, RemoteProtocolError, TunnelRejected
 from tunnelgate.logs import configure_logging
-from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
-from tunnelgate.proto.messages import ControlMessage, OpenInfo, Register, Registered, Rejected
-from tunnelgate.proto.mux import Role
+from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.messages import OpenInfo, Register, Registered, Rejected
 from tunnelgate.transport.deadlines import Deadlines
-from tunnelgate.transport.listener import TunnelListener
 from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnection
 
+from .connect import open_websocket
 from .output import Output, make_output
+from .session import ClientSession
 from .upstream import LocalConnection, LocalPool, LocalRelay
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REJECTED = 2
-# Closed by the gateway for a reason reconnecting would only repeat (idle, or an operator
-# closed it); a gateway shutting down (SHUTDOWN) or a lost connection is retried.
-_FINAL_CLOSES = frozenset({ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
+T = TypeVar("T")
 
 
 class _Stop(Exception):
@@ -57,38 +61,19 @@ class Agent:
         self.output = output
         self.client_id = secrets.token_hex(16)
         self.specs = dict(enumerate(config.tunnels, start=1))
-        self.names: dict[int, str] = {}  # names the gateway gave us, kept across reconnects
+        self.names: dict[int, str] = {}  # names the gateway gave us, asked for again
         self.pools: dict[int, LocalPool] = {}
-        self.connection: TunnelConnection | None = None
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed: asyncio.Future[str] | None = None
-        self._rejection: TunnelRejected | None = None
+        self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
         self._last_reason = ""
-        self._final_close: str | None = None  # closed for a reason a retry would not fix
-        self._stop_requested = asyncio.Event()
 
     # --- main loop ------------------------------------------------------------
     async def run(self) -> int:
         deadlines = Deadlines()
         self.pools = {tid: LocalPool(spec, deadlines) for tid, spec in self.specs.items()}
-        failures = 0
         try:
-            while not self.stopping:
-                registered = await self._session()
-                if self.stopping:
-                    break
-                failures = 0 if registered else failures + 1
-                limit = self.config.max_retries
-                if limit is not None and failures > limit:
-                    self.output.error(f"giving up after {limit} retries")
-                    return EXIT_FAILED
-                delay = min(limits.BACKOFF_MAX, limits.BACKOFF_INITIAL * 2 ** min(failures, 16))
-                delay *= random.uniform(0.5, 1.0)  # jitter: clients must not reconnect in step
-                self.output.reconnecting(failures, round(delay, 2), self._last_reason)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stop_requested.wait()
+            return await self._reconnect_loop()
         except _Stop as stop:
             return stop.status
         finally:
@@ -97,76 +82,96 @@ class Agent:
             deadlines.close()
             for task in list(self._tasks):
                 task.cancel()
+
+    async def _reconnect_loop(self) -> int:
+        retries = 0  # attempts since the tunnels were last all registered
+        while not self.stopping:
+            if await self._session():
+                retries = 0
+            if self.stopping:
+                break
+            limit = self.config.max_retries
+            if limit is not None and retries >= limit:
+                self.output.error(f"giving up after {limit} retries")
+                return EXIT_FAILED
+            retries += 1
+            delay = backoff_delay(retries)
+            self.output.reconnecting(retries, round(delay, 2), self._last_reason)
+            await self._unless_stopped(asyncio.sleep(delay))
         return EXIT_OK
 
     async def _session(self) -> bool:
         """One connection's life. True if every tunnel got registered on it."""
         self.output.connecting(self.config.server)
-        loop = asyncio.get_running_loop()
-        self._closed = loop.create_future()
-        connection = TunnelConnection(Role.CLIENT, self)
+        session = ClientSession(self, self.specs.keys())
         try:
-            await picows.ws_connect(
-                lambda: TunnelListener(connection),
-                self.config.server,
-                ssl_context=self._ssl_context(),
-                websocket_handshake_timeout=limits.HANDSHAKE_TIMEOUT,
-                max_frame_size=limits.MAX_TUNNEL_MESSAGE,
-                extra_headers=self._headers(),
-                use_aiofastnet=False,
-            )
-        except picows.WSHandshakeError as exc:
-            status = exc.response.status if exc.response is not None else None
-            if status == 401:
-                self.output.rejected("*", RejectReason.AUTH_FAILED.value, "the token was refused")
-                raise _Stop(EXIT_REJECTED) from exc
-            self._last_reason = f"handshake failed: {exc}"
+            ws = await self._unless_stopped(self._open(session))
+        except ConnectFailed as exc:
+            self._last_reason = str(exc)
             return False
-        except (OSError, TimeoutError, picows.WSError) as exc:
-            self._last_reason = f"cannot reach {self.config.server}: {exc}"
-            return False
-        self.connection = connection
-        if (
-            connection.ws is not None
-            and connection.ws.response.headers.get("Sec-WebSocket-Protocol") != SUBPROTOCOL
-        ):
+        except TunnelRejected as exc:  # 401 to the upgrade
+            self.output.rejected("*", exc.reason, str(exc))
+            raise _Stop(EXIT_REJECTED) from exc
+        if ws is None:
+            return False  # stopped while connecting
+        if ws.response.headers.get("Sec-WebSocket-Protocol") != SUBPROTOCOL:
             self.output.error(f"the gateway does not speak {SUBPROTOCOL}")
-            connection.close(ErrorCode.PROTOCOL_ERROR, "protocol version")
+            session.connection.close(ErrorCode.PROTOCOL_ERROR, "protocol version")
             raise _Stop(EXIT_FAILED)
         for tid, spec in self.specs.items():
-            connection.send_control(self._register_message(tid, spec))
-        if self.stopping:  # asked to stop while connecting: still say goodbye
-            connection.close(ErrorCode.NO_ERROR, "client shutting down")
-        reason = await self._closed
-        self.connection = None
-        if self._rejection is not None:
+            session.connection.send_control(self._register_message(tid, spec))
+        reason = await self._unless_stopped(session.wait_closed())
+        if reason is None:  # stopped
+            await session.say_goodbye("client shutting down")
+        if session.rejected:
             raise _Stop(EXIT_REJECTED)
-        if self._final_close is not None:
-            self.output.error(f"the gateway closed the tunnel: {self._final_close}")
+        if session.final_close is not None:
+            self.output.error(f"the gateway closed the tunnel: {session.final_close}")
             raise _Stop(EXIT_FAILED)
-        self._last_reason = reason
-        return len(self.names) == len(self.specs)
+        self._last_reason = reason or "stopped"
+        return session.all_registered
+
+    async def _open(self, session: ClientSession) -> WSTransport:
+        return await open_websocket(
+            self.config.server,
+            session.listener,
+            ssl_context=self._ssl_context(),
+            headers=self._headers(),
+        )
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """`work`, run as the task a stop request cancels; None if it was stopped."""
+        if self.stopping:
+            work.close()
+            return None
+        task = asyncio.get_running_loop().create_task(work)
+        self._waiting = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are cancelled ourselves, not stopped
+            return None
+        finally:
+            self._waiting = None
 
     def stop(self) -> None:
-        """SIGINT/SIGTERM: say goodbye so the gateway frees our names at once."""
-        if self.stopping:
-            return
+        """SIGINT/SIGTERM: stop waiting, whatever for; `_session` then says goodbye."""
         self.stopping = True
-        self._stop_requested.set()
-        if self.connection is not None and not self.connection.closed:
-            self.connection.close(ErrorCode.NO_ERROR, "client shutting down")
-        elif self._closed is not None and not self._closed.done():
-            self._closed.set_result("stopped")
+        if self._waiting is not None:
+            self._waiting.cancel()
 
-    # --- SessionHooks -----------------------------------------------------------
-    def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None:
+    # --- SessionOwner: what the sessions tell us ---------------------------------------
+    def open_relay(
+        self, connection: TunnelConnection, stream_id: int, metadata: bytes
+    ) -> StreamHandler | None:
         try:
             info = OpenInfo.decode(metadata)
         except RemoteProtocolError:
             return None
         spec = self.specs.get(info.tunnel_id)
-        connection = self.connection
-        if spec is None or connection is None:
+        if spec is None:
             return None
         pool = self.pools[info.tunnel_id]
         relay = LocalRelay(self, connection, stream_id, spec, pool)
@@ -177,30 +182,19 @@ class Agent:
             self._spawn(self._connect_local(relay, spec, pool))
         return relay
 
-    def on_control(self, message: ControlMessage) -> None:
-        if isinstance(message, Registered):
-            spec = self.specs.get(message.id)
-            if spec is None:
-                return
-            if message.name is not None:
-                self.names[message.id] = message.name
-            self.output.tunnel_ready(spec.name, message.url, spec.local_url)
-        elif isinstance(message, Rejected):
-            spec = self.specs.get(message.id)
-            name = spec.name if spec else str(message.id)
-            self.output.rejected(name, message.reason.value, message.message)
-            self._rejection = TunnelRejected(message.reason.value, message.message)
-            if self.connection is not None:
-                self.connection.close(ErrorCode.NO_ERROR, "rejected")
+    def on_registered(self, message: Registered) -> None:
+        spec = self.specs[message.id]
+        if message.name is not None:
+            self.names[message.id] = message.name
+        self.output.tunnel_ready(spec.name, message.url, spec.local_url)
 
-    def on_go_away(self, code: int, reason: str) -> None:
-        self.output.closed(reason or code_name(code))
-        if code in _FINAL_CLOSES:
-            self._final_close = reason or code_name(code)
+    def on_rejected(self, message: Rejected) -> None:
+        spec = self.specs.get(message.id)
+        name = spec.name if spec else str(message.id)
+        self.output.rejected(name, message.reason.value, message.message)
 
-    def on_closed(self, clean: bool, reason: str) -> None:
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(reason)
+    def on_gateway_goodbye(self, reason: str) -> None:
+        self.output.closed(reason)
 
     # --- helpers ------------------------------------------------------------------
     def _register_message(self, tid: int, spec: TunnelSpec) -> Register:
@@ -268,6 +262,12 @@ class Agent:
                 continue
             relay.attach(local)
             return
+
+
+def backoff_delay(retry: int) -> float:
+    """Seconds before retry number `retry` (1, 2, ...): exponential, with full jitter."""
+    ceiling = min(limits.BACKOFF_MAX, limits.BACKOFF_INITIAL * 2 ** min(retry - 1, 16))
+    return random.uniform(0.0, ceiling)  # clients dropped together must not return in step
 
 
 def run_client(config: ClientConfig) -> int:
