@@ -18,6 +18,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import TokenAuth
+from .caps import ConnectionCaps, raise_open_file_limit
 from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Tunnel
 
@@ -27,8 +28,10 @@ log = EventLog("tunnelgate.gateway")
 class Gateway:
     """Shared state: configuration, who may connect, and who owns which name."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, open_files: int) -> None:
         self.config = config
+        max_connections = config.max_connections or limits.default_max_connections(open_files)
+        self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.registry = MemoryRegistry()
         self.auth = TokenAuth(config.tokens)
         self.auth_failures = FailedAuthLimiter(config.auth_fail_rate)
@@ -69,11 +72,12 @@ class Gateway:
         return self._per_token[token] < self.config.max_tunnels_per_token
 
 
-async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Run the gateway until `stop` is set, then shut down in order."""
+async def serve(config: GatewayConfig, stop: asyncio.Event, open_files: int) -> None:
+    """Run the gateway until `stop` is set, then shut down in order. `open_files` is the
+    soft RLIMIT_NOFILE (raise_open_file_limit)."""
     from .edge import PublicConnection  # edge imports this module's Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, open_files)
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     if config.http is not None:
@@ -89,6 +93,9 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
             addr=f"{bound[0]}:{bound[1]}",
             domain=config.domain,
             auth="token" if config.tokens else "anonymous",
+            max_connections=gateway.caps.max_connections,
+            max_connections_per_address=gateway.caps.max_per_address,
+            open_files=open_files,
         )
     await stop.wait()
     # Shutdown: stop accepting, tell clients, give in-flight work a moment, then stop.
@@ -107,6 +114,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
 def run_gateway(config: GatewayConfig) -> int:
     configure_logging(config.log_format)
     tune_allocator()
+    open_files = raise_open_file_limit()
     missing = unsupported_options(config)
     if missing:
         print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
@@ -117,7 +125,7 @@ def run_gateway(config: GatewayConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
+        await serve(config, stop, open_files)
 
     try:
         uvloop.run(main())
