@@ -179,7 +179,8 @@ class PublicConnection(asyncio.Protocol):
             self.closing = True  # this object is done; the transport moves on
             self.disarm()
             # The tunnel layer takes over the transport and, with it, this connection's
-            # slot: released when the tunnel connection ends (or here, if refused).
+            # slot, released when the tunnel connection ends; if /connect is refused
+            # before the hand-over, connection_lost here releases it as usual.
             accept_tunnel_client(
                 self.gateway,
                 transport,

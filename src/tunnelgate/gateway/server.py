@@ -114,11 +114,11 @@ async def serve(config: GatewayConfig, stop: asyncio.Event, open_files: int) -> 
 def run_gateway(config: GatewayConfig) -> int:
     configure_logging(config.log_format)
     tune_allocator()
-    open_files = raise_open_file_limit()
     missing = unsupported_options(config)
     if missing:
         print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
         return 2
+    open_files = raise_open_file_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
