@@ -15,6 +15,7 @@ from tunnelgate.gateway.caps import ConnectionCaps, raise_open_file_limit
 from tunnelgate.logs import configure_logging
 
 FD = 10  # a descriptor number far from any limit below
+BURST = 5  # lines RateLimitedLog lets through per cause in a window
 
 
 @pytest.fixture
@@ -85,7 +86,8 @@ def test_the_table_forgets_addresses_without_connections() -> None:
 
 
 def test_refusals_are_counted_and_logged_at_a_limited_rate(log_stream: io.StringIO) -> None:
-    c = caps(per_address=1, max_connections=2, open_files=10_000)
+    now = [0.0]
+    c = ConnectionCaps(2, 1, 10_000, clock=lambda: now[0])
     c.admit("10.0.0.1", FD, "10.0.0.1:5")
     c.admit("10.0.0.2", FD, "10.0.0.2:5")
     for _ in range(30):
@@ -99,11 +101,16 @@ def test_refusals_are_counted_and_logged_at_a_limited_rate(log_stream: io.String
         r: [x for x in refused if x["reason"] == r] for r in ("per_address_cap", "max_connections")
     }
     # Each cause has its own budget of lines, so one flood does not hide the other.
-    assert 1 <= len(by_reason["per_address_cap"]) <= 5
-    assert 1 <= len(by_reason["max_connections"]) <= 5
+    assert len(by_reason["per_address_cap"]) == BURST
+    assert len(by_reason["max_connections"]) == BURST
     first = by_reason["per_address_cap"][0]
     assert (first["level"], first["client"], first["limit"]) == ("warning", "10.0.0.1:6", 1)
     assert by_reason["max_connections"][0]["limit"] == 2
+    # A window later, the next line says how many were held back.
+    now[0] = 10.0
+    c.admit("10.0.0.1", FD, "10.0.0.1:7")
+    last = json.loads(log_stream.getvalue().splitlines()[-1])
+    assert (last["reason"], last["suppressed"]) == ("per_address_cap", 30 - BURST)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ releasing are a dict update each: this runs on every accept.
 from __future__ import annotations
 
 import resource
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,7 +44,13 @@ class CapStatistics:
 
 
 class ConnectionCaps:
-    def __init__(self, max_connections: int, max_per_address: int, open_files: int) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        max_per_address: int,
+        open_files: int,
+        clock: Callable[[], float] = time.monotonic,  # for the log's rate limit
+    ) -> None:
         self.max_connections = max_connections
         self.max_per_address = max_per_address
         self.open_files = open_files
@@ -55,9 +63,9 @@ class ConnectionCaps:
         self.refused_max_connections = 0
         self.refused_descriptors = 0
         # One budget of lines per cause: a flood of one kind does not hide the others.
-        self._per_address_log = RateLimitedLog(log)
-        self._global_log = RateLimitedLog(log)
-        self._descriptors_log = RateLimitedLog(log)
+        self._per_address_log = RateLimitedLog(log, clock=clock)
+        self._global_log = RateLimitedLog(log, clock=clock)
+        self._descriptors_log = RateLimitedLog(log, clock=clock)
 
     def __repr__(self) -> str:
         return (
