@@ -70,9 +70,10 @@ MAX_CONNECTIONS_PER_ADDRESS: Final = 1000
 FD_RESERVE_DIVISOR: Final = 10
 FD_RESERVE_MIN: Final = 64
 # Whatever --max-connections says, a public connection is refused once accepting it left
-# fewer than this many descriptors free: the tunnels, the log and the admin API keep
-# working, and accept() itself never reaches EMFILE (where libuv closes connections
-# unseen, and uvloop closes the listener if even that fails; docs/limits.md).
+# fewer than this many descriptors free (accept() returns the lowest free number, so the
+# new one's number tells), visibly and counted. The log and the admin API keep working,
+# and public connections alone never take accept() to EMFILE, where libuv closes new
+# connections unseen and uvloop closes the listener if even that fails (docs/limits.md).
 FD_HEADROOM: Final = 16
 
 
