@@ -27,6 +27,7 @@ COMPILED = [
     "src/tunnelgate/transport/deadlines.py",
     "src/tunnelgate/transport/tunnel.py",
     "src/tunnelgate/gateway/edge.py",
+    "src/tunnelgate/gateway/caps.py",
     "src/tunnelgate/gateway/registry.py",
     "src/tunnelgate/gateway/exchange.py",
     "src/tunnelgate/client/upstream.py",

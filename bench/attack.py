@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import socket
 import statistics
@@ -33,6 +32,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunnelgate.proto.frames import FrameType, encode_frame, encode_u64
@@ -86,10 +86,8 @@ class Result:
 def start(python: str, *gateway_args: str) -> Setup:
     app, app_port = start_local_app_proc()
     port = free_port()
-    gateway = Proc(
-        [python, "-m", "tunnelgate", "server", "--http", f"127.0.0.1:{port}"]
-        + ["--log-format", "json", *gateway_args]
-    )
+    listen = ["--http", f"127.0.0.1:{port}", "--log-format", "json"]
+    gateway = Proc([python, "-m", "tunnelgate", "server", *listen, *gateway_args])
     deadline = time.monotonic() + 15
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
@@ -97,9 +95,9 @@ def start(python: str, *gateway_args: str) -> Setup:
         if time.monotonic() > deadline:
             raise RuntimeError(gateway.output())
         time.sleep(0.05)  # start-up poll, bounded by the deadline
+    server = ["--server", f"ws://127.0.0.1:{port}/connect", "--log-format", "json"]
     client = Proc(
-        [python, "-m", "tunnelgate", "http", str(app_port), "--subdomain", "good"]
-        + ["--server", f"ws://127.0.0.1:{port}/connect", "--log-format", "json"]
+        [python, "-m", "tunnelgate", "http", str(app_port), "--subdomain", "good", *server]
     )
     wait_ready(client, 15)
     return Setup(gateway, port, client, app, f"good.localhost:{port}")
@@ -306,9 +304,8 @@ async def main() -> None:
             setup.stop()
         print(json.dumps({"label": args.label, **result.__dict__}), flush=True)
         results.append(result)
-    out = os.path.join("bench", "results", f"attack-{args.label}.json")
-    with open(out, "w") as file:
-        json.dump([r.__dict__ for r in results], file, indent=1)
+    out = Path("bench", "results", f"attack-{args.label}.json")
+    out.write_text(json.dumps([r.__dict__ for r in results], indent=1))  # noqa: ASYNC240
 
 
 if __name__ == "__main__":

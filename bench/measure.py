@@ -194,7 +194,8 @@ def _per_request(used: dict[str, float], result: LoadResult) -> dict[str, float 
 
 def idle_tunnels(procs: Processes, origin: Origin, count: int) -> dict[str, Any]:
     """Gateway memory per idle tunnel: a fresh gateway, before and after `count` tunnels."""
-    gateway, port = start_gateway(procs, "gateway-idle", nofile=4 * count + 1024)
+    per_address = ("--max-connections-per-address", str(2 * count))  # all from 127.0.0.1
+    gateway, port = start_gateway(procs, "gateway-idle", nofile=4 * count + 1024, extra=per_address)
     try:
         time.sleep(SETTLE)
         before = rss_kib(gateway.pid)

@@ -18,6 +18,7 @@ COMPILED_MODULES = (
     "tunnelgate.http1.request",
     "tunnelgate.http1.response",
     "tunnelgate.gateway.edge",
+    "tunnelgate.gateway.caps",
     "tunnelgate.gateway.exchange",
     "tunnelgate.client.upstream",
     "tunnelgate.transport.deadlines",

@@ -102,6 +102,8 @@ def test_server_help_documents_every_option(capsys: pytest.CaptureFixture[str]) 
     assert "(default 127.0.0.1:8080)" in text
     assert "(default tunnel,www,api,admin)" in text
     assert "--max-streams N concurrent streams per tunnel connection (default 512)" in text
+    assert "(default the open-file limit less a reserve of a tenth, at least 64)" in text
+    assert "may hold at once (default 1000)" in text
     assert "TUNNELGATE_<OPTION>" in text
 
 

@@ -50,6 +50,8 @@ def test_defaults_match_spec_and_limits() -> None:
     assert cfg.heartbeat_interval == limits.HEARTBEAT_INTERVAL
     assert cfg.max_streams == limits.MAX_STREAMS
     assert cfg.max_header_bytes == limits.MAX_HEADER_BYTES
+    assert cfg.max_connections is None  # derived from the open-file limit at start-up
+    assert cfg.max_connections_per_address == limits.MAX_CONNECTIONS_PER_ADDRESS == 1000
     assert unsupported_options(cfg) == []
 
 
@@ -89,6 +91,20 @@ PRECEDENCE: list[tuple[str, str, str, str, tuple[object, object, object, object]
         "c",
         'reserved = ["d", "e"]',
         (("a", "b"), ("c",), ("d", "e"), ("tunnel", "www", "api", "admin")),
+    ),
+    (
+        "max_connections",
+        "500",
+        "600",
+        "max-connections = 700",
+        (500, 600, 700, None),
+    ),
+    (
+        "max_connections_per_address",
+        "5",
+        "6",
+        "max_connections_per_address = 7",
+        (5, 6, 7, limits.MAX_CONNECTIONS_PER_ADDRESS),
     ),
     (
         "log_format",
@@ -133,6 +149,13 @@ def test_unknown_env_vars_are_ignored() -> None:
 BAD_VALUES: list[tuple[dict[str, object], dict[str, str], str]] = [
     ({"max_streams": "abc"}, {}, "--max-streams: must be an integer >= 1, got 'abc'"),
     ({"max_streams": "0"}, {}, "--max-streams: must be an integer >= 1"),
+    ({"max_connections": "0"}, {}, "--max-connections: must be an integer >= 1, got '0'"),
+    ({"max_connections": "1e4"}, {}, "--max-connections: must be an integer >= 1"),
+    (
+        {},
+        {"TUNNELGATE_MAX_CONNECTIONS_PER_ADDRESS": "-3"},
+        "TUNNELGATE_MAX_CONNECTIONS_PER_ADDRESS: must be an integer >= 1",
+    ),
     ({}, {"TUNNELGATE_MAX_STREAMS": "-1"}, "TUNNELGATE_MAX_STREAMS: must be an integer >= 1"),
     ({"heartbeat_interval": "0"}, {}, "--heartbeat-interval: must be a number of seconds > 0"),
     ({"idle_timeout": "-1"}, {}, "--idle-timeout: must be a number of seconds >= 0"),

@@ -255,6 +255,8 @@ class GatewayConfig:
     max_streams: int = limits.MAX_STREAMS
     max_tunnels_per_token: int = limits.MAX_TUNNELS_PER_TOKEN
     auth_fail_rate: int = limits.AUTH_FAIL_RATE
+    max_connections: int | None = None  # None: limits.default_max_connections(open files)
+    max_connections_per_address: int = limits.MAX_CONNECTIONS_PER_ADDRESS
 
     @property
     def has_auth(self) -> bool:
@@ -335,6 +337,13 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         group="limits"),
     _gw("auth-fail-rate", _count, "N",
         "failed authentications per minute allowed from one address", group="limits"),
+    _gw("max-connections", _count, "N",
+        "public connections held at once; past it new ones are closed at once",
+        group="limits",
+        unset=f"the open-file limit less a reserve of a tenth, at least "
+              f"{limits.FD_RESERVE_MIN}"),
+    _gw("max-connections-per-address", _count, "N",
+        "public connections one address (IPv6: one /64) may hold at once", group="limits"),
 )  # fmt: skip
 
 # Options that parse and validate but that this version cannot serve yet. The server

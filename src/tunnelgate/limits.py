@@ -88,6 +88,38 @@ MAX_HELD_RESPONSE_BYTES: Final = 256 * MiB
 # this often (allocator.trim): RSS returns near its baseline after a burst or an attack.
 TRIM_INTERVAL: Final = 15 * SECONDS
 
+# --- public connections (gateway/caps.py) -------------------------------------
+# A connection holds its place from accept until it closes (a tunnel client's until its
+# tunnel connection ends). One address (IPv6: one /64) may hold this many at once: enough
+# for a NAT full of browsers (6 connections each) or an office of tunnel clients, far
+# below what starves everyone else. nginx's limit_conn and HAProxy's per-source
+# stick-table limits are the precedents; both are usually set in the tens to hundreds.
+MAX_CONNECTIONS_PER_ADDRESS: Final = 1000
+# With no --max-connections, the gateway holds as many public connections as its open-file
+# limit allows (raised to the hard limit at start-up) minus a reserve for every descriptor
+# that is not a public connection: stdio and log files, the listeners, the event loop's own
+# (epoll, signal pipe, libuv's spare for EMFILE), admin API clients, outgoing connections
+# (controller, Redis, other gateways) and local files (certificates, the state dir). A
+# public connection costs one descriptor here, as its requests travel over a tunnel that is
+# itself a public connection. HAProxy derives its maxconn from the open-file limit the same
+# way, after setting aside what its listeners, pipes and checks need. The reserve is a tenth
+# of the limit, and at least FD_RESERVE_MIN.
+FD_RESERVE_DIVISOR: Final = 10
+FD_RESERVE_MIN: Final = 64
+# Whatever --max-connections says, a public connection is refused once accepting it left
+# fewer than this many descriptors free (accept() returns the lowest free number, so the
+# new one's number tells), visibly and counted. The log and the admin API keep working,
+# and public connections alone never take accept() to EMFILE, where libuv closes new
+# connections unseen and uvloop closes the listener if even that fails (docs/limits.md).
+FD_HEADROOM: Final = 16
+
+
+def default_max_connections(open_files: int) -> int:
+    """The default --max-connections for a soft RLIMIT_NOFILE of `open_files`."""
+    reserve = max(FD_RESERVE_MIN, open_files // FD_RESERVE_DIVISOR)
+    return max(1, open_files - reserve)
+
+
 # --- tunnel sessions ----------------------------------------------------------
 HEARTBEAT_INTERVAL: Final = 10 * SECONDS
 HEARTBEAT_TIMEOUT: Final = 30 * SECONDS

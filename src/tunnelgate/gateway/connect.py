@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tunnelgate.http1.request import RequestHead
@@ -42,6 +43,7 @@ def accept_tunnel_client(
     head: RequestHead,
     early_data: bytes,
     client_addr: str,
+    release: Callable[[], None],  # gives back the connection's slot when its tunnel ends
 ) -> None:
     def refuse(status: int, code: str, message: str, retry_after: int | None = None) -> None:
         refusals.warning("tunnel_refused", client=client_addr, status=status, reason=code)
@@ -90,4 +92,4 @@ def accept_tunnel_client(
     lines = [b"GET " + head.target + b" HTTP/1.1"]
     lines += [key + b": " + value for key, value in head.headers]
     raw = b"\r\n".join(lines) + b"\r\n\r\n" + early_data
-    hand_over(transport, raw, connection)
+    hand_over(transport, raw, connection, release)

@@ -21,7 +21,7 @@ from tunnelgate.http1.request import (
     RequestParser,
     UpgradeData,
 )
-from tunnelgate.logs import EventLog
+from tunnelgate.logs import EventLog, RateLimitedLog
 
 from .connect import accept_tunnel_client
 from .exchange import PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .server import Gateway
 
 log = EventLog("tunnelgate.gateway")
+# Clients trigger these at will: one budget of warning lines per cause.
+_head_timeouts = RateLimitedLog(log)
+_silent_closes = RateLimitedLog(log)
 _NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
@@ -63,6 +66,7 @@ class PublicConnection(asyncio.Protocol):
         self._drain_before_next = False  # the next request waits for our buffer to drain
         self.deadline_tick = 0  # Timed, for gateway.deadlines
         self._timer_kind = _NO_TIMER
+        self.slot: str | None = None  # held under gateway.caps until released
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -71,12 +75,20 @@ class PublicConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
-        transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])
             self.client_addr = f"{peer[0]}:{peer[1]}"
-        self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
+        sock = transport.get_extra_info("socket")  # uvloop made it for peername: cached
+        fd: int = sock.fileno() if sock is not None else -1
+        self.slot = self.gateway.caps.admit(self.client_ip, fd, self.client_addr)
+        if self.slot is None:
+            self.closing = True
+            transport.abort()  # over a cap: no bytes, no waiting
+            return
+        transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
+        # The head timeout counts from accept: a connection that sends nothing is closed.
+        self.arm(self.gateway.config.head_timeout, _HEAD)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -108,6 +120,7 @@ class PublicConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.disarm()
+        self.release_slot()
         if self.write_paused:
             self.write_paused = False
             self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
@@ -194,7 +207,17 @@ class PublicConnection(asyncio.Protocol):
             self.queue.clear()
             self.closing = True  # this object is done; the transport moves on
             self.disarm()
-            accept_tunnel_client(self.gateway, transport, head, b"".join(rest), self.client_addr)
+            # The tunnel layer takes over the transport and, with it, this connection's
+            # slot, released when the tunnel connection ends; if /connect is refused
+            # before the hand-over, connection_lost here releases it as usual.
+            accept_tunnel_client(
+                self.gateway,
+                transport,
+                head,
+                b"".join(rest),
+                self.client_addr,
+                self.release_slot,
+            )
             # The transport may keep a reference to this object for the tunnel's life:
             # let go of the parser and its buffers (they were 2 KiB per tunnel).
             self.parser = _HANDED_OVER
@@ -226,7 +249,7 @@ class PublicConnection(asyncio.Protocol):
         if head.content_length or head.chunked or not head.keep_alive:
             self.close()
         else:
-            self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
+            self._arm_between_requests()
 
     def _refuse(self, exc: HTTPError) -> None:
         if self.transport is None or self.closing:
@@ -251,7 +274,7 @@ class PublicConnection(asyncio.Protocol):
         if not keep_alive or self.closing or self.eof:
             self.close()
             return
-        self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
+        self._arm_between_requests()
         if self.write_paused:
             # A client that does not read its responses gets no more of them: each
             # would add up to a window to our buffer (pipelined requests wait here).
@@ -259,6 +282,22 @@ class PublicConnection(asyncio.Protocol):
             self.pause_reading_for(PAUSE_DRAIN)
             return
         self._pump()
+
+    def _arm_between_requests(self) -> None:
+        """Keep-alive idle time until the next request's first byte, then the head
+        timeout; part of the next head may already be here (pipelined)."""
+        if self.parser.head_pending:
+            self.arm(self.gateway.config.head_timeout, _HEAD)
+        else:
+            self.arm(limits.KEEPALIVE_TIMEOUT, _KEEPALIVE)
+
+    def release_slot(self) -> None:
+        """Give back this connection's place under the caps; once, whoever calls first
+        (the tunnel layer calls it for a connection it took over)."""
+        slot = self.slot
+        if slot is not None:
+            self.slot = None
+            self.gateway.caps.release(slot)
 
     # --- reading, closing, timers -------------------------------------------
     def pause_reading_for(self, reason: int) -> None:
@@ -319,9 +358,27 @@ class PublicConnection(asyncio.Protocol):
                 self.exchange.response_timeout()
         elif kind == _HEAD:
             if self.exchange is None and self.transport is not None:
-                self.transport.write(
-                    error_page(408, "head_timeout", "request head not sent in time")
-                )
-                self.close()
+                self._head_timed_out()
         elif kind == _KEEPALIVE and self.exchange is None:
             self.close()
+
+    def _head_timed_out(self) -> None:
+        assert self.transport is not None
+        timeout = self.gateway.config.head_timeout
+        if self.parser.head_pending:
+            self.transport.write(error_page(408, "head_timeout", "request head not sent in time"))
+            _head_timeouts.warning(
+                "connection_timed_out",
+                reason="head_timeout",
+                status=408,
+                client=self.client_addr,
+                timeout_s=timeout,
+            )
+        else:  # not a byte of a request: nobody to answer
+            _silent_closes.warning(
+                "connection_timed_out",
+                reason="no_request",
+                client=self.client_addr,
+                timeout_s=timeout,
+            )
+        self.close()

@@ -19,6 +19,7 @@ from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import TokenAuth
 from .buffers import BufferBudget
+from .caps import ConnectionCaps, raise_open_file_limit
 from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Tunnel
 
@@ -29,8 +30,10 @@ warn = RateLimitedLog(log)
 class Gateway:
     """Shared state: configuration, who may connect, and who owns which name."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, open_files: int) -> None:
         self.config = config
+        max_connections = config.max_connections or limits.default_max_connections(open_files)
+        self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.registry = MemoryRegistry()
         self.auth = TokenAuth(config.tokens)
         self.auth_failures = FailedAuthLimiter(config.auth_fail_rate)
@@ -82,11 +85,12 @@ class Gateway:
         return self._per_token[token] < self.config.max_tunnels_per_token
 
 
-async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Run the gateway until `stop` is set, then shut down in order."""
+async def serve(config: GatewayConfig, stop: asyncio.Event, open_files: int) -> None:
+    """Run the gateway until `stop` is set, then shut down in order. `open_files` is the
+    soft RLIMIT_NOFILE (raise_open_file_limit)."""
     from .edge import PublicConnection  # edge imports this module's Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, open_files)
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     if config.http is not None:
@@ -102,6 +106,9 @@ async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
             addr=f"{bound[0]}:{bound[1]}",
             domain=config.domain,
             auth="token" if config.tokens else "anonymous",
+            max_connections=gateway.caps.max_connections,
+            max_connections_per_address=gateway.caps.max_per_address,
+            open_files=open_files,
         )
     trimmer = _Trimmer(gateway)
     await stop.wait()
@@ -144,13 +151,14 @@ def run_gateway(config: GatewayConfig) -> int:
     if missing:
         print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
         return 2
+    open_files = raise_open_file_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
+        await serve(config, stop, open_files)
 
     try:
         uvloop.run(main())

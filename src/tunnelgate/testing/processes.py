@@ -91,19 +91,35 @@ def free_port_range(count: int, attempts: int = 50) -> tuple[int, int]:
     raise RuntimeError(f"no {count} consecutive free ports found in {attempts} attempts")
 
 
-def tunnelgate_argv(*args: str) -> list[str]:
+# Sets RLIMIT_NOFILE (soft and hard) in a small Python that then becomes tunnelgate (exec:
+# same PID). preexec_fn would do it in the child of a process with threads, which is unsafe.
+_WITH_OPEN_FILES = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'tunnelgate', *sys.argv[2:]])"
+)
+
+
+def tunnelgate_argv(*args: str, open_files: int | None = None) -> list[str]:
+    """``python -m tunnelgate *args``; with ``open_files``, under that open-file limit."""
+    if open_files is not None:
+        return [sys.executable, "-c", _WITH_OPEN_FILES, str(open_files), *args]
     return [sys.executable, "-m", "tunnelgate", *args]
 
 
 def start_gateway(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = START_TIMEOUT
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+    open_files: int | None = None,
 ) -> tuple[Proc, int]:
     """``tunnelgate server --http 127.0.0.1:PORT --log-format json *args`` on a free port,
-    returned once ``GET /healthz`` answers 200 there."""
+    returned once ``GET /healthz`` answers 200 there. ``open_files``: its RLIMIT_NOFILE,
+    soft and hard (so the gateway cannot raise it)."""
     for attempt in range(START_ATTEMPTS):
         port = free_port()
         argv = ["server", "--http", f"127.0.0.1:{port}", "--log-format", "json", *args]
-        proc = Proc(tunnelgate_argv(*argv), env=env)
+        proc = Proc(tunnelgate_argv(*argv, open_files=open_files), env=env)
         try:
             _wait_healthy(proc, port, timeout)
         except ProcExited:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import picows
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
@@ -27,14 +28,36 @@ _logger.setLevel(logging.WARNING)  # picows logs every accepted connection at IN
 _shared_logger = logging.LoggerAdapter(_logger, {})
 
 
-def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelConnection) -> None:
+class _HandedOverProtocol(_picows_impl.WSProtocol):  # type: ignore[misc,name-defined]
+    """picows' server protocol (not in its stubs) that also says when the connection ends,
+    however it ends: picows tells no listener when the upgrade itself fails (say, the
+    request has no Sec-WebSocket-Key)."""
+
+    __slots__ = ("on_lost",)
+    on_lost: Callable[[], None]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self.on_lost()
+
+
+def hand_over(
+    transport: asyncio.Transport,
+    raw_head: bytes,
+    listener: TunnelConnection,
+    on_lost: Callable[[], None],
+) -> None:
+    """`on_lost` is called once the connection has closed, whether the upgrade succeeded."""
+
     def factory(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         response = WSUpgradeResponse.create_101_response(
             extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL}
         )
         return WSUpgradeResponseWithListener(response, TunnelListener(listener))
 
-    protocol = _picows_impl.WSProtocol(  # type: ignore[attr-defined]  # not in picows stubs
+    protocol = _HandedOverProtocol(
         None,  # host:port (client side only)
         None,  # path (client side only)
         False,  # is_client_side
@@ -51,6 +74,7 @@ def hand_over(transport: asyncio.Transport, raw_head: bytes, listener: TunnelCon
         None,  # extra headers (client side only)
         limits.TUNNEL_READ_BUFFER,  # initial read buffer; picows doubles it as needed
     )
+    protocol.on_lost = on_lost
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
     buffer = protocol.get_buffer(len(raw_head))
