@@ -228,7 +228,7 @@ async def fd_flood(setup: Setup) -> Result:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     idle: list[socket.socket] = []
     started = time.monotonic()
-    while len(idle) < hard - 200 and time.monotonic() - started < FD_FLOOD_LIMIT:
+    while len(idle) < hard - 30 and time.monotonic() - started < FD_FLOOD_LIMIT:
         sock = socket.socket()
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
