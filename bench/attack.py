@@ -11,8 +11,8 @@ commit with its own venv), a good tunnel to the test app, and an attacker on loo
 - open-flood: the same with OPEN frames, each answered RESET REFUSED_STREAM;
 - slow-read: 400 public clients asking for 100 MiB each through one tunnel and reading
   5 bytes a second through a 4 KiB receive window (slowhttptest -X's shape);
-- fd-flood: idle connections from 127.0.0.1 up to the open-file limit, while 127.0.0.2
-  asks for a page and a new tunnel client connects.
+- fd-flood: a gateway limited to 4,096 open files, and 4,096 idle connections from
+  127.0.0.1, while 127.0.0.2 asks for a page.
 
 For each: whether and when the attacker was cut off, the gateway's RSS (peak, and for
 slow-read 60 s after the attack), and the good tunnel's median latency before and during.
@@ -47,6 +47,7 @@ SLOW_READERS = 400
 SLOW_READ_TIME = 30.0  # seconds the slow readers hold on
 AFTER_TIME = 60.0  # seconds to watch RSS after an attack
 FD_FLOOD_LIMIT = 30.0
+FD_FLOOD_FILES = 4096  # the gateway's open-file limit in fd-flood, and the idle connections
 
 
 def rss_mib(pid: int) -> float:
@@ -83,11 +84,12 @@ class Result:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def start(python: str, *gateway_args: str) -> Setup:
+def start(python: str, *gateway_args: str, open_files: int | None = None) -> Setup:
     app, app_port = start_local_app_proc()
     port = free_port()
     listen = ["--http", f"127.0.0.1:{port}", "--log-format", "json"]
-    gateway = Proc([python, "-m", "tunnelgate", "server", *listen, *gateway_args])
+    limit = ["prlimit", f"--nofile={open_files}:{open_files}", "--"] if open_files else []
+    gateway = Proc([*limit, python, "-m", "tunnelgate", "server", *listen, *gateway_args])
     deadline = time.monotonic() + 15
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
@@ -228,7 +230,7 @@ async def fd_flood(setup: Setup) -> Result:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     idle: list[socket.socket] = []
     started = time.monotonic()
-    while len(idle) < hard - 30 and time.monotonic() - started < FD_FLOOD_LIMIT:
+    while len(idle) < FD_FLOOD_FILES and time.monotonic() - started < FD_FLOOD_LIMIT:
         sock = socket.socket()
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
@@ -297,7 +299,7 @@ async def main() -> None:
     args = parser.parse_args()
     results = []
     for name in args.only or list(SCENARIOS):
-        setup = start(args.python)
+        setup = start(args.python, open_files=FD_FLOOD_FILES if name == "fd-flood" else None)
         try:
             result = await SCENARIOS[name](setup)
         finally:
