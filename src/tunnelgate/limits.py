@@ -54,8 +54,9 @@ FLOOD_EARN_PER_STREAM: Final = 4
 MIN_HONEST_WINDOW_INCREMENT: Final = 1 * KiB
 # Frames handled per connection per event-loop turn; the rest waits for the next turn
 # (its socket is not read meanwhile), so one huge message of tiny frames cannot starve
-# other connections. An honest 1 MiB batch holds a few thousand frames at most.
-MAX_FRAMES_PER_TURN: Final = 4096
+# other connections (about a millisecond of work per slice). Honest batches are a few
+# KiB (sent at 1 KiB, EAGER_FLUSH_BYTES); a rare big one costs a few extra turns.
+MAX_FRAMES_PER_TURN: Final = 1024
 # Replies the core queued (PONG, refusals) while the peer was not reading what we sent
 # (our write buffer over its high-water mark): past this the peer is closed, not
 # buffered for (nghttp2's max_outbound_ack is 1,000).

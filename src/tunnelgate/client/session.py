@@ -18,7 +18,7 @@ from tunnelgate.proto.codes import ErrorCode, code_name
 from tunnelgate.proto.messages import ControlMessage, Registered, Rejected
 from tunnelgate.proto.mux import Role
 from tunnelgate.transport.listener import TunnelListener
-from tunnelgate.transport.tunnel import StreamHandler, TunnelConnection
+from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConnection
 
 # Closed by the gateway for a reason reconnecting would only repeat (idle, or an operator
 # closed it); a gateway shutting down (SHUTDOWN) or a lost connection is retried.
@@ -101,6 +101,6 @@ class ClientSession:
         if code in _FINAL_CLOSES:
             self.final_close = text
 
-    def on_closed(self, clean: bool, reason: str) -> None:
+    def on_closed(self, end: ConnectionEnd) -> None:
         if not self.closed.done():
-            self.closed.set_result(reason)
+            self.closed.set_result(end.reason)

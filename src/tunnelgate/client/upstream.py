@@ -282,7 +282,7 @@ class LocalRelay:
             self.tc.acknowledge(self.sid, n)
 
     def _maybe_release(self) -> None:
-        if self.response_done and (self.request_ended or not self.tc.mux.is_open(self.sid)):
+        if self.response_done and (self.request_ended or not self.tc.is_open(self.sid)):
             local, self.local = self.local, None
             if local is not None:
                 if self.keep_alive and self.request_ended:
@@ -309,7 +309,7 @@ class LocalRelay:
         if self.done:
             return
         self.done = True
-        self.tc.handlers.pop(self.sid, None)
+        self.tc.release(self.sid)
         self.agent.output.request(
             self.spec.name,
             self.method,

@@ -273,8 +273,8 @@ class Exchange:
         self.finished = True
         if status is not None:
             self.status = status
-        self.tc.handlers.pop(self.sid, None)
-        if not self.request_done and self.tc.mux.is_open(self.sid):
+        self.tc.release(self.sid)
+        if not self.request_done and self.tc.is_open(self.sid):
             self.tc.reset(self.sid, ErrorCode.CANCEL)  # the app answered before the body ended
         tunnel = self.tunnel
         tunnel.bytes_in += self.bytes_in

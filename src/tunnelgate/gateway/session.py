@@ -15,7 +15,7 @@ from tunnelgate.logs import EventLog
 from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, Register, Registered, Rejected
 from tunnelgate.proto.names import normalize_name, random_name
-from tunnelgate.transport.tunnel import StreamHandler, TunnelConnection
+from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConnection
 
 from .registry import Lease, Owner, Tunnel
 
@@ -34,6 +34,14 @@ _MISBEHAVING = frozenset(
         ErrorCode.ENHANCE_YOUR_CALM,
     }
 )
+
+
+def _frees_names(end: ConnectionEnd) -> bool:
+    """A client's goodbye, or our idle or operator close, frees the names at once; any
+    other end (a drop, an error, a gateway shutting down) holds them for the grace."""
+    if end.by_peer:
+        return end.code == ErrorCode.NO_ERROR
+    return end.code in (ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED)
 
 
 class GatewaySession:
@@ -87,9 +95,10 @@ class GatewaySession:
         if code == ErrorCode.NO_ERROR and self.connection is not None:
             self.connection.close(ErrorCode.NO_ERROR, "goodbye")
 
-    def on_closed(self, clean: bool, reason: str) -> None:
+    def on_closed(self, end: ConnectionEnd) -> None:
         self._handshake_timer.cancel()
         self._log_rejections()
+        clean, reason = _frees_names(end), end.reason
         registry = self.gateway.registry
         for lease, tunnel in self.leases.values():
             self.gateway.untrack(tunnel)
@@ -107,8 +116,8 @@ class GatewaySession:
                 )
                 self._loop.call_later(grace, self._expire, lease)
         self.leases.clear()
-        code = self.connection.close_code if self.connection is not None else None
-        if code in _MISBEHAVING:
+        code = end.code
+        if code in _MISBEHAVING and not end.by_peer:
             log.warning(
                 "tunnel_disconnected",
                 client=self.client_addr,

@@ -32,9 +32,6 @@ EAGER_FLUSH_BYTES = 1 * limits.KiB
 # (limits.MAX_TUNNEL_MESSAGE); one frame may take it past.
 FLUSH_THRESHOLD = 1 * limits.MiB
 _WS_HEADROOM = bytes(14)  # the largest WebSocket frame header (with mask key)
-# Closing with these frees the names at once; any other end (a drop, a gateway shutting
-# down) holds them for the reconnect grace.
-_RELEASING_CODES = frozenset({ErrorCode.NO_ERROR, ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
 
 log = EventLog("tunnelgate.tunnel")
 
@@ -54,7 +51,24 @@ class SessionHooks(Protocol):
     def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None: ...
     def on_control(self, message: ControlMessage) -> None: ...
     def on_go_away(self, code: int, reason: str) -> None: ...
-    def on_closed(self, clean: bool, reason: str) -> None: ...
+    def on_closed(self, end: ConnectionEnd) -> None: ...
+
+
+class ConnectionEnd:
+    """How a tunnel connection ended; what it means (free names? reconnect?) is for the
+    owner to decide, not the transport."""
+
+    __slots__ = ("by_peer", "code", "reason")
+
+    def __init__(self, code: int | None, reason: str, by_peer: bool) -> None:
+        self.code = code  # the first GOAWAY's code; None: dropped without one
+        self.reason = reason
+        self.by_peer = by_peer  # the peer sent that GOAWAY (else we did, or nobody)
+
+    def __repr__(self) -> str:
+        who = "peer" if self.by_peer else "us"
+        code = code_name(self.code) if self.code is not None else None
+        return f"<ConnectionEnd {code} by {who}: {self.reason}>"
 
 
 class TunnelConnection:
@@ -87,8 +101,7 @@ class TunnelConnection:
         self._last_activity = self._last_received
         self._timer: asyncio.TimerHandle | None = None
         self._ping_seq = 0
-        self._clean_close = False
-        self._close_reason = "connection lost"
+        self.ending = ConnectionEnd(None, "connection lost", False)  # until we learn more
         self.close_code: int | None = None  # the GOAWAY code we closed with, if we did
         self._backlog_scheduled = False
         self._replies_at_pause = 0
@@ -132,7 +145,7 @@ class TunnelConnection:
         handlers, self.handlers = self.handlers, {}
         for handler in handlers.values():
             handler.on_reset(ErrorCode.INTERNAL_ERROR)
-        self.hooks.on_closed(self._clean_close, self._close_reason)
+        self.hooks.on_closed(self.ending)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -214,9 +227,8 @@ class TunnelConnection:
         elif isinstance(event, ev.ControlReceived):
             self.hooks.on_control(event.message)
         elif isinstance(event, ev.GoAwayReceived):
-            if event.code == ErrorCode.NO_ERROR:
-                self._clean_close = True
-            self._close_reason = event.reason or code_name(event.code)
+            if self.ending.code is None:
+                self.ending = ConnectionEnd(event.code, event.reason or code_name(event.code), True)
             self.hooks.on_go_away(event.code, event.reason)
 
     # --- commands -----------------------------------------------------------
@@ -241,6 +253,13 @@ class TunnelConnection:
     def end(self, stream_id: int) -> None:
         self.send(stream_id, b"", end=True)
 
+    def is_open(self, stream_id: int) -> bool:
+        return self.mux.is_open(stream_id)
+
+    def release(self, stream_id: int) -> None:
+        """Its handler is done with the stream: deliver nothing more to it."""
+        self.handlers.pop(stream_id, None)
+
     def reset(self, stream_id: int, code: int = ErrorCode.CANCEL) -> None:
         self.handlers.pop(stream_id, None)
         self.mux.reset_stream(stream_id, code)
@@ -261,9 +280,8 @@ class TunnelConnection:
             return
         self.closed = True
         self.close_code = code
-        if code in _RELEASING_CODES:
-            self._clean_close = True
-        self._close_reason = reason or code_name(code)
+        if self.ending.code is None:
+            self.ending = ConnectionEnd(code, reason or code_name(code), False)
         self.mux.go_away(code, reason)
         self._flush()
         if self.ws is None:
@@ -311,8 +329,9 @@ class TunnelConnection:
         now = time.monotonic()
         if now - self._last_received > self._heartbeat_timeout:
             silent = now - self._last_received
-            self._close_reason = f"heartbeat timeout (silent for {silent:.0f} s)"
+            reason = f"heartbeat timeout (silent for {silent:.0f} s)"
             self.close_code = ErrorCode.HEARTBEAT_TIMEOUT
+            self.ending = ConnectionEnd(ErrorCode.HEARTBEAT_TIMEOUT, reason, False)
             self.abort()
             return
         if self.write_paused:
@@ -320,8 +339,9 @@ class TunnelConnection:
             if unsent < self._unsent_low:
                 self._unsent_low, self._stalled_since = unsent, now  # it reads, slowly
             elif now - self._stalled_since > limits.TUNNEL_WRITE_STALL_TIMEOUT:
-                self._close_reason = "the peer stopped reading"
+                reason = "the peer stopped reading"
                 self.close_code = ErrorCode.ENHANCE_YOUR_CALM
+                self.ending = ConnectionEnd(ErrorCode.ENHANCE_YOUR_CALM, reason, False)
                 self.abort()
                 return
         if self._idle_timeout and now - self._last_activity > self._idle_timeout:
