@@ -10,7 +10,7 @@ import pytest
 from config_support import write
 
 from tunnelgate import limits
-from tunnelgate.config import ClientConfig, GatewayConfig, TunnelSpec, load_client_config
+from tunnelgate.config import ClientConfig, TunnelSpec, load_client_config
 from tunnelgate.errors import ConfigError
 
 # --- client: addr parsing ----------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_tunnels_toml_at_the_limit(tmp_path: Path) -> None:
     assert len(cfg.tunnels) == limits.MAX_TUNNELS_PER_CONNECTION
 
 
-def test_configs_are_frozen() -> None:
-    cfg: Any = GatewayConfig()
+def test_client_config_is_frozen() -> None:
+    cfg: Any = ClientConfig()
     with pytest.raises(AttributeError):
-        cfg.domain = "x"
+        cfg.server = "ws://x/connect"

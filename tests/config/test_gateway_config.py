@@ -4,6 +4,7 @@ the refusal of the options this version does not implement."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from config_support import gateway, write
@@ -106,6 +107,12 @@ def test_precedence_cli_env_file_default(
     assert getattr(gateway({}, {env_var: env}, path), name) == expected[1]
     assert getattr(gateway({}, {}, path), name) == expected[2]
     assert getattr(gateway({}, {}, None), name) == expected[3]
+
+
+def test_gateway_config_is_frozen() -> None:
+    cfg: Any = GatewayConfig()
+    with pytest.raises(AttributeError):
+        cfg.domain = "x"
 
 
 def test_empty_env_value_counts_as_unset(tmp_path: Path) -> None:
