@@ -5,7 +5,7 @@
     tunnelgate tcp PORT|HOST:PORT [...]               one TCP tunnel
     tunnelgate start --config tunnels.toml            several tunnels, one connection
 
-The CLI only builds the config (config.py holds every option, its parser and its help);
+The CLI only builds the config (the config package holds every option, its parser and help);
 the gateway and the client are imported only once the config is known to be good.
 """
 
@@ -77,8 +77,15 @@ def _add_server(commands: argparse._SubParsersAction[_Parser]) -> None:
         "gateway": server.add_argument_group("gateway"),
         "limits": server.add_argument_group("timeouts and limits (durations in seconds)"),
     }
+    # Listed so that users find them, apart so that nobody mistakes them for working ones.
+    todo = server.add_argument_group(
+        "not implemented in this version (start-up refuses any value but the default)"
+    )
     for option in GATEWAY_OPTIONS:
-        _add_option(groups[option.group], option, GATEWAY_DEFAULTS[option.field])
+        if option.implemented:
+            _add_option(groups[option.group], option, GATEWAY_DEFAULTS[option.field])
+        else:
+            _add_option(todo, option, option.default)
 
 
 def _add_clients(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -157,7 +164,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> GatewayConfig | C
 def _run(cfg: GatewayConfig | ClientConfig) -> int:
     # Imported here, once the config is good: the gateway and the client pull in
     # uvloop and picows, which --help and a config error should not pay for. Each
-    # runner configures logging itself; the gateway also refuses unsupported options.
+    # runner configures logging itself.
     if isinstance(cfg, GatewayConfig):
         from tunnelgate.gateway.server import run_gateway
 

@@ -12,7 +12,7 @@ import uvloop
 
 from tunnelgate import limits
 from tunnelgate.allocator import trim, tune_allocator
-from tunnelgate.config import GatewayConfig, unsupported_options
+from tunnelgate.config import GatewayConfig
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.transport.deadlines import Deadlines
@@ -147,10 +147,6 @@ class _Trimmer:
 def run_gateway(config: GatewayConfig) -> int:
     configure_logging(config.log_format)
     tune_allocator()
-    missing = unsupported_options(config)
-    if missing:
-        print(f"tunnelgate: not implemented in this version: {', '.join(missing)}", file=sys.stderr)
-        return 2
     open_files = raise_open_file_limit()
 
     async def main() -> None:

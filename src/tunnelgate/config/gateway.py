@@ -1,0 +1,135 @@
+"""The gateway's frozen config, and the loader that builds and checks it.
+
+Loading goes: parse every option from its first source (sources.py), refuse the options
+this version does not implement, read the tokens file, then check what no single value
+can tell (the heartbeat pair, a public listener, the anonymous rule).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+from tunnelgate import limits
+from tunnelgate.errors import ConfigError
+
+from .gateway_options import GATEWAY_OPTIONS
+from .parsers import Address, Invalid, LogFormat, format_address, secret
+from .sources import Given, read_toml, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything the gateway needs, validated. Durations are float seconds.
+
+    One field per implemented option of GATEWAY_OPTIONS, with the same name (`--token`
+    sets `tokens`, merged with the tokens file's).
+    """
+
+    domain: str = "localhost"
+    http: Address | None = ("127.0.0.1", 8080)
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    tokens_file: str | None = None
+    allow_anonymous: bool = False
+    reserved: tuple[str, ...] = ("tunnel", "www", "api", "admin")
+    log_format: LogFormat = "text"
+    heartbeat_interval: float = limits.HEARTBEAT_INTERVAL
+    heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT
+    idle_timeout: float = limits.IDLE_TIMEOUT
+    reconnect_grace: float = limits.RECONNECT_GRACE
+    head_timeout: float = limits.HEAD_TIMEOUT
+    response_timeout: float = limits.RESPONSE_TIMEOUT
+    max_header_bytes: int = limits.MAX_HEADER_BYTES
+    max_streams: int = limits.MAX_STREAMS
+    max_tunnels_per_token: int = limits.MAX_TUNNELS_PER_TOKEN
+    auth_fail_rate: int = limits.AUTH_FAIL_RATE
+    max_connections: int | None = None  # None: limits.default_max_connections(open files)
+    max_connections_per_address: int = limits.MAX_CONNECTIONS_PER_ADDRESS
+
+
+GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}
+
+
+def load_gateway_config(
+    argv_values: Mapping[str, object], env: Mapping[str, str], config_path: str | None
+) -> GatewayConfig:
+    """Build the gateway's config; `argv_values` maps field names to what the CLI was given."""
+    file_values = read_toml(config_path) if config_path else {}
+    given = resolve(GATEWAY_OPTIONS, argv_values, env, file_values, config_path)
+    raw = _implemented_values(given)
+    if raw.get("tokens_file"):
+        file_tokens = _read_tokens_file(str(raw["tokens_file"]))
+        raw["tokens"] = tuple(dict.fromkeys((*raw.get("tokens", ()), *file_tokens)))
+    cfg = GatewayConfig(**raw)
+    _check_gateway(cfg)
+    return cfg
+
+
+def _implemented_values(given: Mapping[str, Given]) -> dict[str, Any]:
+    """The values of the implemented options, by field. An option this version cannot serve
+    stops start-up, named as the user spelled it, unless it is at its default (off, none):
+    a shared config file may say `https = "off"`.
+    """
+    values: dict[str, Any] = {}
+    refused: list[str] = []
+    for opt in GATEWAY_OPTIONS:
+        if opt.field not in given:
+            continue
+        if opt.implemented:
+            values[opt.field] = given[opt.field].value
+        elif given[opt.field].value != opt.default:
+            refused.append(given[opt.field].label)
+    if refused:
+        raise ConfigError(f"not implemented in this version: {', '.join(refused)}")
+    return values
+
+
+def _read_tokens_file(path: str) -> tuple[str, ...]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--tokens-file: cannot read {path!r}: {exc}") from None
+    tokens: list[str] = []
+    for number, line in enumerate(lines, 1):
+        parts = line.split(None, 1)
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) == 2 and not parts[1].startswith("#"):
+            raise ConfigError(f"--tokens-file: {path!r} line {number}: one token a line")
+        try:
+            tokens.append(secret(parts[0]))
+        except Invalid as exc:
+            raise ConfigError(f"--tokens-file: {path!r} line {number}: token {exc}") from None
+    return tuple(tokens)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere: assume it is public
+
+
+def _check_gateway(cfg: GatewayConfig) -> None:
+    if cfg.heartbeat_timeout <= cfg.heartbeat_interval:
+        raise ConfigError(
+            f"--heartbeat-timeout: must be greater than --heartbeat-interval "
+            f"({cfg.heartbeat_interval:g}), got {cfg.heartbeat_timeout:g}"
+        )
+    if cfg.http is None:
+        raise ConfigError("--http: is off and --https is not set: no public listener")
+    # The anonymous rule (SPEC): with no auth, every listener must be on loopback. --http
+    # is the only listener this version has; --https, --admin and --tcp-bind join it here
+    # when they are built.
+    if cfg.tokens or cfg.allow_anonymous or _is_loopback(cfg.http[0]):
+        return
+    raise ConfigError(
+        f"--http: {format_address(cfg.http)} is not a loopback address and no "
+        "authentication is configured (--token, --tokens-file); configure one, or pass "
+        "--allow-anonymous to accept anonymous tunnels from anywhere"
+    )
