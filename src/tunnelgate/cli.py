@@ -166,7 +166,7 @@ def _run(cfg: GatewayConfig | ClientConfig) -> int:
     # uvloop and picows, which --help and a config error should not pay for. Each
     # runner configures logging itself.
     if isinstance(cfg, GatewayConfig):
-        from tunnelgate.gateway.server import run_gateway
+        from tunnelgate.gateway.app import run_gateway
 
         return run_gateway(cfg)
     from tunnelgate.client.agent import run_client

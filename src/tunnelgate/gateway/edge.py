@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import TYPE_CHECKING, cast
+import time
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from tunnelgate import limits
+from tunnelgate.config import GatewayConfig
 from tunnelgate.errors import HTTPError
 from tunnelgate.http1.request import (
     BodyData,
@@ -22,14 +25,14 @@ from tunnelgate.http1.request import (
     UpgradeData,
 )
 from tunnelgate.logs import EventLog, RateLimitedLog
+from tunnelgate.transport.deadlines import Deadlines
 
-from .connect import accept_tunnel_client
+from .buffers import BufferBudget
+from .caps import ConnectionCaps
 from .exchange import PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
+from .hosts import HostRouter
 from .pages import error_page, plain_page
-from .registry import Held
-
-if TYPE_CHECKING:
-    from .server import Gateway
+from .routes import Held, RouteTable
 
 log = EventLog("tunnelgate.gateway")
 # Clients trigger these at will: one budget of warning lines per cause.
@@ -46,8 +49,49 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _HANDED_OVER = RequestParser()
 
 
+class TunnelAcceptor(Protocol):
+    """Takes a `/connect` upgrade off the edge (connect.py)."""
+
+    def accept(
+        self,
+        transport: asyncio.Transport,
+        head: RequestHead,
+        early_data: bytes,
+        client_addr: str,
+        release_slot: Callable[[], None],
+    ) -> None: ...
+
+
+class LiveConnections(Protocol):
+    """Where live public connections are tracked (state.GatewayState)."""
+
+    def connection_opened(self, connection: PublicConnection) -> None: ...
+    def connection_closed(self, connection: PublicConnection) -> None: ...
+
+
+class EdgeServices(Protocol):
+    """What a public connection needs of the gateway; built by app.py."""
+
+    @property
+    def config(self) -> GatewayConfig: ...
+    @property
+    def caps(self) -> ConnectionCaps: ...
+    @property
+    def buffers(self) -> BufferBudget: ...
+    @property
+    def deadlines(self) -> Deadlines: ...
+    @property
+    def hosts(self) -> HostRouter: ...
+    @property
+    def routes(self) -> RouteTable: ...
+    @property
+    def tunnels(self) -> TunnelAcceptor: ...
+    @property
+    def live(self) -> LiveConnections: ...
+
+
 class PublicConnection(asyncio.Protocol):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: EdgeServices) -> None:
         self.gateway = gateway
         config = gateway.config
         self.parser = RequestParser(max_header_bytes=config.max_header_bytes)
@@ -87,6 +131,7 @@ class PublicConnection(asyncio.Protocol):
             transport.abort()  # over a cap: no bytes, no waiting
             return
         transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
+        self.gateway.live.connection_opened(self)
         # The head timeout counts from accept: a connection that sends nothing is closed.
         self.arm(self.gateway.config.head_timeout, _HEAD)
 
@@ -121,6 +166,7 @@ class PublicConnection(asyncio.Protocol):
         self.closing = True
         self.disarm()
         self.release_slot()
+        self.gateway.live.connection_closed(self)
         if self.write_paused:
             self.write_paused = False
             self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
@@ -152,6 +198,10 @@ class PublicConnection(asyncio.Protocol):
         self.gateway.buffers.take(n)
 
     # --- flow of requests ---------------------------------------------------
+    def resume_requests(self) -> None:
+        """Go on with requests queued behind an exchange (after its upgrade, say)."""
+        self._pump()
+
     def _pump(self) -> None:
         """Feed queued parser events to the current exchange, starting new ones in order."""
         while self.queue and not self.closing:
@@ -179,11 +229,11 @@ class PublicConnection(asyncio.Protocol):
 
     def _start(self, head: RequestHead) -> None:
         self.disarm()
-        name = self.gateway.tunnel_name(head.host)
+        name = self.gateway.hosts.tunnel_name(head.host)
         if name is None:
             self._serve_gateway(head)
             return
-        route = self.gateway.registry.lookup(name)
+        route = self.gateway.routes.get(name, time.monotonic())
         host = head.host.decode("ascii", "replace")
         if route is None:
             self._answer_error(head, 404, "no_tunnel", f"no tunnel is registered for {host}")
@@ -210,13 +260,9 @@ class PublicConnection(asyncio.Protocol):
             # The tunnel layer takes over the transport and, with it, this connection's
             # slot, released when the tunnel connection ends; if /connect is refused
             # before the hand-over, connection_lost here releases it as usual.
-            accept_tunnel_client(
-                self.gateway,
-                transport,
-                head,
-                b"".join(rest),
-                self.client_addr,
-                self.release_slot,
+            self.gateway.live.connection_closed(self)  # the tunnel layer tracks it now
+            self.gateway.tunnels.accept(
+                transport, head, b"".join(rest), self.client_addr, self.release_slot
             )
             # The transport may keep a reference to this object for the tunnel's life:
             # let go of the parser and its buffers (they were 2 KiB per tunnel).

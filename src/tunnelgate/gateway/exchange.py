@@ -10,8 +10,9 @@ drains, so a public client that stops reading stops only its own stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tunnelgate.errors import HTTPError, LocalProtocolError
 from tunnelgate.http1.request import LAST_CHUNK, RequestHead, encode_chunk, serialize_head
@@ -19,12 +20,9 @@ from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponsePa
 from tunnelgate.logs import AccessLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
+from tunnelgate.transport.tunnel import StreamHandler
 
 from .pages import error_page
-
-if TYPE_CHECKING:
-    from .edge import PublicConnection
-    from .registry import Tunnel
 
 access_log = AccessLog("tunnelgate.gateway")
 MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
@@ -35,12 +33,56 @@ PAUSE_UPGRADE = 4  # bytes after an upgrade request wait for the 101
 PAUSE_DRAIN = 8  # the next request waits until a slow reader drained our buffer
 
 
+class StreamTarget(Protocol):
+    """The tunnel side of a stream, as an exchange uses it (transport.TunnelConnection)."""
+
+    closed: bool
+
+    def open_stream(self, metadata: bytes, handler: StreamHandler) -> int: ...
+    def send(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> bool: ...
+    def end(self, stream_id: int) -> None: ...
+    def reset(self, stream_id: int, code: int = ErrorCode.CANCEL) -> None: ...
+    def acknowledge(self, stream_id: int, n: int) -> None: ...
+    def release(self, stream_id: int) -> None: ...
+    def is_open(self, stream_id: int) -> bool: ...
+
+
+class TunnelRoute(Protocol):
+    """The tunnel a request goes to (routes.Route), and its counters."""
+
+    name: str
+    tunnel_id: int
+    target: StreamTarget
+    host_header: bytes | None
+    requests: int
+    bytes_in: int
+    bytes_out: int
+
+
+class Downstream(Protocol):
+    """The public connection a request came on (edge.PublicConnection)."""
+
+    transport: asyncio.Transport | None
+    client_ip: str
+    client_addr: str
+    write_paused: bool
+
+    def pause_reading_for(self, reason: int) -> None: ...
+    def resume_reading_for(self, reason: int) -> None: ...
+    def arm_response_timeout(self) -> None: ...
+    def disarm(self) -> None: ...
+    def hold(self, n: int) -> None: ...
+    def reset(self) -> None: ...
+    def resume_requests(self) -> None: ...
+    def exchange_finished(self, keep_alive: bool) -> None: ...
+
+
 class Exchange:
-    def __init__(self, conn: PublicConnection, head: RequestHead, tunnel: Tunnel) -> None:
+    def __init__(self, conn: Downstream, head: RequestHead, tunnel: TunnelRoute) -> None:
         self.conn = conn
         self.head = head
         self.tunnel = tunnel
-        self.tc = tunnel.connection
+        self.tc = tunnel.target
         self.sid = 0
         self.request_done = False
         self.response_started = False  # bytes of the response reached the public client
@@ -233,7 +275,7 @@ class Exchange:
         early, self._early = self._early, []
         for chunk in early:
             self.forward_raw(chunk)
-        self.conn._pump()
+        self.conn.resume_requests()
 
     def _maybe_finish_raw(self) -> None:
         if self._public_eof and self._tunnel_eof:

@@ -1,26 +1,31 @@
-"""One tunnel client connection on the gateway: registrations, and their end.
+"""One tunnel client connection on the gateway: its registrations, and their end.
 
-A clean goodbye (GOAWAY NO_ERROR from the client) frees its names at once; a dropped
-connection keeps them for the reconnect grace, for the same owner only.
+Registrations are answered in order by one task per session, since the registry is
+async (a shared one is a network call away). A clean goodbye (the client's GOAWAY
+NO_ERROR, or our idle or operator close) frees the names at once; any other end keeps
+them for the reconnect grace, for the same owner only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from tunnelgate import limits
+from tunnelgate.config import GatewayConfig
 from tunnelgate.logs import EventLog
 from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, Register, Registered, Rejected
 from tunnelgate.proto.names import normalize_name, random_name
 from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConnection
 
-from .registry import Lease, Owner, Tunnel
-
-if TYPE_CHECKING:
-    from .server import Gateway
+from .auth import Identity
+from .hosts import HostRouter
+from .registry import Claimed, Lease, Owner, Registry
+from .routes import Held, Route, RouteTable
 
 log = EventLog("tunnelgate.gateway")
 # Codes a misbehaving peer is closed with: its close is a warning. One line per tunnel
@@ -36,7 +41,30 @@ _MISBEHAVING = frozenset(
 )
 
 
-def _frees_names(end: ConnectionEnd) -> bool:
+class SessionServices(Protocol):
+    """What a session needs of the gateway; built by app.py."""
+
+    @property
+    def config(self) -> GatewayConfig: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def routes(self) -> RouteTable: ...
+    @property
+    def hosts(self) -> HostRouter: ...
+    @property
+    def live(self) -> SessionTracker: ...
+
+
+class SessionTracker(Protocol):
+    def session_opened(self, session: GatewaySession) -> None: ...
+    def session_closed(self, session: GatewaySession) -> None: ...
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None: ...
+
+
+def frees_names(end: ConnectionEnd) -> bool:
     """A client's goodbye, or our idle or operator close, frees the names at once; any
     other end (a drop, an error, a gateway shutting down) holds them for the grace."""
     if end.by_peer:
@@ -47,28 +75,39 @@ def _frees_names(end: ConnectionEnd) -> bool:
 class GatewaySession:
     """Implements the transport's SessionHooks for one connected client."""
 
-    def __init__(self, gateway: Gateway, client_addr: str, token: str | None) -> None:
-        self.gateway = gateway
+    def __init__(self, services: SessionServices, client_addr: str, identity: Identity) -> None:
+        self.services = services
         self.client_addr = client_addr
-        self.token = token
+        self.identity = identity
         self.connection: TunnelConnection | None = None
-        self.leases: dict[int, tuple[Lease, Tunnel]] = {}
+        self.tunnels: dict[int, tuple[Lease, Route]] = {}  # by the client's tunnel id
         self._registrations = 0  # register messages received, rejected ones included
-        self._rejected: list[tuple[Register, Rejected]] = []  # this turn's, logged together
+        self._pending: deque[Register] = deque()
+        self._registering = False
+        self._rejected: list[tuple[Register, Rejected]] = []  # logged together
         self._loop = asyncio.get_running_loop()
         self._handshake_timer = self._loop.call_later(limits.HANDSHAKE_TIMEOUT, self._no_register)
 
     def __repr__(self) -> str:
-        names = ",".join(lease.name for lease, _ in self.leases.values())
-        return f"<GatewaySession {self.client_addr} tunnels=[{names}]>"
+        names = ",".join(lease.name for lease, _ in self.tunnels.values())
+        return f"<GatewaySession {self.client_addr} {self.identity.principal} [{names}]>"
 
     def attach(self, connection: TunnelConnection) -> None:
         self.connection = connection
+        self.services.live.session_opened(self)
         log.info("tunnel_connected", client=self.client_addr)
 
-    # --- SessionHooks -------------------------------------------------------
+    # --- state.LiveSession ---------------------------------------------------------------
+    def constrain(self, on: bool) -> None:
+        if self.connection is not None:
+            self.connection.mux.constrained = on
+
+    def shut_down(self, reason: str) -> None:
+        self._close(ErrorCode.SHUTDOWN, reason)
+
+    # --- SessionHooks ----------------------------------------------------------------
     def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None:
-        return None  # clients do not open streams in protocol v1
+        return None  # clients open no streams (the mux refuses them before this)
 
     def on_control(self, message: ControlMessage) -> None:
         connection = self.connection
@@ -82,14 +121,10 @@ class GatewaySession:
             self._close(ErrorCode.ENHANCE_YOUR_CALM, "too many registrations on one connection")
             return
         self._handshake_timer.cancel()
-        answer = self._try_register(message)
-        if isinstance(answer, Rejected):
-            if not self._rejected:
-                # Once the messages that came with this one are answered: one log line
-                # for the lot, and a connection left with no tunnel is closed.
-                self._loop.call_soon(self._after_rejections)
-            self._rejected.append((message, answer))
-        connection.send_control(answer)
+        self._pending.append(message)
+        if not self._registering:
+            self._registering = True
+            self.services.live.spawn(self._register_pending(), f"register {self.client_addr}")
 
     def on_go_away(self, code: int, reason: str) -> None:
         if code == ErrorCode.NO_ERROR and self.connection is not None:
@@ -97,42 +132,112 @@ class GatewaySession:
 
     def on_closed(self, end: ConnectionEnd) -> None:
         self._handshake_timer.cancel()
+        self._pending.clear()
         self._log_rejections()
-        clean, reason = _frees_names(end), end.reason
-        registry = self.gateway.registry
-        for lease, tunnel in self.leases.values():
-            self.gateway.untrack(tunnel)
-            if clean:
-                if registry.release(lease):
-                    log.info("tunnel_closed", name=lease.name, client=self.client_addr)
-            elif registry.hold(lease):
-                grace = self.gateway.config.reconnect_grace
-                log.info(
-                    "tunnel_dropped",
-                    name=lease.name,
-                    client=self.client_addr,
-                    reason=reason,
-                    grace_s=grace,
-                )
-                self._loop.call_later(grace, self._expire, lease)
-        self.leases.clear()
-        code = end.code
-        if code in _MISBEHAVING and not end.by_peer:
+        self.services.live.session_closed(self)
+        tunnels, self.tunnels = list(self.tunnels.values()), {}
+        if tunnels:
+            holds = self._unroute(tunnels, end)  # at once: the edge answers 502 from now on
+            work = self._wind_up(tunnels, end, holds)
+            self.services.live.spawn(work, f"wind up {self.client_addr}")
+        if end.code in _MISBEHAVING and not end.by_peer:
             log.warning(
                 "tunnel_disconnected",
                 client=self.client_addr,
                 clean=False,
-                code=code_name(code) if code is not None else None,
-                reason=reason,
+                code=code_name(end.code) if end.code is not None else None,
+                reason=end.reason,
             )
         else:
-            log.info("tunnel_disconnected", client=self.client_addr, clean=clean, reason=reason)
+            clean = frees_names(end)
+            log.info("tunnel_disconnected", client=self.client_addr, clean=clean, reason=end.reason)
 
-    # --- registration -------------------------------------------------------
-    def _after_rejections(self) -> None:
-        self._log_rejections()
-        if not self.leases:
-            self._close(ErrorCode.NO_ERROR, "every registration was rejected")
+    # --- registration --------------------------------------------------------------------
+    async def _register_pending(self) -> None:
+        """Answer the registrations that came in, in order; then log the rejections among
+        them in one line, and close a connection they left with no tunnel."""
+        try:
+            while self._pending:
+                request = self._pending.popleft()
+                answer = await self._register(request)
+                connection = self.connection
+                if connection is None or connection.closed:
+                    return
+                if isinstance(answer, Rejected):
+                    self._rejected.append((request, answer))
+                connection.send_control(answer)
+        finally:
+            self._registering = False
+        if self._rejected:
+            self._log_rejections()
+            if not self.tunnels:
+                self._close(ErrorCode.NO_ERROR, "every registration was rejected")
+
+    async def _register(self, request: Register) -> Registered | Rejected:
+        def reject(reason: RejectReason, message: str) -> Rejected:
+            return Rejected(request.id, reason, message)
+
+        config, registry = self.services.config, self.services.registry
+        if request.protocol != "http":
+            return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
+        if request.id in self.tunnels:
+            return reject(RejectReason.BAD_REQUEST, f"tunnel id {request.id} already registered")
+        if len(self.tunnels) >= limits.MAX_TUNNELS_PER_CONNECTION:
+            return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
+        identity = self.identity
+        limit = identity.max_tunnels or config.max_tunnels_per_token
+        if not identity.anonymous and await registry.count(identity.principal) >= limit:
+            return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
+        owner = Owner(identity.principal, request.client_id, identity.anonymous)
+        if request.name is None:
+            claimed = await self._claim_random_name(owner)
+        else:
+            name = normalize_name(request.name)
+            if name is None:
+                return reject(RejectReason.NAME_INVALID, f"{request.name!r} is not a DNS label")
+            if name in config.reserved:
+                return reject(RejectReason.NAME_RESERVED, f"{name!r} is reserved")
+            result = await registry.claim(name, owner, self.services.node)
+            if isinstance(result, RejectReason):
+                return reject(result, f"{name!r} is already in use")
+            claimed = result
+        return self._serve(request, claimed)
+
+    async def _claim_random_name(self, owner: Owner) -> Claimed:
+        reserved = self.services.config.reserved
+        while True:  # 36^10 names: a collision is rare and a retry cheap
+            name = random_name(limits.RANDOM_NAME_LENGTH)
+            if name in reserved:
+                continue
+            claimed = await self.services.registry.claim(name, owner, self.services.node)
+            if isinstance(claimed, Claimed):
+                return claimed
+
+    def _serve(self, request: Register, claimed: Claimed) -> Registered | Rejected:
+        """Route the claimed name to this connection, unless it closed meanwhile."""
+        lease, connection = claimed.lease, self.connection
+        if connection is None or connection.closed:
+            self.services.live.spawn(self._release(lease), f"release {lease.name}")
+            return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
+        name = lease.name
+        route = Route(
+            name,
+            request.id,
+            connection,
+            self.services.hosts.http_url(name),
+            principal=self.identity.principal,
+            host_header=request.host_header.encode() if request.host_header else None,
+            client_addr=self.client_addr,
+            connected_since=time.time(),
+        )
+        self.services.routes.add(route)
+        self.tunnels[request.id] = (lease, route)
+        event = "tunnel_reconnected" if claimed.reclaimed else "tunnel_registered"
+        log.info(event, name=name, url=route.url, client=self.client_addr)
+        return Registered(request.id, route.url, name=name)
+
+    async def _release(self, lease: Lease) -> None:
+        await self.services.registry.release(lease)
 
     def _log_rejections(self) -> None:
         rejected, self._rejected = self._rejected, []
@@ -154,68 +259,51 @@ class GatewaySession:
                 reasons=sorted({answer.reason.value for _, answer in rejected}),
             )
 
-    def _try_register(self, request: Register) -> Registered | Rejected:
-        def reject(reason: RejectReason, message: str) -> Rejected:
-            return Rejected(request.id, reason, message)
+    # --- the end ---------------------------------------------------------------------
+    def _unroute(
+        self, tunnels: list[tuple[Lease, Route]], end: ConnectionEnd
+    ) -> dict[str, Held | None]:
+        """Take this connection's routes out of the table, or hold their names."""
+        routes, grace = self.services.routes, self.services.config.reconnect_grace
+        holds: dict[str, Held | None] = {}
+        for _, route in tunnels:
+            if frees_names(end):
+                routes.remove(route)
+            else:
+                holds[route.name] = routes.hold(route, time.monotonic() + grace)
+        return holds
 
-        gw = self.gateway
-        if request.protocol != "http":
-            return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
-        if request.id in self.leases:
-            return reject(RejectReason.BAD_REQUEST, f"tunnel id {request.id} already registered")
-        if len(self.leases) >= limits.MAX_TUNNELS_PER_CONNECTION:
-            return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
-        if not gw.token_has_room(self.token):
-            return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
-        owner = Owner(self.token, request.client_id)
-        if request.name is None:
-            name = self._free_random_name()
-        else:
-            normalized = normalize_name(request.name)
-            if normalized is None:
-                return reject(RejectReason.NAME_INVALID, f"{request.name!r} is not a DNS label")
-            if normalized in gw.reserved:
-                return reject(RejectReason.NAME_RESERVED, f"{normalized!r} is reserved")
-            name = normalized
-        tunnel = Tunnel(
-            name=name,
-            tunnel_id=request.id,
-            connection=self._connection(),
-            url=gw.public_url(name),
-            owner=owner,
-            host_header=request.host_header.encode() if request.host_header else None,
-            client_addr=self.client_addr,
-            connected_since=time.time(),
-        )
-        returning = gw.registry.lookup(name) is not None  # its owner, back for it
-        lease = gw.registry.claim(name, tunnel)
-        if isinstance(lease, RejectReason):
-            return reject(lease, f"{name!r} is already in use")
-        self.leases[request.id] = (lease, tunnel)
-        gw.track(tunnel)
-        event = "tunnel_reconnected" if returning else "tunnel_registered"
-        log.info(event, name=name, url=tunnel.url, client=self.client_addr)
-        return Registered(request.id, tunnel.url, name=name)
-
-    def _free_random_name(self) -> str:
-        registry = self.gateway.registry
-        while True:  # 36^10 names: a collision is rare and a retry cheap
-            name = random_name(limits.RANDOM_NAME_LENGTH)
-            if registry.lookup(name) is None and name not in self.gateway.reserved:
-                return name
-
-    def _connection(self) -> TunnelConnection:
-        assert self.connection is not None
-        return self.connection
-
-    def _expire(self, lease: Lease) -> None:
-        if self.gateway.registry.expire(lease):
-            log.info("tunnel_expired", name=lease.name)
+    async def _wind_up(
+        self, tunnels: list[tuple[Lease, Route]], end: ConnectionEnd, holds: dict[str, Held | None]
+    ) -> None:
+        """Free or hold each name in the registry."""
+        services, frees = self.services, frees_names(end)
+        grace = services.config.reconnect_grace
+        for lease, _ in tunnels:
+            if frees:
+                if await services.registry.release(lease):
+                    log.info("tunnel_closed", name=lease.name, client=self.client_addr)
+            elif await services.registry.hold(lease, grace):
+                log.info(
+                    "tunnel_dropped",
+                    name=lease.name,
+                    client=self.client_addr,
+                    reason=end.reason,
+                    grace_s=grace,
+                )
+                held = holds.get(lease.name)
+                if held is not None:
+                    self._loop.call_later(grace, _expire, services.routes, lease.name, held)
 
     def _no_register(self) -> None:
-        if not self.leases:
+        if not self.tunnels and not self._registering:
             self._close(ErrorCode.PROTOCOL_ERROR, "no registration in time")
 
     def _close(self, code: int, reason: str) -> None:
         if self.connection is not None:
             self.connection.close(code, reason)
+
+
+def _expire(routes: RouteTable, name: str, held: Held) -> None:
+    if routes.expire(name, held):
+        log.info("tunnel_expired", name=name)

@@ -1,0 +1,150 @@
+"""The composition root: every part of the gateway is built and wired here, and nowhere else.
+
+    Gateway(config)             the parts (EdgeServices, SessionServices), one of each
+    await gateway.serve(stop)   listeners up until `stop`, then shut down in order
+    run_gateway(config)         the `tunnelgate server` process: logging, signals, loop
+
+Where a new part plugs in: a listener is one more `create_server` in `_listen` (with its
+protocol, or a `front.FrontDispatcher` that picks one by the first bytes); an
+authenticator is one more link of the `FirstMatch` chain in `_authenticator`; a registry
+backend replaces `MemoryRegistry` in `Gateway.__init__` (it must pass
+tests/gateway/registry_contract.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from tunnelgate import limits
+from tunnelgate.allocator import trim, tune_allocator
+from tunnelgate.config import GatewayConfig
+from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
+from tunnelgate.transport.deadlines import Deadlines
+
+from .auth import Anonymous, Authenticator, StaticTokens
+from .buffers import BufferBudget
+from .caps import ConnectionCaps, raise_open_file_limit
+from .connect import TunnelAcceptor
+from .edge import PublicConnection
+from .hosts import HostRouter
+from .registry import MemoryRegistry, Registry
+from .routes import RouteTable
+from .state import GatewayState
+
+log = EventLog("tunnelgate.gateway")
+warn = RateLimitedLog(log)
+
+
+class Gateway:
+    """The gateway's parts. Each consumer sees only the Protocol it declares
+    (edge.EdgeServices, session.SessionServices); this object satisfies them all."""
+
+    def __init__(self, config: GatewayConfig, open_files: int) -> None:
+        self.config = config
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        max_connections = config.max_connections or limits.default_max_connections(open_files)
+        self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
+        self.live = GatewayState()
+        self.buffers = BufferBudget(limits.MAX_HELD_RESPONSE_BYTES, self._set_pressure)
+        self.deadlines = Deadlines()
+        self.hosts = HostRouter(config.domain, config.http[1] if config.http else None)
+        self.routes = RouteTable()
+        self.registry: Registry = MemoryRegistry()
+        self.tunnels = TunnelAcceptor(config, _authenticator(config), self, self.live)
+        self.open_files = open_files
+
+    def _set_pressure(self, on: bool) -> None:
+        self.live.set_pressure(on)
+        if on:
+            warn.warning("buffer_pressure", held=self.buffers.held, limit=self.buffers.limit)
+        else:
+            log.info("buffer_pressure_over", held=self.buffers.held)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down in order."""
+        servers = await self._listen()
+        trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
+        try:
+            await stop.wait()
+        finally:
+            trimmer.cancel()
+            await self._shut_down(servers)
+
+    async def _listen(self) -> list[asyncio.Server]:
+        config, loop = self.config, asyncio.get_running_loop()
+        servers: list[asyncio.Server] = []
+        if config.http is not None:
+            host, port = config.http
+            server = await loop.create_server(
+                lambda: PublicConnection(self), host, port, backlog=4096, reuse_address=True
+            )
+            servers.append(server)
+            bound = server.sockets[0].getsockname()
+            log.info(
+                "listening",
+                listener="http",
+                addr=f"{bound[0]}:{bound[1]}",
+                domain=config.domain,
+                auth="token" if config.tokens else "anonymous",
+                max_connections=self.caps.max_connections,
+                max_connections_per_address=self.caps.max_per_address,
+                open_files=self.open_files,
+            )
+        return servers
+
+    async def _shut_down(self, servers: list[asyncio.Server]) -> None:
+        """Stop accepting, tell tunnel clients, give in-flight work a moment, then stop."""
+        for server in servers:
+            server.close()
+        self.live.shut_down_sessions("gateway shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limits.SHUTDOWN_TIMEOUT):
+                for server in servers:
+                    await server.wait_closed()
+        await self.live.aclose()
+        await self.registry.aclose()
+        self.deadlines.close()
+        log.info("stopped")
+
+    async def _trim_when_quiet(self) -> None:
+        """Give free heap back to the kernel now and then, while no slow reader holds data
+        (allocator.trim): after an attack or a burst, RSS goes back near its baseline."""
+        while True:
+            await asyncio.sleep(limits.TRIM_INTERVAL)  # a period, not a wait for something
+            if not self.buffers.held:
+                trim()
+
+
+def _authenticator(config: GatewayConfig) -> Authenticator:
+    """Static tokens when any are configured, else anonymous (loopback-only unless
+    --allow-anonymous: config checks that). JWT and the controller join here."""
+    if config.tokens:
+        return StaticTokens(config.tokens)
+    return Anonymous()
+
+
+def run_gateway(config: GatewayConfig) -> int:
+    configure_logging(config.log_format)
+    tune_allocator()
+    open_files = raise_open_file_limit()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Gateway(config, open_files).serve(stop)
+
+    try:
+        uvloop.run(main())
+    except OSError as exc:
+        print(f"tunnelgate: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,33 @@
+"""Public hosts: which tunnel a Host header names, and the URL a tunnel is given.
+
+<name>.<domain>[:port]       the tunnel `name`
+<domain>, tunnel.<domain>,   the gateway itself (/connect, /healthz)
+an IP address, anything else
+"""
+
+from __future__ import annotations
+
+
+class HostRouter:
+    def __init__(self, domain: str, http_port: int | None) -> None:
+        self.domain = domain
+        self._suffix = b"." + domain.encode()
+        self._gateway_hosts = {domain.encode(), b"tunnel" + self._suffix}
+        self._http_port = http_port
+
+    def __repr__(self) -> str:
+        return f"<HostRouter *.{self.domain} http:{self._http_port}>"
+
+    def tunnel_name(self, host: bytes) -> str | None:
+        """The tunnel a Host header (lower-cased) addresses, or None for the gateway itself."""
+        if host.startswith(b"["):  # IPv6 literal
+            return None
+        host = host.rsplit(b":", 1)[0] if b":" in host else host
+        if host in self._gateway_hosts or not host.endswith(self._suffix):
+            return None
+        return host[: -len(self._suffix)].decode("ascii", "replace")
+
+    def http_url(self, name: str) -> str:
+        port = self._http_port
+        shown = "" if port is None or port == 80 else f":{port}"
+        return f"http://{name}.{self.domain}{shown}"
