@@ -197,6 +197,8 @@ class GatewaySession:
                 return reject(RejectReason.NAME_INVALID, f"{request.name!r} is not a DNS label")
             if name in config.reserved:
                 return reject(RejectReason.NAME_RESERVED, f"{name!r} is reserved")
+            if any(lease.name == name for lease, _ in self.tunnels.values()):
+                return reject(RejectReason.NAME_TAKEN, f"{name!r} is already yours here")
             result = await registry.claim(name, owner, self.services.node)
             if isinstance(result, RejectReason):
                 return reject(result, f"{name!r} is already in use")

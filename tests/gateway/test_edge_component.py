@@ -1,0 +1,185 @@
+"""The public edge and its exchanges, driven through their interfaces with fakes: no
+sockets, no processes. The end-to-end tests (tests/e2e) prove the same behaviours for real."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from fakes import FakeTarget, FakeTransport, Services
+
+from tunnelgate import limits
+from tunnelgate.gateway.edge import PublicConnection
+from tunnelgate.gateway.routes import Route
+from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.messages import OpenInfo
+
+HOST = "web.localhost:8080"
+
+
+def request(target: str = "/", *, host: str = HOST, extra: str = "") -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+@pytest.fixture
+async def services() -> Services:
+    return Services()
+
+
+def connect(services: Services) -> tuple[PublicConnection, FakeTransport]:
+    conn = PublicConnection(cast(Any, services))
+    transport = FakeTransport()
+    conn.connection_made(cast(Any, transport))
+    return conn, transport
+
+
+def add_route(services: Services, target: FakeTarget, name: str = "web") -> Route:
+    route = Route(name, 7, cast(Any, target), f"http://{name}.localhost:8080", principal="p")
+    services.routes.add(route)
+    return route
+
+
+def status_of(written: bytes | bytearray) -> int:
+    return int(bytes(written).split(b" ", 2)[1])
+
+
+async def test_unknown_tunnel_is_404_naming_the_host(services: Services) -> None:
+    conn, transport = connect(services)
+    conn.data_received(request())
+    assert status_of(transport.written) == 404
+    assert HOST.encode() in transport.written
+    assert b"X-Tunnelgate-Error: no_tunnel" in transport.written
+
+
+async def test_held_name_is_502(services: Services) -> None:
+    route = add_route(services, FakeTarget())
+    services.routes.hold(route, expires_at=1e12)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    assert status_of(transport.written) == 502
+
+
+async def test_spent_buffer_budget_is_503_and_opens_no_stream(services: Services) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    services.buffers.take(services.buffers.limit + 1)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    assert status_of(transport.written) == 503
+    assert b"X-Tunnelgate-Error: gateway_busy" in transport.written
+    assert not target.handlers
+
+
+async def test_request_goes_down_a_stream_and_the_response_comes_back(services: Services) -> None:
+    target = FakeTarget()
+    route = add_route(services, target)
+    conn, transport = connect(services)
+    conn.data_received(request("/a?b=1"))
+    (sid,) = target.handlers
+    info = OpenInfo.decode(target.metadata[sid])
+    assert info.tunnel_id == 7
+    assert target.sent[sid].startswith(b"GET /a?b=1 HTTP/1.1\r\n")
+    assert b"X-Forwarded-For: 203.0.113.7\r\n" in target.sent[sid]
+    assert sid in target.ended  # no body: the head carried the FIN
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    target.handlers[sid].on_data(response)
+    assert bytes(transport.written) == response
+    assert target.acked[sid] == len(response)  # credit returned: the socket took it
+    assert conn.exchange is None  # done; the connection waits for the next request
+    assert not transport.closed
+    assert route.requests == 1
+
+
+async def test_a_refused_stream_is_503(services: Services) -> None:
+    add_route(services, FakeTarget(refuse=True))
+    conn, transport = connect(services)
+    conn.data_received(request())
+    assert status_of(transport.written) == 503
+    assert b"tunnel_busy" in transport.written
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (ErrorCode.CONNECT_ERROR, 502),
+        (ErrorCode.REFUSED_STREAM, 503),
+        (ErrorCode.INTERNAL_ERROR, 502),
+    ],
+)
+async def test_a_reset_before_the_response_is_a_gateway_error(
+    services: Services, code: int, status: int
+) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    (sid,) = target.handlers
+    target.handlers[sid].on_reset(code)
+    assert status_of(transport.written) == status
+    assert transport.closed
+
+
+async def test_a_reset_mid_response_aborts_the_public_connection(services: Services) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    (sid,) = target.handlers
+    target.handlers[sid].on_data(b"HTTP/1.1 200 OK\r\n\r\npartial")  # close-delimited
+    target.handlers[sid].on_reset(ErrorCode.INTERNAL_ERROR)
+    assert transport.aborted  # a reset, not a FIN that would read as the end
+    assert not bytes(transport.written).startswith(b"HTTP/1.1 502")
+
+
+async def test_a_slow_reader_holds_credit_and_counts_against_the_budget(services: Services) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    conn, _ = connect(services)
+    conn.data_received(request())
+    (sid,) = target.handlers
+    handler = target.handlers[sid]
+    handler.on_data(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    acked = target.acked[sid]
+    conn.pause_writing()  # the public socket's buffer is over its high-water mark
+    handler.on_data(b"x" * 1000)
+    assert target.acked[sid] == acked  # credit withheld
+    assert services.buffers.held == limits.WRITE_HIGH_WATER + 1000
+    conn.resume_writing()
+    assert target.acked[sid] == acked + 1000
+    assert services.buffers.held == 0
+
+
+async def test_the_next_request_waits_until_a_slow_reader_drains(services: Services) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    conn, transport = connect(services)
+    conn.data_received(request("/1") + request("/2"))  # pipelined
+    (first,) = target.handlers
+    conn.pause_writing()
+    target.handlers[first].on_data(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert list(target.handlers) == []  # the second is not started while paused
+    assert not transport.reading
+    conn.resume_writing()
+    (second,) = target.handlers
+    assert target.sent[second].startswith(b"GET /2 ")
+
+
+async def test_connect_upgrades_go_to_the_tunnel_acceptor(services: Services) -> None:
+    conn, transport = connect(services)
+    upgrade = request(
+        "/connect", host="localhost:8080", extra="Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    )
+    conn.data_received(upgrade + b"early")
+    ((taken, head, early, _),) = services.tunnels.accepted
+    assert taken is transport
+    assert head.target == b"/connect"
+    assert early == b"early"
+    assert conn not in services.live.connections  # the tunnel layer owns it now
+
+
+async def test_connections_are_tracked_until_they_close(services: Services) -> None:
+    conn, _ = connect(services)
+    assert conn in services.live.connections
+    conn.connection_lost(None)
+    assert conn not in services.live.connections
+    assert services.caps.open == 0

@@ -1,0 +1,146 @@
+"""A tunnel session on the gateway, driven through the transport's hooks with a fake
+connection: registration, rejections, and what a connection's end does to its names."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from fakes import FakeConnection, Services
+
+from tunnelgate import limits
+from tunnelgate.gateway.auth import Identity
+from tunnelgate.gateway.routes import Held, Route
+from tunnelgate.gateway.session import GatewaySession
+from tunnelgate.proto.codes import ErrorCode, RejectReason
+from tunnelgate.proto.messages import Register, Registered, Rejected
+from tunnelgate.transport.tunnel import ConnectionEnd
+
+ALICE = Identity("token:alice")
+
+
+def open_session(
+    services: Services, identity: Identity = ALICE
+) -> tuple[GatewaySession, FakeConnection]:
+    session = GatewaySession(cast(Any, services), "198.51.100.1:4000", identity)
+    connection = FakeConnection()
+    session.attach(cast(Any, connection))
+    return session, connection
+
+
+def register(tid: int, name: str | None, client_id: str = "c1") -> Register:
+    return Register(id=tid, protocol="http", name=name, client_id=client_id)
+
+
+@pytest.fixture
+async def services() -> Services:
+    return Services(reconnect_grace=30.0)
+
+
+async def test_a_registration_gets_its_name_and_a_route(services: Services) -> None:
+    session, connection = open_session(services)
+    session.on_control(register(1, "Web"))
+    await services.live.run_spawned()
+    (answer,) = connection.sent
+    assert answer == Registered(1, "http://web.localhost:8080", name="web")
+    route = services.routes.get("web", 0.0)
+    assert isinstance(route, Route)
+    assert route.target is cast(Any, connection)
+    assert route.principal == "token:alice"  # the principal, never the token
+    assert session in services.live.sessions
+
+
+async def test_answers_keep_the_order_of_the_registrations(services: Services) -> None:
+    session, connection = open_session(services)
+    for tid, name in ((1, "a"), (2, "www"), (3, None), (4, "a")):
+        session.on_control(register(tid, name))
+    await services.live.run_spawned()
+    assert [m.id for m in connection.sent] == [1, 2, 3, 4]
+    assert [type(m) for m in connection.sent] == [Registered, Rejected, Registered, Rejected]
+    assert not connection.closed  # some tunnels live on it
+
+
+async def test_a_connection_left_with_no_tunnel_is_closed(services: Services) -> None:
+    session, connection = open_session(services)
+    session.on_control(register(1, "www"))
+    await services.live.run_spawned()
+    (answer,) = connection.sent
+    assert isinstance(answer, Rejected)
+    assert answer.reason is RejectReason.NAME_RESERVED
+    assert connection.closed
+    assert connection.close_code == ErrorCode.NO_ERROR
+
+
+async def test_too_many_registrations_is_a_flood(services: Services) -> None:
+    session, connection = open_session(services)
+    for tid in range(1, limits.MAX_REGISTRATIONS_PER_CONNECTION + 2):
+        session.on_control(register(tid, "www"))
+    assert connection.closed
+    assert connection.close_code == ErrorCode.ENHANCE_YOUR_CALM
+    await services.live.run_spawned()
+    assert connection.sent == []  # closed before the answers went out
+
+
+async def test_per_owner_limit_counts_across_connections(services: Services) -> None:
+    capped = Identity("token:capped", max_tunnels=1)
+    first, _ = open_session(services, capped)
+    first.on_control(register(1, "one", client_id="c1"))
+    await services.live.run_spawned()
+    second, two = open_session(services, capped)
+    second.on_control(register(1, "two", client_id="c2"))
+    await services.live.run_spawned()
+    (answer,) = two.sent
+    assert isinstance(answer, Rejected)
+    assert answer.reason is RejectReason.TOO_MANY_TUNNELS
+
+
+async def test_a_goodbye_frees_the_names_at_once(services: Services) -> None:
+    session, _ = open_session(services)
+    session.on_control(register(1, "web"))
+    await services.live.run_spawned()
+    session.on_closed(ConnectionEnd(ErrorCode.NO_ERROR, "goodbye", by_peer=True))
+    await services.live.run_spawned()
+    assert services.routes.get("web", 0.0) is None
+    assert await services.registry.lookup("web") is None
+    assert session not in services.live.sessions
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        ConnectionEnd(None, "connection lost", by_peer=False),
+        ConnectionEnd(ErrorCode.SHUTDOWN, "gateway shutting down", by_peer=False),
+        ConnectionEnd(ErrorCode.PROTOCOL_ERROR, "bad frame", by_peer=False),
+    ],
+    ids=["dropped", "shutdown", "protocol-error"],
+)
+async def test_any_other_end_holds_the_names_for_their_owner(
+    services: Services, end: ConnectionEnd
+) -> None:
+    session, _ = open_session(services)
+    session.on_control(register(1, "web"))
+    await services.live.run_spawned()
+    session.on_closed(end)
+    assert isinstance(services.routes.get("web", 0.0), Held)  # at once: 502 from now on
+    await services.live.run_spawned()
+    state = await services.registry.lookup("web")
+    assert state is not None
+    assert not state.online
+    # Its owner (another client process, same principal) takes it back.
+    again, connection = open_session(services)
+    again.on_control(register(1, "web", client_id="c2"))
+    await services.live.run_spawned()
+    assert isinstance(connection.sent[0], Registered)
+    assert isinstance(services.routes.get("web", 0.0), Route)
+
+
+async def test_a_registration_that_completes_after_the_close_is_given_back(
+    services: Services,
+) -> None:
+    session, connection = open_session(services)
+    session.on_control(register(1, "late"))
+    connection.closed = True  # closed before the registry answered
+    await services.live.run_spawned()
+    assert connection.sent == []
+    assert await services.registry.lookup("late") is None
+    assert services.routes.get("late", 0.0) is None
