@@ -21,6 +21,7 @@ COMPILED = [
     "src/tunnelgate/proto/messages.py",
     "src/tunnelgate/proto/mux.py",
     "src/tunnelgate/http1/_framing.py",
+    "src/tunnelgate/http1/events.py",
     "src/tunnelgate/http1/request.py",
     "src/tunnelgate/http1/response.py",
     "src/tunnelgate/http1/serialize.py",

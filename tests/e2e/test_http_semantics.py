@@ -7,6 +7,7 @@ client, so it controls every byte on the public side; what the app saw is read b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import ssl
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import TunnelEnv
+from e2e_support import TunnelEnv, start_tunnel_env
 
 from tunnelgate.testing import websocket as ws
 from tunnelgate.testing.http_client import RawResponse, build_request, chunked, http_request
@@ -481,3 +482,37 @@ async def test_https_local_app_is_reached_over_tls(tmp_path: Path) -> None:
         client.terminate()
         gateway.terminate()
         await app.aclose()
+
+
+async def test_chunk_extensions_and_request_trailers_reach_the_app_as_sent() -> None:
+    """The chunked body is passed on as the client framed it (validated at the edge):
+    extensions, trailers and the Trailer field arrive byte for byte (RFC 9112 §7.1)."""
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def raw_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.readuntil(b"\r\n0\r\n")
+        body += await reader.readuntil(b"\r\n\r\n")
+        received.set_result(head + body)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(raw_origin, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = b"5;name=value\r\nhello\r\n3;x\r\nabc\r\n0\r\nX-Checksum: 42\r\nX-Two: 2\r\n\r\n"
+    try:
+        with start_tunnel_env(app_port=port) as env:
+            headers = [("Transfer-Encoding", "chunked"), ("Trailer", "X-Checksum, X-Two")]
+            raw = env.build("POST", "/trail", headers=headers) + body
+            async with await env.connect() as conn:
+                await conn.send(raw)
+                response = await conn.read_response()
+                seen = await asyncio.wait_for(received, 10)
+    finally:
+        server.close()
+    assert response.status == 204
+    head, _, got = seen.partition(b"\r\n\r\n")
+    assert got == body
+    assert b"\r\nTrailer: X-Checksum, X-Two\r\n" in head + b"\r\n"
+    assert b"\r\nTransfer-Encoding: chunked" in head

@@ -9,6 +9,7 @@ import pytest
 from tunnelgate.errors import HTTPError
 from tunnelgate.http1.request import BodyData, RequestEvent, RequestParser, UpgradeData
 from tunnelgate.http1.response import ResponseComplete, ResponseEvent, ResponseParser
+from tunnelgate.limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT
 
 
 def feed_pieces(
@@ -48,7 +49,10 @@ def body_of(events: list[RequestEvent]) -> bytes:
 
 def refusal(data: bytes, *, pieces: bool = False, **limits: int) -> HTTPError:
     """The HTTPError a request parser raises for data (fed whole or byte by byte)."""
-    parser = RequestParser(**limits)
+    parser = RequestParser(
+        max_header_bytes=limits.get("max_header_bytes", MAX_HEADER_BYTES),
+        max_header_count=limits.get("max_header_count", MAX_HEADER_COUNT),
+    )
     with pytest.raises(HTTPError) as info:
         feed_pieces(data, range(len(data)) if pieces else (), parser)
     return info.value
@@ -76,3 +80,13 @@ def feed_response(
     if eof:
         events += parser.feed_eof()
     return events, consumed
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def encode_chunk(data: bytes) -> list[bytes]:
+    """One chunk, as pieces; empty data gives none (an empty chunk would end the body)."""
+    if not data:
+        return []
+    return [b"%x\r\n" % len(data), data, b"\r\n"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from http1_support import body_of, feed_pieces, merged
+from http1_support import body_of, encode_chunk, feed_pieces, merged
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,6 @@ from tunnelgate.http1.request import (
     RequestComplete,
     RequestHead,
     RequestParser,
-    encode_chunk,
 )
 from tunnelgate.http1.response import ResponseComplete, ResponseParser
 

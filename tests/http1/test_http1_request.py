@@ -440,3 +440,31 @@ def test_head_pending_only_while_a_head_is_cut() -> None:
     assert parser.head_pending
     parser.feed(b"st: a\r\n\r\n")
     assert not parser.head_pending
+
+
+# --- raw_chunks: a chunked body passed on as it came ------------------------------------------
+RAW_BODY = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\nX-Two: 2\r\n\r\n"
+RAW_REQUEST = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + RAW_BODY
+
+
+def test_raw_chunks_keep_extensions_and_trailers_byte_for_byte() -> None:
+    events = merged(RequestParser(raw_chunks=True).feed(RAW_REQUEST + b"GET / HTTP/1.1\r\n"))
+    assert isinstance(events[0], RequestHead)
+    assert events[1:3] == [BodyData(RAW_BODY), RequestComplete()]
+
+
+@pytest.mark.parametrize("split", range(1, len(RAW_BODY)))
+def test_raw_chunks_survive_any_split(split: int) -> None:
+    parser = RequestParser(raw_chunks=True)
+    head_end = len(RAW_REQUEST) - len(RAW_BODY)
+    events = parser.feed(RAW_REQUEST[: head_end + split])
+    events += parser.feed(RAW_REQUEST[head_end + split :])
+    assert body_of(events) == RAW_BODY
+    assert events[-1] == RequestComplete()
+
+
+def test_raw_chunks_are_still_validated() -> None:
+    parser = RequestParser(raw_chunks=True)
+    with pytest.raises(HTTPError) as info:
+        parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n")
+    assert info.value.status == 400

@@ -94,7 +94,7 @@ class PublicConnection(asyncio.Protocol):
     def __init__(self, gateway: EdgeServices) -> None:
         self.gateway = gateway
         config = gateway.config
-        self.parser = RequestParser(max_header_bytes=config.max_header_bytes)
+        self.parser = RequestParser(max_header_bytes=config.max_header_bytes, raw_chunks=True)
         self.transport: asyncio.Transport | None = None
         self.client_ip = "?"
         self.client_addr = "?"

@@ -15,7 +15,7 @@ import time
 from typing import Protocol
 
 from tunnelgate.errors import HTTPError, LocalProtocolError
-from tunnelgate.http1.request import LAST_CHUNK, RequestHead, encode_chunk, serialize_head
+from tunnelgate.http1.request import RequestHead, serialize_head
 from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
 from tunnelgate.logs import AccessLog
 from tunnelgate.proto.codes import ErrorCode
@@ -131,9 +131,10 @@ class Exchange:
         conn.arm_response_timeout()
 
     def send_body(self, data: bytes) -> None:
+        # A chunked body comes as the client framed it (the edge's parser keeps the
+        # framing, validated), so extensions and trailers reach the app.
         self.bytes_in += len(data)
-        payload = b"".join(encode_chunk(data)) if self.head.chunked else data
-        if not self.tc.send(self.sid, payload):
+        if not self.tc.send(self.sid, data):
             self.conn.pause_reading_for(PAUSE_CREDIT)
 
     def end_request(self) -> None:
@@ -142,9 +143,7 @@ class Exchange:
         self.request_done = True
         if self.finished:
             return
-        if self.head.chunked:
-            self.tc.send(self.sid, LAST_CHUNK, end=True)
-        elif self.head.upgrade is None:
+        if self.head.upgrade is None:
             self.tc.end(self.sid)
 
     def upgrade_data(self, data: bytes) -> None:

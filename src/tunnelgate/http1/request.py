@@ -10,124 +10,28 @@ slices of the caller's bytes and a body read whole is passed on without a copy.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 import httptools
 from httptools import HttpParserError
 
 from tunnelgate.errors import HTTPError
-from tunnelgate.event import Event
 from tunnelgate.limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT
 
 from ._framing import ChunkedFramer, FramingError, HeadFramer, Sink, feed_llhttp, persistent
-from .serialize import LAST_CHUNK, encode_chunk, serialize_head, split_absolute_form
+from .events import BodyData, RequestComplete, RequestEvent, RequestHead, UpgradeData
+from .serialize import serialize_head, split_absolute_form
 
 __all__ = [
-    "LAST_CHUNK",
     "BodyData",
     "RequestComplete",
     "RequestEvent",
     "RequestHead",
     "RequestParser",
     "UpgradeData",
-    "encode_chunk",
     "serialize_head",
 ]
 
-
-class RequestHead(Event):
-    """A parsed request head. `host` is lower-cased: the Host field, or the authority of
-    an absolute-form target (RFC 9112 §3.2.2), b"" for HTTP/1.0 without Host. `upgrade`
-    is the lower-cased Upgrade field value when the request switches protocols."""
-
-    __slots__ = (
-        "chunked",
-        "content_length",
-        "expect_continue",
-        "head_size",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "target",
-        "upgrade",
-        "version",
-    )
-    fields: ClassVar[tuple[str, ...]] = (
-        "chunked",
-        "content_length",
-        "expect_continue",
-        "head_size",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "target",
-        "upgrade",
-        "version",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        host: bytes,
-        keep_alive: bool,
-        upgrade: bytes | None,
-        expect_continue: bool,
-        chunked: bool,
-        content_length: int | None,
-        head_size: int,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.host = host
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
-        self.expect_continue = expect_continue
-        self.chunked = chunked
-        self.content_length = content_length
-        self.head_size = head_size
-
-    def __repr__(self) -> str:  # field values elided: they hold cookies and credentials
-        framing = "chunked" if self.chunked else f"length={self.content_length}"
-        return (
-            f"<RequestHead {self.method.decode('latin-1')} {self.target[:80].decode('latin-1')}"
-            f" HTTP/{self.version} host={self.host.decode('latin-1')} {framing}"
-            f" headers={len(self.headers)} keep_alive={self.keep_alive} upgrade={self.upgrade!r}>"
-        )
-
-
-class BodyData(Event):
-    """Request body bytes, de-chunked. Never empty."""
-
-    __slots__ = ("data",)
-    fields: ClassVar[tuple[str, ...]] = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-class RequestComplete(Event):
-    __slots__ = ()
-    fields: ClassVar[tuple[str, ...]] = ()
-
-
-class UpgradeData(Event):
-    """Bytes after the head of an upgrade request: opaque, never parsed."""
-
-    __slots__ = ("data",)
-    fields: ClassVar[tuple[str, ...]] = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 
 _HEAD, _BODY, _CHUNKED, _UPGRADED, _CLOSED = range(5)
 _STATE_NAMES = ("head", "body", "chunked", "upgraded", "closed")
@@ -168,13 +72,21 @@ class RequestParser:
         "_ll",
         "_max_header_bytes",
         "_max_header_count",
+        "_raw_chunks",
         "_sink",
         "_state",
     )
 
     def __init__(
-        self, max_header_bytes: int = MAX_HEADER_BYTES, max_header_count: int = MAX_HEADER_COUNT
+        self,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_header_count: int = MAX_HEADER_COUNT,
+        *,
+        raw_chunks: bool = False,
     ) -> None:
+        """`raw_chunks`: a chunked body comes as it was sent (validated), extensions and
+        trailers included, for a proxy to pass on; else de-chunked."""
+        self._raw_chunks = raw_chunks
         self._max_header_bytes = max_header_bytes
         self._max_header_count = max_header_count
         self._sink = Sink()
@@ -270,7 +182,7 @@ class RequestParser:
         return pos + take
 
     def _feed_chunked(self, data: bytes, pos: int, events: list[RequestEvent]) -> int:
-        spans: list[int] = []
+        spans: list[int] | None = None if self._raw_chunks else []
         try:
             end = self._chunks.scan(data, pos, spans)
         except FramingError as exc:
@@ -286,6 +198,8 @@ class RequestParser:
             raise HTTPError(400, "bad_chunk", "the chunked body is ambiguous")
         if spans:  # one event per read, however small the chunks: a copy, but only one
             events.append(BodyData(_gather(data, spans)))
+        elif spans is None and stop > pos:  # raw: every byte of the body, as it came
+            events.append(BodyData(data if pos == 0 and stop == len(data) else data[pos:stop]))
         if end < 0:
             return len(data)
         self._complete(events)

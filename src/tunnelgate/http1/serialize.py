@@ -1,4 +1,4 @@
-"""The request head as the local app receives it, and chunk encoding.
+"""The request head as the local app receives it.
 
 The app gets the method, target and end-to-end fields unchanged, in order. Everything
 that describes one hop is dropped and restated for the next one (RFC 9110 §7.6.1), so a
@@ -10,21 +10,18 @@ the X-Forwarded-* fields are ours alone (a client's own copies are not trusted, 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from ._framing import header_tokens
+from .events import RequestHead
 
-if TYPE_CHECKING:
-    from .request import RequestHead
-
-# RFC 9110 §7.6.1 and the proxy fields of §11.7; TE and Trailer are hop-by-hop too.
+# RFC 9110 §7.6.1 and the proxy fields of §11.7; TE is hop-by-hop too. Trailer is not: it
+# announces the trailer fields, which are forwarded with the chunked body.
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"te",
-        b"trailer",
         b"transfer-encoding",
         b"upgrade",
         b"proxy-authorization",
@@ -41,8 +38,6 @@ _DROPPED = _HOP_BY_HOP | _UNTRUSTED | {b"content-length"}
 _KEPT = frozenset({b"host"})
 
 _ABSOLUTE = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)")
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 def split_absolute_form(target: bytes) -> tuple[bytes | None, bytes]:
@@ -113,11 +108,3 @@ def serialize_head(
         b"\r\n\r\n",
     )
     return b"".join(parts)
-
-
-def encode_chunk(data: bytes) -> list[bytes]:
-    """One chunk, as pieces for writelines. Empty data gives no chunk at all: an empty
-    chunk would be the last-chunk and end the body early."""
-    if not data:
-        return []
-    return [b"%x\r\n" % len(data), data, b"\r\n"]
