@@ -75,8 +75,6 @@ MAX_HEADER_COUNT: Final = 100  # as h11/node (node: 2000, apache: 100)
 HEAD_TIMEOUT: Final = 10 * SECONDS  # nginx client_header_timeout is 60 s; slowloris wants less
 RESPONSE_TIMEOUT: Final = 60 * SECONDS  # nginx proxy_read_timeout
 KEEPALIVE_TIMEOUT: Final = 75 * SECONDS  # nginx keepalive_timeout
-# Bytes of pipelined requests held while an earlier response is in flight.
-MAX_PIPELINE_BUFFER: Final = 64 * KiB
 # Transport write-buffer water marks: above HIGH we stop granting credit to the tunnel.
 WRITE_HIGH_WATER: Final = 256 * KiB
 WRITE_LOW_WATER: Final = 64 * KiB

@@ -6,7 +6,7 @@
 
 Where a new part plugs in: a listener is one more `create_server` in `_listen` (with its
 protocol, or a `front.FrontDispatcher` that picks one by the first bytes); an
-authenticator is one more link of the `FirstMatch` chain in `_authenticator`; a registry
+authenticator joins the chain `_authenticator` builds (local checks first); a registry
 backend replaces `MemoryRegistry` in `Gateway.__init__` (it must pass
 tests/gateway/registry_contract.py).
 """

@@ -2,8 +2,8 @@
 
 The identity is what the rest of the gateway keys on: the principal owns names (reconnect
 grace) and is counted against per-owner limits; the raw token goes no further than here.
-Static tokens are one authenticator; JWT and a controller will be others, chained in a
-documented order (`FirstMatch`: cheap local checks first).
+Static tokens are one authenticator; JWT and a controller will be others, tried in a
+documented order (cheap local checks first, connect.py).
 """
 
 from __future__ import annotations
@@ -74,17 +74,3 @@ class StaticTokens:
             if hmac.compare_digest(token, given):
                 found = principal
         return Identity(found) if found is not None else None
-
-
-class FirstMatch:
-    """Authenticators tried in order; the first identity wins."""
-
-    def __init__(self, *authenticators: Authenticator) -> None:
-        self._chain = authenticators
-
-    async def authenticate(self, credential: str | None) -> Identity | None:
-        for authenticator in self._chain:
-            identity = await authenticator.authenticate(credential)
-            if identity is not None:
-                return identity
-        return None
