@@ -111,12 +111,15 @@ def _ratio_panel(ax: Axes, result: Result) -> None:
     for xs, ys in series.values():
         for x, y in zip(xs, ys, strict=True):
             at.setdefault(x, []).append(y)
+    top = max((y for ys in at.values() for y in ys), default=1.0)
+    ceiling = max(1.4, top * 1.4)  # room for the legend above the line at 1
     for base, (xs, ys) in series.items():
         style: dict[str, Any] = STYLE[base]
         label = f"÷ {display_name(result, base)}"
         ax.plot(xs, ys, label=label, linewidth=2, markersize=6, **style)
         for x, y in zip(xs, ys, strict=True):
-            below = any(y < other for other in at[x])  # the lower of two values: label under
+            # The lower of two values gets its label under it, if that stays inside the axes.
+            below = any(y < other for other in at[x]) and y > 0.1 * ceiling
             ax.annotate(
                 f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -12 if below else 7),
                 ha="center", fontsize=7, color=style["color"],
@@ -125,8 +128,7 @@ def _ratio_panel(ax: Axes, result: Result) -> None:
     ax.set_xscale("log")
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    top = max((y for ys in at.values() for y in ys), default=1.0)
-    ax.set_ylim(0, max(1.4, top * 1.4))  # room for the legend above the line at 1
+    ax.set_ylim(0, ceiling)
     ax.axhline(1.0, color="black", linewidth=0.8, alpha=0.4)
     ax.set_xlabel("concurrent connections")
     ax.set_ylabel("fraction of the yardstick's req/s")
