@@ -3,19 +3,45 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second, interpreted install (TUNNELGATE_PURE_PYTHON=1) for one more run of the e2e tests.
+PURE_VENV := .venv-pure
+PURE_STAMP := $(PURE_VENV)/.installed
+PURE_TREE := $(PURE_VENV)/tree
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit e2e-pure clean
 
-# The compiled modules (setup.py) are rebuilt whenever their sources change: an extension
-# module left over from an older source would be imported instead of the new source.
-COMPILED := $(shell sed -n 's/^ *"\(src\/tunnelgate\/.*\.py\)",$$/\1/p' setup.py)
+# The compiled modules are listed once, in src/tunnelgate/compiled.py (setup.py and the test
+# suite read it too). They are rebuilt whenever their sources change: an extension module left
+# over from an older source would be imported instead of the new source. -I: the script's
+# directory (the package, whose module names may shadow the standard library's) is kept off
+# sys.path.
+COMPILED_LIST := src/tunnelgate/compiled.py
+COMPILED := $(shell $(PYTHON) -I $(COMPILED_LIST))
+ifeq ($(strip $(COMPILED)),)
+$(error cannot read the compiled modules: `$(PYTHON) -I $(COMPILED_LIST)` printed nothing)
+endif
 
-# limits.py too: mypyc may build its Final constants into the compiled modules.
-$(STAMP): pyproject.toml setup.py $(COMPILED) src/tunnelgate/limits.py
+# limits.py too: mypyc may build its Final constants into the compiled modules. Extension
+# modules are deleted first: one whose module has left the list would shadow its source.
+$(STAMP): pyproject.toml setup.py $(COMPILED_LIST) $(COMPILED) src/tunnelgate/limits.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	find src -name '*.so' -delete
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Not editable: an editable install would import the compiled modules sitting next to the
+# sources. It is installed from a copy of the tree without them, so it shares no build
+# directory with the compiled install, and reinstalled when any source changes.
+$(PURE_STAMP): pyproject.toml setup.py README.md $(shell find src -name '*.py')
+	test -d $(PURE_VENV) || $(PYTHON) -m venv $(PURE_VENV)
+	$(PURE_VENV)/bin/pip install --quiet --upgrade pip
+	rm -rf $(PURE_TREE) && mkdir -p $(PURE_TREE)
+	cp -R pyproject.toml setup.py README.md src $(PURE_TREE)/
+	find $(PURE_TREE) \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
+	TUNNELGATE_PURE_PYTHON=1 $(PURE_VENV)/bin/pip install --quiet '$(PURE_TREE)[dev]'
+	rm -rf $(PURE_TREE)
+	touch $(PURE_STAMP)
 
 run: $(STAMP)
 	$(BIN)/tunnelgate server
@@ -31,10 +57,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# The e2e tests once more, on the interpreted install: TUNNELGATE_PURE_PYTHON=1 tells the
+# test suite's guard (tests/conftest.py) to insist that nothing listed is compiled.
+e2e-pure: $(PURE_STAMP)
+	TUNNELGATE_PURE_PYTHON=1 $(PURE_VENV)/bin/pytest -p no:cacheprovider tests/e2e
+
+test: lint typecheck unit e2e-pure
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PURE_VENV) build *.egg-info
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.

@@ -3,7 +3,8 @@
 nginx runs with one worker, its configuration and files generated under the work directory:
 a 13-byte body at ``/``, and a 1 MiB and a 100 MiB random file (made once and kept, since
 making 100 MiB of random bytes takes a while). The access log is off, so the origin's own cost
-per request is as low as nginx makes it.
+per request is as low as nginx makes it. ``run_nginx`` and ``NGINX_HEAD`` also start the
+proxies of the nginx two-hop chain (:mod:`bench.twohop`), so every nginx is set up alike.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .procs import BenchError, ManagedProc, Processes, children, free_port, port_open, wait_until
+from .procs import (
+    ManagedProc,
+    Processes,
+    announced_port,
+    children,
+    free_port,
+    port_open,
+    wait_until,
+)
 
 SMALL_BODY: Final = b"Hello, world!"  # 13 bytes, as the issue asks
 MID_SIZE: Final = 1024 * 1024
 BIG_SIZE: Final = 100 * 1024 * 1024
 START_TIMEOUT: Final = 10.0
 NOFILE: Final = 65536  # the scale run keeps ~10,000 pooled connections to the origin
+NGINX: Final = "/usr/sbin/nginx"  # where Debian puts it; /usr/sbin may be missing from PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-NGINX_CONF: Final = """\
+# What every nginx of the benchmark shares (the origin and the two-hop proxies): one worker,
+# in the foreground, files under its own work directory, no access log, keep-alive connections
+# kept as long as wrk keeps them (for the whole run).
+NGINX_HEAD: Final = """\
 worker_processes 1;
 daemon off;
 master_process on;
@@ -80,17 +93,22 @@ worker_rlimit_nofile {nofile};
 events {{ worker_connections {connections}; }}
 http {{
     access_log off;
-    sendfile on;
-    tcp_nopush on;
     tcp_nodelay on;
-    keepalive_requests 10000000;  # wrk keeps its connections for the whole run
+    keepalive_requests 10000000;
     keepalive_timeout 75s;
-    default_type application/octet-stream;
     client_body_temp_path {work}/tmp/body;
     proxy_temp_path {work}/tmp/proxy;
     fastcgi_temp_path {work}/tmp/fastcgi;
     uwsgi_temp_path {work}/tmp/uwsgi;
     scgi_temp_path {work}/tmp/scgi;
+"""
+
+NGINX_CONF: Final = (
+    NGINX_HEAD
+    + """\
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         server_name _;
@@ -99,31 +117,45 @@ http {{
     }}
 }}
 """
+)
+
+
+def nginx_workdir(workdir: Path, name: str) -> Path:
+    """`workdir`/`name` with the temp directories nginx wants, readable by its worker."""
+    work = workdir.resolve() / name
+    for d in (work, work / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)  # nginx's worker runs as nobody when we are root
+    return work
+
+
+def run_nginx(procs: Processes, name: str, work: Path, conf: str, port: int) -> ManagedProc:
+    """nginx with the configuration `conf` (written to `work`/nginx.conf), once it listens
+    on `port` and its worker is up; named `name` among the processes."""
+    path = work / "nginx.conf"
+    path.write_text(conf)
+    nginx = shutil.which("nginx") or NGINX
+    argv = [nginx, "-p", str(work), "-c", str(path), "-e", str(work / "nginx-error.log")]
+    proc = procs.start(name, argv)
+    wait_until(f"{name} to listen", lambda: port_open(port), START_TIMEOUT, proc)
+    wait_until(f"{name}'s worker", lambda: bool(children(proc.pid)), START_TIMEOUT, proc)
+    return proc
 
 
 def start_nginx(procs: Processes, workdir: Path, big_size: int = BIG_SIZE) -> Origin:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    workdir = workdir.resolve()
-    work = workdir / "nginx"
-    docroot = workdir / "docroot"
-    for d in (work, work / "tmp", docroot):
-        d.mkdir(parents=True, exist_ok=True)
-        d.chmod(0o755)  # nginx's worker runs as nobody when we are root
+    work = nginx_workdir(workdir, "nginx")
+    docroot = workdir.resolve() / "docroot"
+    docroot.mkdir(parents=True, exist_ok=True)
+    docroot.chmod(0o755)
     (docroot / "index.txt").write_bytes(SMALL_BODY)
     _write_random(docroot / "1m.bin", MID_SIZE)
     big_name = "100m.bin" if big_size == BIG_SIZE else f"big-{big_size}.bin"
     _write_random(docroot / big_name, big_size)
     port = free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            work=work, docroot=docroot, port=port, nofile=NOFILE, connections=NOFILE // 2
-        )
+    conf = NGINX_CONF.format(
+        work=work, docroot=docroot, port=port, nofile=NOFILE, connections=NOFILE // 2
     )
-    argv = [nginx, "-p", str(work), "-c", str(conf), "-e", str(work / "nginx-error.log")]
-    proc = procs.start("nginx", argv)
-    wait_until("nginx to listen", lambda: port_open(port), START_TIMEOUT, proc)
-    wait_until("nginx's worker", lambda: bool(children(proc.pid)), START_TIMEOUT, proc)
+    proc = run_nginx(procs, "nginx", work, conf, port)
     return Origin(
         kind="nginx",
         port=port,
@@ -143,19 +175,10 @@ def start_python_origin(procs: Processes, big_size: int) -> Origin:
 
     argv = [sys.executable, "-m", "tunnelgate.testing.local_app", "--port", "0"]
     proc = procs.start("origin", argv)
-    port = 0
-
-    def listening() -> bool:
-        nonlocal port
-        for event in proc.events():
-            if event.get("event") == "listening":
-                port = int(event["port"])
-                return True
-        return False
-
-    wait_until("the Python origin to listen", listening, START_TIMEOUT, proc)
-    if not port:
-        raise BenchError("the Python origin did not say its port")
+    wait_until(
+        "the Python origin to listen", lambda: bool(announced_port(proc)), START_TIMEOUT, proc
+    )
+    port = announced_port(proc)
     return Origin(
         kind="python",
         port=port,

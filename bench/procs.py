@@ -206,6 +206,14 @@ def wait_until(
         time.sleep(POLL_INTERVAL)
 
 
+def announced_port(proc: ManagedProc) -> int:
+    """The port in the process's ``{"event": "listening", "port": N}`` line; 0 before it."""
+    for event in proc.events():
+        if event.get("event") == "listening":
+            return int(event["port"])
+    return 0
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -1,4 +1,9 @@
-"""Results: the headline numbers, the targets of issue 3, a Markdown report, and a check of form.
+"""Results: the headline numbers, their ratios, the targets of issue 3, a Markdown report, and
+a check of form.
+
+tunnelgate is never reported as a bare number: every row also gives it as a ratio to direct
+nginx and to the nginx two-hop chain (:mod:`bench.twohop`), both measured in the same run, in
+the table, in the JSON (``ratios``) and in the chart.
 
 Works on the JSON the run wrote, so ``python -m bench.report [bench/results/latest.json]``
 re-renders latest.md and latest.png from a saved run.
@@ -8,14 +13,40 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 SCHEMA: Final = 1
-NAMES: Final = {"direct": "direct", "tunnelgate": "tunnelgate", "pagekite": "PageKite"}
+NAMES: Final = {
+    "direct": "direct",
+    "twohop": "nginx two-hop",
+    "tunnelgate": "tunnelgate",
+    "pagekite": "PageKite",
+}
+SHORT: Final = {"twohop": "two-hop"}  # in ratio headings: "tunnelgate / two-hop"
+# The ratios reported, numerator / denominator, where both systems ran.
+RATIOS: Final = (
+    ("tunnelgate", "direct"),
+    ("tunnelgate", "twohop"),
+    ("twohop", "direct"),
+    ("pagekite", "direct"),
+)
+# Always wanted (tunnelgate and the yardstick), besides every system the run was asked for.
+REQUIRED_SYSTEMS: Final = ("direct", "tunnelgate")
 Result = Mapping[str, Any]
+
+
+def display_name(result: Result, name: str) -> str:
+    """The system's name for people; the smoke run's two-hop chain is two Python relays."""
+    if name == "twohop" and _get(result, "config", "twohop") == "python":
+        return "two-hop (Python relays)"
+    return NAMES.get(name, name)
+
+
+def _short(name: str) -> str:
+    return SHORT.get(name, NAMES.get(name, name))
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -39,6 +70,12 @@ def _get(data: Result | None, *keys: str) -> Any:
             return None
         data = data[key]
     return data
+
+
+def _quotient(a: Any, b: Any) -> float | None:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return float(a) / float(b)
+    return None
 
 
 def _mib(kib: Any) -> float | None:
@@ -72,7 +109,7 @@ ROWS: Final = (
         lambda s, r: _get(point(s, 50), "cpu_us_per_request", "gateway"), False, "{:,.1f}"),
     Row("CPU per request, client / back end (µs)",
         lambda s, r: _get(point(s, 50), "cpu_us_per_request", "client"), False, "{:,.1f}"),
-    Row("CPU per request, nginx worker (µs)",
+    Row("CPU per request, origin worker (µs)",
         lambda s, r: _get(point(s, 50), "cpu_us_per_request", "origin"), False, "{:,.1f}"),
     Row("gateway / front end RSS idle (MiB)",
         lambda s, r: _mib(_get(s, "rss_kib", "idle", "gateway")), False, "{:,.1f}"),
@@ -88,9 +125,26 @@ def _cell(row: Row, value: Any) -> str:
 
 
 def _ratio(value: Any, base: Any) -> str:
-    if not isinstance(value, int | float) or not isinstance(base, int | float) or not base:
-        return ""
-    return f"{value / base:.2f}"
+    quotient = _quotient(value, base)
+    return "" if quotient is None else f"{quotient:.2f}"
+
+
+def _ratio_pairs(shown: Collection[str]) -> list[tuple[str, str]]:
+    return [(top, bottom) for top, bottom in RATIOS if top in shown and bottom in shown]
+
+
+def ratios(result: Result) -> dict[str, dict[str, float | None]]:
+    """Every row as a ratio between two systems of this run, for the JSON:
+    ``{"tunnelgate/twohop": {"small GET req/s, 50 connections": 0.45, ...}, ...}``."""
+    systems = result.get("systems", {})
+    found: dict[str, dict[str, float | None]] = {}
+    for top, bottom in _ratio_pairs(systems):
+        quotients = {}
+        for row in ROWS:
+            q = _quotient(row.value(systems[top], result), row.value(systems[bottom], result))
+            quotients[row.label] = None if q is None else round(q, 3)
+        found[f"{top}/{bottom}"] = quotients
+    return found
 
 
 def ahead(row: Row, ours: Any, theirs: Any) -> bool | None:
@@ -103,14 +157,14 @@ def ahead(row: Row, ours: Any, theirs: Any) -> bool | None:
 def table(result: Result) -> str:
     systems = result.get("systems", {})
     shown = [name for name in NAMES if name in systems]
-    head = ["metric", *(NAMES[n] for n in shown)]
-    head += [f"{NAMES[n]} / direct" for n in shown if n != "direct" and "direct" in shown]
+    pairs = _ratio_pairs(shown)
+    head = ["metric", *(display_name(result, n) for n in shown)]
+    head += [f"{_short(top)} / {_short(bottom)}" for top, bottom in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ROWS:
         values = {n: row.value(systems[n], result) for n in shown}
         cells = [row.label, *(_cell(row, values[n]) for n in shown)]
-        if "direct" in shown:
-            cells += [_ratio(values[n], values["direct"]) for n in shown if n != "direct"]
+        cells += [_ratio(values[top], values[bottom]) for top, bottom in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _extra_rows(result, shown, len(head))
     return "\n".join(lines)
@@ -148,12 +202,6 @@ class Target:
 
 def _c50(result: Result, name: str, key: str) -> Any:
     return _get(point(result.get("systems", {}).get(name, {}), 50), key)
-
-
-def _quotient(a: Any, b: Any) -> float | None:
-    if isinstance(a, int | float) and isinstance(b, int | float) and b:
-        return float(a) / float(b)
-    return None
 
 
 def _check(value: float | None, ok: Callable[[float], bool], fmt: str) -> tuple[str, bool | None]:
@@ -225,24 +273,35 @@ def _mark(met: bool | None) -> str:
 def _notes(result: Result) -> list[str]:
     notes = [f"error: {e}" for e in result.get("errors", [])]
     for name, system in result.get("systems", {}).items():
-        notes += [f"{NAMES.get(name, name)}: skipped {step}" for step in system.get("skipped", [])]
-        notes += [f"{NAMES.get(name, name)}: {what}" for what in system.get("incidents", [])]
+        shown = display_name(result, name)
+        notes += [f"{shown}: skipped {step}" for step in system.get("skipped", [])]
+        notes += [f"{shown}: {what}" for what in system.get("incidents", [])]
         for entry in system.get("sweep", []):
             if entry.get("errors"):
                 notes.append(
-                    f"{NAMES.get(name, name)} c{entry['connections']}: {entry['errors']:,} "
+                    f"{shown} c{entry['connections']}: {entry['errors']:,} "
                     f"socket errors or non-2xx answers in {entry['requests']:,} requests"
                 )
         for key in ("bulk_single", "bulk_parallel"):
             bulk = system.get(key) or {}
             if bulk.get("truncated"):
                 notes.append(
-                    f"{NAMES.get(name, name)} {key}: cut off by the time limit after "
+                    f"{shown} {key}: cut off by the time limit after "
                     f"{bulk['bytes'] / 2**20:,.1f} MiB in {bulk['seconds']:.1f} s"
                 )
             if bulk.get("errors"):
-                notes.append(f"{NAMES.get(name, name)} {key}: {bulk['errors']} downloads failed")
+                notes.append(f"{shown} {key}: {bulk['errors']} downloads failed")
     return notes
+
+
+def _twohop_line(result: Result) -> str:
+    if _get(result, "config", "twohop") == "python":
+        return "two-hop: two Python TCP relays (the smoke run has no nginx), each its own process"
+    return (
+        "nginx two-hop: wrk -> nginx proxy -> nginx proxy -> origin, one worker each, "
+        "upstream keep-alive, no buffering, no access log (the C floor of a two-relay path); "
+        "front hop in the gateway's rows, back hop in the client's"
+    )
 
 
 def markdown(result: Result, scale: Result | None = None) -> str:
@@ -262,6 +321,8 @@ def markdown(result: Result, scale: Result | None = None) -> str:
         f"PageKite {sw.get('pagekite')}",
         "- everything on 127.0.0.1; small GET = 13-byte body; CPU from /proc "
         "(utime+stime) over the 50-connection run, divided by its requests",
+        f"- {_twohop_line(result)}",
+        "- ratios: the first system's value over the second's, both from this run",
         "",
         table(result),
         "",
@@ -297,7 +358,8 @@ def validate(result: Result) -> list[str]:
                 if k not in result]  # fmt: skip
     problems += [f"missing machine.{k}" for k in ("nproc", "cpu_model", "kernel")
                  if _get(result, "machine", k) is None]  # fmt: skip
-    for name in ("direct", "tunnelgate"):
+    asked = _get(result, "config", "systems") or ()
+    for name in dict.fromkeys([*REQUIRED_SYSTEMS, *asked]):
         if name not in result.get("systems", {}):
             problems.append(f"no results for {name}")
     for name, system in result.get("systems", {}).items():

@@ -1,8 +1,10 @@
-"""``make bench``: tunnelgate against the direct path and PageKite, in one bounded run.
+"""``make bench``: tunnelgate against direct nginx, the nginx two-hop chain and PageKite,
+in one bounded run.
 
     python -m bench.run                 # nginx + wrk + PageKite; writes bench/results/latest.*
     python -m bench.run --smoke --results DIR --workdir DIR
-                                        # the Python origin and load generator, tiny durations
+                                        # the Python origin, relays and load generator, tiny
+                                        # durations
 
 The run stops by itself within ``--budget`` seconds (steps that no longer fit are skipped
 and named), and every process it started is stopped by PID on the way out, also on error,
@@ -39,13 +41,15 @@ from .procs import (
     raise_on_signals,
 )
 from .systems import Direct, System, Tunnelgate
+from .twohop import TwoHop
 
 RESULTS: Final = ROOT / "bench" / "results"
 WORKDIR: Final = ROOT / "bench" / ".work"
 BUDGET: Final = 420.0  # seconds (+ HARD_MARGIN): make bench, bootstrap included, within 10 min
 SMOKE_BUDGET: Final = 60.0
 HARD_MARGIN: Final = 60.0  # seconds past the budget before the run is cut off, whatever it does
-ALL_SYSTEMS: Final = ("direct", "tunnelgate", "pagekite")
+ALL_SYSTEMS: Final = ("direct", "twohop", "tunnelgate", "pagekite")
+SMOKE_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")  # PageKite needs apt
 
 
 def machine() -> dict[str, Any]:
@@ -103,9 +107,11 @@ def _plan(args: argparse.Namespace) -> Plan:
     )
 
 
-def _start_system(name: str, procs: Processes, origin: Origin) -> System:
+def _start_system(name: str, procs: Processes, origin: Origin, args: argparse.Namespace) -> System:
     if name == "direct":
         return Direct(origin)
+    if name == "twohop":
+        return TwoHop(procs, origin, args.workdir, _twohop_kind(args))
     if name == "tunnelgate":
         return Tunnelgate(procs, origin)
     if name == "pagekite":
@@ -113,10 +119,20 @@ def _start_system(name: str, procs: Processes, origin: Origin) -> System:
     raise BenchError(f"unknown system {name!r}")
 
 
+def _twohop_kind(args: argparse.Namespace) -> str:
+    """nginx proxies, or Python relays where the origin is Python too (the smoke run)."""
+    return "python" if args.smoke else "nginx"
+
+
 def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
     plan = _plan(args)
     load: LoadGenerator = PyLoad() if args.smoke else Wrk()
-    result["config"] = {**asdict(plan), "load_generator": load.name}
+    result["config"] = {
+        **asdict(plan),
+        "load_generator": load.name,
+        "systems": list(args.systems),
+        "twohop": _twohop_kind(args),
+    }
     del result["config"]["deadline"]
     with Processes(args.workdir) as procs:
         if args.smoke:
@@ -128,7 +144,7 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
         for name in args.systems:
             say(f"{name}: starting")
             try:
-                system = _start_system(name, procs, origin)
+                system = _start_system(name, procs, origin, args)
                 result["systems"][name] = SystemRun(system, origin, plan, load).run()
             except BenchError as exc:
                 say(f"{name}: FAILED: {exc}")
@@ -154,6 +170,7 @@ def write(result: dict[str, Any], results: Path, stem: str = "latest") -> list[s
         result["chart"] = "not drawn: matplotlib is missing (pip install -e '.[bench]')"
     else:
         result["chart"] = f"{stem}.png"
+    result["ratios"] = report.ratios(result)
     problems = report.validate(result)
     result["problems"] = problems
     (results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.budget is None:
         args.budget = SMOKE_BUDGET if args.smoke else BUDGET
-    default = ("direct", "tunnelgate") if args.smoke else ALL_SYSTEMS
+    default = SMOKE_SYSTEMS if args.smoke else ALL_SYSTEMS
     args.systems = tuple(args.systems.split(",")) if args.systems else default
     args.workdir = args.workdir.resolve()
     raise_on_signals()

@@ -3,7 +3,7 @@
 Each system gives the load generator a :class:`~bench.probe.Target`, checks its route before a
 measurement (``ensure_route``) and names the processes whose CPU and memory count, by role:
 ``gateway`` (the public side) and ``client`` (the side next to the origin), plus ``origin``.
-PageKite, the third system, is in :mod:`bench.pagekite`.
+The nginx two-hop chain is in :mod:`bench.twohop`, PageKite in :mod:`bench.pagekite`.
 """
 
 from __future__ import annotations

@@ -1,46 +1,29 @@
-"""Fixtures shared by every test: the local app (in-process and as a process) and a guard that
-no process outlives the session."""
+"""Fixtures shared by every test: the local app (in-process and as a process), a guard that
+no process outlives the session, and one that the install under test is the one meant."""
 
 from __future__ import annotations
 
-import importlib
+import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
+from tunnelgate import compiled
 from tunnelgate.testing.local_app import LocalApp, start_local_app
 from tunnelgate.testing.processes import start_local_app_proc, terminate_all
 
-COMPILED_MODULES = (
-    "tunnelgate.proto.mux",
-    "tunnelgate.proto.frames",
-    "tunnelgate.http1.request",
-    "tunnelgate.http1.response",
-    "tunnelgate.gateway.edge",
-    "tunnelgate.gateway.caps",
-    "tunnelgate.gateway.exchange",
-    "tunnelgate.client.upstream",
-    "tunnelgate.transport.deadlines",
-)
-
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Refuse to test stale compiled modules: an extension built from an older source is
-    imported instead of the source you just edited (`make test` rebuilds them)."""
-    for name in COMPILED_MODULES:
-        module = importlib.import_module(name)
-        built = Path(module.__file__ or "")
-        if built.suffix != ".so":
-            continue  # interpreted (TUNNELGATE_PURE_PYTHON=1): nothing to go stale
-        source = built.with_name(built.name.split(".", 1)[0] + ".py")
-        # limits.py too: mypyc builds its Final constants into the compiled modules.
-        limits = built.parents[1 if built.parent.name != "tunnelgate" else 0] / "limits.py"
-        for dependency in (source, limits):
-            if dependency.stat().st_mtime > built.stat().st_mtime:
-                pytest.exit(
-                    f"{built} is older than {dependency.name}: run `make test` to rebuild", 2
-                )
+    """Refuse to test an install that is not the one meant: by default every module listed in
+    tunnelgate/compiled.py compiled and no older than its source (an extension built from an
+    older source is imported instead of the source you just edited); with
+    TUNNELGATE_PURE_PYTHON=1 (`make e2e-pure`) none of them compiled."""
+    interpreted = os.environ.get("TUNNELGATE_PURE_PYTHON") == "1"
+    found = compiled.problems(interpreted=interpreted)
+    if found:
+        meant = "interpreted (TUNNELGATE_PURE_PYTHON=1)" if interpreted else "compiled"
+        lines = "\n".join(f"  {problem}" for problem in found)
+        pytest.exit(f"this run tests the {meant} install of {compiled.PACKAGE}, but:\n{lines}", 2)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -4,7 +4,8 @@
 the origin and the systems, check routes, sweep concurrency, bulk downloads, CPU and memory
 from /proc, integrity, idle tunnels, report) with the pure-Python origin
 (``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
-nothing from apt. It times nothing: only the shape of the result is checked.
+nothing from apt. The nginx two-hop chain is two Python TCP relays here (``bench.relay``), and
+the result and report say so. It times nothing: only the shape of the result is checked.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ SWEEP = [1, 10, 50, 200]
 POINT_FIELDS = {"tool", "connections", "duration_s", "requests", "rps", "p50_ms", "p99_ms",
                 "errors", "cpu_us_per_request", "restarts_during"}  # fmt: skip
 BULK_FIELDS = {"parallel", "bytes", "seconds", "mb_per_s", "truncated", "errors", "runs_mb_per_s"}
-CPU_ROLES = {"direct": {"origin"}, "tunnelgate": {"gateway", "client", "origin"}}
+CPU_ROLES = {
+    "direct": {"origin"},
+    "twohop": {"gateway", "client", "origin"},  # the front hop, the back hop, the origin
+    "tunnelgate": {"gateway", "client", "origin"},
+}
 
 
 def _run_smoke(tmp_path: Path) -> tuple[dict[str, Any], Path]:
@@ -59,10 +64,15 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert result["problems"] == []
     assert result["errors"] == []
     assert {"nproc", "cpu_model", "kernel"} <= set(result["machine"])
-    assert set(result["systems"]) == {"direct", "tunnelgate"}
+    assert set(result["systems"]) == {"direct", "twohop", "tunnelgate"}
+    assert result["config"]["twohop"] == "python"  # no nginx in the smoke run: Python relays
     for name, system in result["systems"].items():
         _check_system(name, system)
-    assert set(result["systems"]["tunnelgate"]["rss_kib"]["idle"]) == {"gateway", "client"}
+    for name in ("twohop", "tunnelgate"):
+        assert set(result["systems"][name]["rss_kib"]["idle"]) == {"gateway", "client"}
+    ratios = result["ratios"]
+    assert set(ratios) == {"tunnelgate/direct", "tunnelgate/twohop", "twohop/direct"}
+    assert isinstance(ratios["tunnelgate/twohop"]["small GET req/s, 50 connections"], float)
     tunnels = result["idle_tunnels"]
     assert tunnels["count"] == 20
     assert isinstance(tunnels["per_tunnel_kib"], float)
@@ -70,6 +80,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
 
     markdown = (results / "latest.md").read_text()
     assert "| small GET req/s, 50 connections |" in markdown
+    assert "| two-hop (Python relays) |" in markdown
+    assert "| tunnelgate / direct | tunnelgate / two-hop |" in markdown
     assert "## Targets (issue 3)" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
