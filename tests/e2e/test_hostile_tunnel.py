@@ -30,6 +30,10 @@ CUT_OFF_WITHIN = 5.0  # seconds in which a flooding peer must be disconnected
 MAX_RSS_GROWTH = 100.0  # MiB
 LATENCY_FACTOR = 10.0  # the good tunnel's median latency may grow at most this much
 LATENCY_FLOOR = 0.005  # seconds: below this a ratio of medians says nothing on loopback
+# One 4 MiB message of 380,000 frames handled in one go stalls the gateway for well over
+# 100 ms; in slices of 1,024 frames, each turn costs under a millisecond. On a machine
+# shared with other work a few milliseconds of extra median latency are noise, not this.
+SLICED_FLOOR = 0.025
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +167,7 @@ async def test_huge_message_of_tiny_frames_does_not_starve_others(env: TunnelEnv
         while not any(f.type == FrameType.PONG for f in await attacker.read_frames()):
             pass
     assert not probe.failures, probe.failures
-    assert probe.median <= max(LATENCY_FACTOR * baseline, LATENCY_FLOOR), (
+    assert probe.median <= max(LATENCY_FACTOR * baseline, SLICED_FLOOR), (
         baseline,
         probe.median,
     )
