@@ -114,7 +114,7 @@ class Connection:
         self._max_frame_payload = max_frame_payload
         self._max_pending = max_pending
         self._decoder = FrameDecoder(max_frame_payload, max_frames_per_call)
-        # v1: the gateway refuses every client OPEN; refused OPENs are charged as a flood.
+        # v2 (as v1): the gateway refuses every client OPEN; refused OPENs are charged as a flood.
         self._peer_may_open = peer_may_open
         self.flood = FloodBudget(
             limits.FLOOD_BURST,

@@ -27,7 +27,7 @@ from tunnelgate.proto.codes import ErrorCode, code_name
 from tunnelgate.proto.messages import ControlMessage
 from tunnelgate.proto.mux import Connection, Role
 
-SUBPROTOCOL = "tunnelgate.v1"
+SUBPROTOCOL = "tunnelgate.v2"  # docs/protocol.md §11: the version is the subprotocol
 # A batch goes out as soon as it holds this much (about four small requests), not only at
 # the end of the event-loop turn. Whole-turn batches carried ~30 requests per message, and
 # gateway and client then worked in turns, each waiting for the other's wave: a third of
