@@ -105,6 +105,7 @@ async def test_a_keep_alive_connection_serves_the_next_stream(client: Client) ->
         assert client.target.data(2) == OK
         assert 2 in client.target.ended
         assert 2 in client.target.released
+        assert repr(client.pool) == "<LocalPool web idle=1>"
         second = b"GET /c HTTP/1.1\r\nHost: web\r\n\r\n"
         again = await client.request(4, second)
         assert again is local

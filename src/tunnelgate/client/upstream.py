@@ -140,6 +140,9 @@ class LocalPool:
         self.idle: deque[LocalConnection] = deque()
         self._deadlines = deadlines
 
+    def __repr__(self) -> str:
+        return f"<LocalPool {self.spec.name} idle={len(self.idle)}>"
+
     def take(self) -> LocalConnection | None:
         while self.idle:
             conn = self.idle.pop()
