@@ -3,10 +3,12 @@
     TunnelgateError
     ├── ConfigError                 bad option, key or value; start-up stops
     ├── ProtocolError               tunnel protocol violation, with a wire code
-    │   ├── LocalProtocolError      we misused the protocol (a bug on our side)
+    │   ├── LocalProtocolError      the core refused a command (over a cap, going away, a bug)
+    │   │   └── NoAvailableStreamIDError  this side used up its stream ids: reconnect
     │   └── RemoteProtocolError     the peer misbehaved; the connection is closed
     ├── HTTPError                   a public request we refuse, with its status
     ├── TunnelRejected              the gateway refused a registration (client side)
+    ├── UnsupportedVersion          the gateway speaks no protocol version the client does
     └── ConnectFailed               the client could not open a tunnel connection; retried
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
@@ -31,7 +33,14 @@ class ProtocolError(TunnelgateError):
 
 
 class LocalProtocolError(ProtocolError):
-    """Raised when our own side asks the core for something the protocol forbids."""
+    """Raised when our own side asks the core for something it cannot do now (a stream
+    over the cap, after GOAWAY) or that the protocol forbids."""
+
+
+class NoAvailableStreamIDError(LocalProtocolError):
+    """This side has opened its last stream id (2**32 - 1 at most): no stream can be opened
+    on this connection again. The transport closes it (GOAWAY SHUTDOWN) so that the client
+    reconnects, as an HTTP/2 client opens a new connection (h2's error of the same name)."""
 
 
 class RemoteProtocolError(ProtocolError):
@@ -53,6 +62,11 @@ class TunnelRejected(TunnelgateError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UnsupportedVersion(TunnelgateError):
+    """The gateway answered the upgrade `400 unsupported_version`: it speaks none of the
+    protocol versions the client offered. Final: a retry would get the same answer."""
 
 
 class ConnectFailed(TunnelgateError):

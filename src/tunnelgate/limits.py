@@ -26,6 +26,9 @@ MAX_FRAME_PAYLOAD: Final = 1 * MiB
 MAX_TUNNEL_MESSAGE: Final = 4 * MiB
 # Control messages (register/registered/rejected) are small JSON objects.
 MAX_CONTROL_PAYLOAD: Final = 16 * KiB
+# The request target as a stream's OPEN metadata carries it, for the client's request log
+# (the request head itself carries it whole): as much as a log line shows, and then some.
+MAX_OPEN_TARGET: Final = 2 * KiB
 # Concurrent streams per tunnel connection (HTTP/2 servers commonly allow 100-256;
 # a tunnel multiplexes many browsers, so more).
 MAX_STREAMS: Final = 512

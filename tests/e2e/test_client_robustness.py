@@ -180,6 +180,18 @@ async def test_rejection_then_goaway_prints_one_line_and_exits_2(
     assert "rejected" in lines[0], proc.output()
 
 
+# --- a gateway of another protocol version ----------------------------------------------------
+async def test_a_gateway_of_another_version_is_one_clear_error_and_no_retry() -> None:
+    async with BrokenEndpoint(Behaviour.OTHER_VERSION) as endpoint:
+        with client(endpoint.url) as proc:
+            code = await proc.wait_exit_async(EXIT_TIMEOUT)
+    assert code == EXIT_FAILED, proc.output()
+    assert endpoint.accepted == 1, proc.output()  # a retry would get the same answer
+    [message] = [str(obj["message"]) for obj in events(proc, "error")]
+    assert "does not speak tunnelgate.v2" in message, proc.output()
+    assert events(proc, "reconnecting") == [], proc.output()
+
+
 # --- the real gateway -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[tuple[Proc, int]]:

@@ -203,7 +203,7 @@ async def test_a_tunnel_connection_keeps_its_slot_until_it_ends() -> None:
                 ("Upgrade", "websocket"),
                 ("Connection", "Upgrade"),
                 ("Sec-WebSocket-Version", "13"),
-                ("Sec-WebSocket-Protocol", "tunnelgate.v1"),
+                ("Sec-WebSocket-Protocol", "tunnelgate.v2"),
             ],
         )
         for _ in range(5):

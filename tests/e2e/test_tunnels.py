@@ -43,7 +43,7 @@ RECONNECT_TIMEOUT = 20.0
 """Seconds a client gets to find a restarted gateway (its back-off is at most a few s here)."""
 GRACE = 3.0
 """--reconnect-grace of the token gateway: long enough to start a rival client within it."""
-SUBPROTOCOL = "tunnelgate.v1"
+SUBPROTOCOL = "tunnelgate.v2"
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -307,6 +307,23 @@ async def test_failed_auth_rate_refuses_bad_tokens_with_429_never_a_valid_one(
         client = clients.http(gw, "--token", "alice", "--subdomain", "natted")
         assert await ready(client) == gw.url("natted")
         await assert_serves(gw, "natted")
+
+
+@pytest.mark.parametrize("offered", ["tunnelgate.v1", "", "tunnelgate.v3, chat"])
+async def test_connect_upgrade_without_our_version_is_400_before_upgrade(
+    token_gw: Gateway, offered: str
+) -> None:
+    # A v1 client (before OPEN metadata carried the request) gets a clear refusal.
+    extra = [("Authorization", "Bearer bob")]
+    if offered:
+        extra.append(("Sec-WebSocket-Protocol", offered))
+    raw = ws.upgrade_request("/connect", f"127.0.0.1:{token_gw.port}", ws.new_key(), extra)
+    async with await open_connection(token_gw.port) as conn:
+        await conn.send(raw)
+        response = await conn.read_response(interim=True)
+        assert response.status == 400, response
+        assert response.header("X-Tunnelgate-Error") == "unsupported_version", response
+        assert SUBPROTOCOL in response.text, response
 
 
 async def test_connect_upgrade_with_right_token_switches_protocols(token_gw: Gateway) -> None:

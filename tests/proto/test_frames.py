@@ -32,8 +32,8 @@ EVERY_FRAME_TYPE = [
         id="DATA+FIN",
     ),
     pytest.param(
-        FrameType.OPEN, 0, 2, OpenInfo(7, "1.2.3.4:5").encode(),
-        bytes.fromhex("01 00 00000002 0000000d 00000007") + b"1.2.3.4:5",
+        FrameType.OPEN, 0, 2, OpenInfo(7, "1.2.3.4:5", method=b"GET", target=b"/").encode(),
+        bytes.fromhex("01 00 00000002 00000017 00000007 01 00 09 03 0001") + b"1.2.3.4:5GET/",
         id="OPEN",
     ),
     pytest.param(

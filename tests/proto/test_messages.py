@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tunnelgate.errors import RemoteProtocolError
-from tunnelgate.proto.codes import ErrorCode, RejectReason
+from tunnelgate.limits import MAX_OPEN_TARGET
+from tunnelgate.proto.codes import ErrorCode, RejectReason, StreamKind
 from tunnelgate.proto.messages import (
     ControlMessage,
     OpenInfo,
@@ -135,22 +136,56 @@ def test_malformed_control_message_is_a_protocol_error(payload: bytes) -> None:
     "info",
     [
         OpenInfo(0, ""),
-        OpenInfo(1, "203.0.113.9:51234"),
-        OpenInfo(2**32 - 1, "[2001:db8::1]:443"),
-        OpenInfo(5, "h\u00f4te:1"),
+        OpenInfo(1, "203.0.113.9:51234", StreamKind.HTTP, b"GET", b"/index.html?q=1"),
+        OpenInfo(2**32 - 1, "2001:db8::1:443", StreamKind.HTTP, b"HEAD", b"*", "1.0"),
+        OpenInfo(5, "h\u00f4te:1", StreamKind.TCP),
+        OpenInfo(6, "10.0.0.1:9", StreamKind.TLS),
+        OpenInfo(7, "1.2.3.4:5", method=b"OPTIONS", target=b"/\xff\x00"),  # bytes as sent
     ],
     ids=repr,
 )
 def test_open_info_round_trip(info: OpenInfo) -> None:
     assert OpenInfo.decode(info.encode()) == info
-    assert OpenInfo.decode(memoryview(info.encode())) == info
 
 
 def test_open_info_layout() -> None:
-    assert OpenInfo(0x01020304, "1.2.3.4:5").encode() == b"\x01\x02\x03\x041.2.3.4:5"
+    info = OpenInfo(0x01020304, "1.2.3.4:5", StreamKind.HTTP, b"HEAD", b"/a", "1.0")
+    assert info.encode() == (
+        b"\x01\x02\x03\x04"  # tunnel id
+        b"\x01"  # kind: http
+        b"\x01"  # flags: HTTP/1.0
+        b"\x09\x04\x00\x02"  # lengths: address, method, target
+        b"1.2.3.4:5HEAD/a"
+    )
 
 
-@pytest.mark.parametrize("payload", [b"", b"\0\0\0", b"\0\0\0\x01\xff\xfe"])
+def test_open_info_cuts_long_fields() -> None:
+    target = b"/" + b"x" * 5000
+    info = OpenInfo(1, "a" * 300, method=b"M" * 300, target=target)
+    decoded = OpenInfo.decode(info.encode())
+    assert decoded.target == target[:MAX_OPEN_TARGET]
+    assert (len(decoded.client_addr), len(decoded.method)) == (255, 255)
+
+
+def test_open_info_ignores_bytes_past_its_fields() -> None:
+    # Room for fields a later v2 peer may append.
+    info = OpenInfo(3, "1.2.3.4:5", method=b"GET", target=b"/")
+    assert OpenInfo.decode(info.encode() + b"\x00more") == info
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\0\0\0\x01\x01\0\0\0\0", id="short-header"),
+        pytest.param(b"\0\0\0\x01\x01\0\x05\0\0\0abc", id="address-past-the-end"),
+        pytest.param(b"\0\0\0\x01\x01\0\0\x03\0\x04GET/", id="target-past-the-end"),
+        pytest.param(b"\0\0\0\x01\x01\0\x02\0\0\0\xff\xfe", id="address-not-utf8"),
+        pytest.param(b"\0\0\0\x01\x00\0\0\0\0\0", id="kind-0"),
+        pytest.param(b"\0\0\0\x01\x09\0\0\0\0\0", id="unknown-kind"),
+        pytest.param(b"\0\0\0\x011.2.3.4:5", id="v1-layout"),
+    ],
+)
 def test_bad_open_info(payload: bytes) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         OpenInfo.decode(payload)

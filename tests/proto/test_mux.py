@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from proto_support import drain_frames, frame, make_pair, parse, settle, transfer
 
-from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
+from tunnelgate.errors import LocalProtocolError, NoAvailableStreamIDError, RemoteProtocolError
 from tunnelgate.proto import events as ev
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.frames import FLAG_FIN, Frame, FrameType, encode_u32, encode_u64
@@ -67,6 +67,32 @@ def test_open_metadata_is_bounded_locally() -> None:
     assert info.value.code == ErrorCode.FRAME_SIZE_ERROR
     assert gw.open_streams == 0
     assert gw.open_stream(b"m" * 16 * 1024) == 2  # the failed call used no id
+
+
+# --- stream-id exhaustion ------------------------------------------------------------
+@pytest.mark.parametrize(("role", "last"), [(Role.GATEWAY, 2**32 - 2), (Role.CLIENT, 2**32 - 1)])
+def test_running_out_of_stream_ids_is_a_distinct_error(role: Role, last: int) -> None:
+    opener = conn(role, next_stream_id=last - 2)  # the test hook: two ids left
+    peer = conn(Role.CLIENT if role is Role.GATEWAY else Role.GATEWAY)
+    assert [opener.open_stream(b""), opener.open_stream(b"")] == [last - 2, last]
+    with pytest.raises(NoAvailableStreamIDError) as info:
+        opener.open_stream(b"")
+    assert isinstance(info.value, LocalProtocolError)  # callers that refuse a request see one
+    assert info.value.code == ErrorCode.REFUSED_STREAM
+    with pytest.raises(NoAvailableStreamIDError):  # for good, unlike the stream cap
+        opener.open_stream(b"")
+    # The streams opened last work as any other, to the last id.
+    opener.send_data(last, b"bye", end_stream=True)
+    events = transfer(opener, peer)
+    assert events[-2:] == [ev.DataReceived(last, b"bye"), ev.StreamEnded(last)]
+    assert opener.open_streams == 2
+
+
+def test_next_stream_id_must_have_the_sides_parity() -> None:
+    with pytest.raises(ValueError, match="parity"):
+        conn(Role.GATEWAY, next_stream_id=7)
+    with pytest.raises(ValueError, match="parity"):
+        conn(Role.CLIENT, next_stream_id=8)
 
 
 # --- stream cap -----------------------------------------------------------------

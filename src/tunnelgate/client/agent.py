@@ -9,13 +9,15 @@ tunnels had are asked for again, so public URLs survive a reconnect.
 SIGINT/SIGTERM end the client at once in every state: whatever it waits for (a connect
 attempt, a back-off, the open connection) runs as a task the stop request cancels, and an
 open connection then says goodbye (GOAWAY NO_ERROR) so the gateway frees the names at once.
+
+The streams of a connection go to local relays through the `LocalDialer` (dialer.py),
+whose connect tasks live in a TaskGroup no longer than that connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import secrets
@@ -30,17 +32,18 @@ from picows import WSTransport
 from tunnelgate import limits
 from tunnelgate.allocator import tune_allocator
 from tunnelgate.config import ClientConfig, TunnelSpec
-from tunnelgate.errors import ConnectFailed, RemoteProtocolError, TunnelRejected
+from tunnelgate.errors import ConnectFailed, TunnelRejected, UnsupportedVersion
 from tunnelgate.logs import configure_logging
 from tunnelgate.proto.codes import ErrorCode
-from tunnelgate.proto.messages import OpenInfo, Register, Registered, Rejected
+from tunnelgate.proto.messages import Register, Registered, Rejected
 from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnection
 
 from .connect import open_websocket
+from .dialer import LocalDialer
 from .output import Output, make_output
 from .session import ClientSession
-from .upstream import LocalConnection, LocalPool, LocalRelay
+from .upstream import LocalPool
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -62,26 +65,25 @@ class Agent:
         self.client_id = secrets.token_hex(16)
         self.specs = dict(enumerate(config.tunnels, start=1))
         self.names: dict[int, str] = {}  # names the gateway gave us, asked for again
-        self.pools: dict[int, LocalPool] = {}
+        self.dialer: LocalDialer | None = None  # while running
         self.stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
         self._last_reason = ""
 
     # --- main loop ------------------------------------------------------------
     async def run(self) -> int:
         deadlines = Deadlines()
-        self.pools = {tid: LocalPool(spec, deadlines) for tid, spec in self.specs.items()}
+        pools = {tid: LocalPool(spec, deadlines) for tid, spec in self.specs.items()}
+        self.dialer = LocalDialer(self.specs, pools, self.output)
         try:
             return await self._reconnect_loop()
         except _Stop as stop:
             return stop.status
         finally:
-            for pool in self.pools.values():
+            self.dialer = None
+            for pool in pools.values():
                 pool.close()
             deadlines.close()
-            for task in list(self._tasks):
-                task.cancel()
 
     async def _reconnect_loop(self) -> int:
         retries = 0  # attempts since the tunnels were last all registered
@@ -112,17 +114,16 @@ class Agent:
         except TunnelRejected as exc:  # 401 to the upgrade
             self.output.rejected("*", exc.reason, str(exc))
             raise _Stop(EXIT_REJECTED) from exc
+        except UnsupportedVersion as exc:  # a gateway of another protocol version
+            self.output.error(str(exc))
+            raise _Stop(EXIT_FAILED) from exc
         if ws is None:
             return False  # stopped while connecting
         if ws.response.headers.get("Sec-WebSocket-Protocol") != SUBPROTOCOL:
             self.output.error(f"the gateway does not speak {SUBPROTOCOL}")
             session.connection.close(ErrorCode.PROTOCOL_ERROR, "protocol version")
             raise _Stop(EXIT_FAILED)
-        for tid, spec in self.specs.items():
-            session.connection.send_control(self._register_message(tid, spec))
-        reason = await self._unless_stopped(session.wait_closed())
-        if reason is None:  # stopped
-            await session.say_goodbye("client shutting down")
+        reason = await self._serve(session)
         if session.rejected:
             raise _Stop(EXIT_REJECTED)
         if session.final_close is not None:
@@ -130,6 +131,17 @@ class Agent:
             raise _Stop(EXIT_FAILED)
         self._last_reason = reason or "stopped"
         return session.all_registered
+
+    async def _serve(self, session: ClientSession) -> str | None:
+        """Register and serve streams until the connection ends (None: stopped)."""
+        assert self.dialer is not None
+        async with self.dialer.serving():
+            for tid, spec in self.specs.items():
+                session.connection.send_control(self._register_message(tid, spec))
+            reason = await self._unless_stopped(session.wait_closed())
+            if reason is None:  # stopped
+                await session.say_goodbye("client shutting down")
+        return reason
 
     async def _open(self, session: ClientSession) -> WSTransport:
         return await open_websocket(
@@ -166,21 +178,9 @@ class Agent:
     def open_relay(
         self, connection: TunnelConnection, stream_id: int, metadata: bytes
     ) -> StreamHandler | None:
-        try:
-            info = OpenInfo.decode(metadata)
-        except RemoteProtocolError:
-            return None
-        spec = self.specs.get(info.tunnel_id)
-        if spec is None:
-            return None
-        pool = self.pools[info.tunnel_id]
-        relay = LocalRelay(self, connection, stream_id, spec, pool)
-        local = pool.take()
-        if local is not None:
-            relay.attach(local)
-        else:
-            self._spawn(self._connect_local(relay, spec, pool))
-        return relay
+        return (
+            None if self.dialer is None else self.dialer.open_relay(connection, stream_id, metadata)
+        )
 
     def on_registered(self, message: Registered) -> None:
         spec = self.specs[message.id]
@@ -214,16 +214,6 @@ class Agent:
             headers["Authorization"] = f"Bearer {self.config.token}"
         return headers
 
-    @functools.cached_property
-    def _local_tls(self) -> ssl.SSLContext:
-        """TLS to an https:// local app. Not verified, as ngrok does not: a local dev
-        server's certificate is self-signed or made for another name, and the hop never
-        leaves this machine."""
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.server.startswith("wss://"):
             return None
@@ -232,36 +222,6 @@ class Agent:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _connect_local(self, relay: LocalRelay, spec: TunnelSpec, pool: LocalPool) -> None:
-        """Connect to the local app; a refused connection is retried briefly (dev servers
-        restart), then the stream is reset and the gateway answers 502."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.LOCAL_CONNECT_RETRY
-        tls = self._local_tls if spec.local_scheme == "https" else None
-        while not relay.done:
-            try:
-                async with asyncio.timeout(limits.LOCAL_CONNECT_TIMEOUT):
-                    _, local = await loop.create_connection(
-                        lambda: LocalConnection(pool),
-                        spec.local_host,
-                        spec.local_port,
-                        ssl=tls,
-                        server_hostname=spec.local_host if tls is not None else None,
-                    )
-            except (OSError, TimeoutError):
-                if loop.time() >= deadline:
-                    relay.fail_connect()
-                    return
-                await asyncio.sleep(limits.LOCAL_CONNECT_RETRY_INTERVAL)
-                continue
-            relay.attach(local)
-            return
 
 
 def backoff_delay(retry: int) -> float:

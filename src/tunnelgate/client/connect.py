@@ -2,7 +2,9 @@
 
 One attempt is a TCP connect, TLS for wss://, and the WebSocket upgrade, bounded together
 by `limits.CONNECT_TIMEOUT`. Every way it can fail is translated here, once: a 401 is
-`TunnelRejected` (final), anything else is `ConnectFailed` (retried by the agent).
+`TunnelRejected` (final), a `400 unsupported_version` is `UnsupportedVersion` (final: the
+gateway speaks another protocol version), anything else is `ConnectFailed` (retried by
+the agent).
 
 We drive picows' client protocol ourselves instead of calling `picows.ws_connect`, because
 of what picows 2.3.1 does there:
@@ -34,14 +36,16 @@ from picows import picows as _picows_impl
 from picows.url import WSParsedURL, parse_url
 
 from tunnelgate import limits
-from tunnelgate.errors import ConnectFailed, TunnelRejected
+from tunnelgate.errors import ConnectFailed, TunnelRejected, UnsupportedVersion
 from tunnelgate.proto.codes import RejectReason
+from tunnelgate.transport.tunnel import SUBPROTOCOL
 
 # picows.ws_connect's first read buffer; picows doubles it while messages are larger.
 _READ_BUFFER = 16 * limits.KiB
 _logger = logging.getLogger("tunnelgate.picows.client")
 _logger.setLevel(logging.WARNING)  # picows logs every connection at INFO
 _shared_logger = logging.LoggerAdapter(_logger, {})  # no child Logger per connection
+_OTHER_VERSION = "unsupported_version"  # the gateway's error code (docs/protocol.md §1)
 
 
 class _ClientProtocol(Protocol):
@@ -63,8 +67,9 @@ async def open_websocket(
 ) -> WSTransport:
     """The upgraded WebSocket to `server`, its listener made by `listener_factory`.
 
-    Raises TunnelRejected for a 401 and ConnectFailed for any other failure; a cancelled
-    attempt leaves no socket behind."""
+    Raises TunnelRejected for a 401, UnsupportedVersion for a gateway of another protocol
+    version and ConnectFailed for any other failure; a cancelled attempt leaves no socket
+    behind."""
     url = parse_url(server)
     protocol = _client_protocol(url.netloc, url.resource_name, listener_factory, headers)
     try:
@@ -103,12 +108,21 @@ async def _handshake(
         raise ConnectFailed(f"{server} closed the connection before answering the upgrade")
 
 
-def _refusal(server: str, exc: picows.WSHandshakeError) -> TunnelRejected | ConnectFailed:
-    """A 401 is final (SPEC: bad token, exit status 2); any other answer is retried: 429
-    and 5xx are a busy or failing gateway, and a redirect is not followed."""
-    status = exc.response.status if exc.response is not None else None
+def _refusal(
+    server: str, exc: picows.WSHandshakeError
+) -> TunnelRejected | UnsupportedVersion | ConnectFailed:
+    """A 401 is final (SPEC: bad token, exit status 2), and so is a 400 for a protocol
+    version the gateway does not speak; any other answer is retried: 429 and 5xx are a
+    busy or failing gateway, and a redirect is not followed."""
+    response = exc.response
+    status = response.status if response is not None else None
     if status == 401:
         return TunnelRejected(RejectReason.AUTH_FAILED.value, "the token was refused")
+    if response is not None and response.headers.get("X-Tunnelgate-Error") == _OTHER_VERSION:
+        return UnsupportedVersion(
+            f"{server} does not speak {SUBPROTOCOL}, the protocol of this client: "
+            "the client and the gateway need matching versions"
+        )
     if status is not None and status != 101:
         return ConnectFailed(f"{server} answered the upgrade with {int(status)}")
     return ConnectFailed(f"{server} sent a bad upgrade answer: {exc}")

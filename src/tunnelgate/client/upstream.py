@@ -1,8 +1,13 @@
 """The client's side of a stream: one request relayed to the local app and its answer back.
 
-Each stream carries one HTTP request. Local connections are kept alive and reused
-(a pool per tunnel); a passthrough parser finds where each response ends. After a
-101 the bytes are relayed raw both ways, with half-closes passed on.
+Each stream carries one HTTP request; its method, target and version come with the
+stream's OPEN metadata (`OpenInfo`), so the relay never reads them from the bytes.
+Local connections are kept alive and reused (a pool per tunnel); a passthrough parser
+finds where each response ends. After a 101 the stream and the local socket become a
+raw pipe (transport/pipe.py): half-closes, credit and resets passed on both ways.
+
+What the relay needs of the tunnel and of the user's output is declared here, as
+`StreamTarget` and `RequestSink`: nothing here imports the agent or the transport's class.
 """
 
 from __future__ import annotations
@@ -11,22 +16,47 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from tunnelgate import limits
 from tunnelgate.config import TunnelSpec
 from tunnelgate.errors import HTTPError
 from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
 from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.deadlines import Deadlines
-from tunnelgate.transport.tunnel import TunnelConnection
+from tunnelgate.transport.pipe import Pipe
 
-if TYPE_CHECKING:
-    from .agent import Agent
+
+class StreamTarget(Protocol):
+    """What a relay uses of the tunnel transport (TunnelConnection implements it)."""
+
+    def send(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> bool: ...
+    def end(self, stream_id: int) -> None: ...
+    def reset(self, stream_id: int, code: int) -> None: ...
+    def acknowledge(self, stream_id: int, n: int) -> None: ...
+    def release(self, stream_id: int) -> None: ...
+    def is_open(self, stream_id: int) -> bool: ...
+
+
+class RequestSink(Protocol):
+    """Where a relay reports its request once done (the client's Output)."""
+
+    def request(
+        self,
+        tunnel: str,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None: ...
 
 
 class LocalConnection(asyncio.Protocol):
-    """A socket to the local app; `relay` is the stream it serves (None while pooled)."""
+    """A socket to the local app; `relay` is the stream it serves (None while pooled).
+    It is also the socket end of a raw pipe (transport.pipe.PipeSocket) after a 101."""
 
     def __init__(self, pool: LocalPool) -> None:
         self.pool = pool
@@ -56,7 +86,7 @@ class LocalConnection(asyncio.Protocol):
         self.closed = True
         self.pool.discard(self)
         if self.relay is not None:
-            self.relay.on_local_lost()
+            self.relay.on_local_lost(exc)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -75,6 +105,32 @@ class LocalConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    # --- PipeSocket: the raw pipe after a 101 ---------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.transport is not None:
+            self.transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self.transport is not None and self.transport.can_write_eof()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
+
 
 class LocalPool:
     """Idle keep-alive connections to one local app, newest first."""
@@ -83,6 +139,9 @@ class LocalPool:
         self.spec = spec
         self.idle: deque[LocalConnection] = deque()
         self._deadlines = deadlines
+
+    def __repr__(self) -> str:
+        return f"<LocalPool {self.spec.name} idle={len(self.idle)}>"
 
     def take(self) -> LocalConnection | None:
         while self.idle:
@@ -116,21 +175,27 @@ class LocalPool:
 
 
 class LocalRelay:
-    """StreamHandler for one stream; talks to one LocalConnection."""
+    """StreamHandler for one stream; talks to one LocalConnection, then, after a 101,
+    hands both to a Pipe and forwards their callbacks to it."""
 
     def __init__(
-        self, agent: Agent, tc: TunnelConnection, sid: int, spec: TunnelSpec, pool: LocalPool
+        self,
+        target: StreamTarget,
+        sid: int,
+        info: OpenInfo,
+        spec: TunnelSpec,
+        pool: LocalPool,
+        sink: RequestSink,
     ) -> None:
-        self.agent = agent
-        self.tc = tc
+        self.target = target
         self.sid = sid
+        self.info = info
         self.spec = spec
         self.pool = pool
+        self.sink = sink
         self.local: LocalConnection | None = None
-        self.method = ""
-        self.path = ""
+        self.pipe: Pipe | None = None  # after a 101
         self.status = 0
-        self.raw = False
         self.done = False
         self.request_ended = False
         self.response_done = False
@@ -140,20 +205,22 @@ class LocalRelay:
         self._waiting: list[bytes] = []  # stream bytes that arrived before the local socket
         self._unacked = 0
         self._parser = ResponseParser()
+        self._parser.expect(info.method)  # a HEAD response has no body
+        self._request_http11 = info.http_version == "1.1"
         self._started = time.monotonic()
-        self._request_http11 = True
 
     def __repr__(self) -> str:
-        return (
-            f"<LocalRelay {self.spec.name} sid={self.sid} {self.method} {self.path} {self.status}>"
-        )
+        method = self.info.method.decode("ascii", "replace")
+        state = "raw" if self.pipe is not None else "done" if self.done else "http"
+        return f"<LocalRelay {self.spec.name} sid={self.sid} {method} {state} {self.status}>"
 
     # --- stream side (StreamHandler) ----------------------------------------
     def on_data(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.on_data(data)
+            return
         if self.done:
             return
-        if not self.method and not self.raw:
-            self._read_request_line(data)
         self.bytes_in += len(data)
         local = self.local
         if local is None or local.transport is None:
@@ -164,19 +231,23 @@ class LocalRelay:
         self._ack(len(data))
 
     def on_end(self) -> None:
+        if self.pipe is not None:
+            self.pipe.on_end()
+            return
         self.request_ended = True
-        if self.raw and self.local is not None and self.local.transport is not None:
-            if self.local.transport.can_write_eof():
-                self.local.transport.write_eof()
         self._maybe_release()
 
     def on_reset(self, code: int) -> None:
-        if not self.done:
+        if self.pipe is not None:
+            self.pipe.on_reset(code)
+        elif not self.done:
             self._close_local()
             self._finish(status=self.status or 499)
 
     def on_writable(self) -> None:
-        if self.local is not None and self.local.transport is not None:
+        if self.pipe is not None:
+            self.pipe.on_writable()
+        elif self.local is not None and self.local.transport is not None:
             self.local.transport.resume_reading()
 
     # --- local side -----------------------------------------------------------
@@ -190,15 +261,13 @@ class LocalRelay:
         waiting, self._waiting = self._waiting, []
         if waiting:
             local.transport.writelines(waiting)
-        if self.request_ended and self.raw:
-            local.transport.write_eof()
         self.on_local_drained()
 
     def on_local_data(self, data: bytes) -> None:
-        if self.done:
+        if self.pipe is not None:
+            self.pipe.on_socket_data(data)
             return
-        if self.raw:
-            self._send(data)
+        if self.done:
             return
         try:
             events = self._parser.feed(data)
@@ -206,26 +275,29 @@ class LocalRelay:
             self._fail(ErrorCode.PROTOCOL_ERROR)
             return
         end = len(data)
+        switched = False
         for event in events:
             if isinstance(event, ResponseHead) and not event.interim:
                 self.status = event.status
                 self.keep_alive = event.keep_alive and self._request_http11
             elif isinstance(event, ResponseComplete):
                 if self.status == 101:
-                    self.raw = True
+                    switched = True  # the rest of `data` is the new protocol's
                 else:
                     end -= event.leftover
                     self.response_done = True
         # The last bytes of a response carry the FIN: one frame, not two.
         self._send(data if end == len(data) else data[:end], end=self.response_done)
-        if self.response_done:
+        if switched:
+            self._enter_raw()
+        elif self.response_done:
             if end != len(data):
                 self.keep_alive = False  # bytes past the response: do not reuse
             self._maybe_release()
 
     def on_local_eof(self) -> bool:
-        if self.raw:
-            self.tc.end(self.sid)
+        if self.pipe is not None:
+            self.pipe.on_socket_eof()
             return True  # half-close: the other direction may still flow
         if not self.response_done:
             try:
@@ -236,42 +308,53 @@ class LocalRelay:
             if events:
                 self.response_done = True
                 self.keep_alive = False
-                self.tc.end(self.sid)
+                self.target.end(self.sid)
                 self._finish()
         return False
 
-    def on_local_lost(self) -> None:
+    def on_local_lost(self, exc: Exception | None) -> None:
+        if self.pipe is not None:
+            self.pipe.on_socket_lost(exc)
+            return
         self.local = None
-        if not self.done:
-            if self.raw:
-                self.tc.end(self.sid)
-                self._finish()
-            elif not self.response_done:
-                self._fail(ErrorCode.CONNECT_ERROR if not self.status else ErrorCode.PROTOCOL_ERROR)
+        if not self.done and not self.response_done:
+            self._fail(ErrorCode.CONNECT_ERROR if not self.status else ErrorCode.PROTOCOL_ERROR)
 
     def on_local_drained(self) -> None:
-        if self._unacked:
+        if self.pipe is not None:
+            self.pipe.on_socket_drained()
+        elif self._unacked:
             n, self._unacked = self._unacked, 0
-            self.tc.acknowledge(self.sid, n)
+            self.target.acknowledge(self.sid, n)
 
     def fail_connect(self) -> None:
         self._fail(ErrorCode.CONNECT_ERROR, status=502)
 
+    # --- PipeOwner ------------------------------------------------------------------
+    def pipe_finished(self, aborted: bool) -> None:
+        local, self.local = self.local, None
+        if local is not None:
+            local.relay = None
+        self._finish()
+
     # --- internals --------------------------------------------------------------
-    def _read_request_line(self, data: bytes) -> None:
-        line = data.split(b"\r\n", 1)[0]
-        parts = line.split(b" ")
-        if len(parts) == 3:
-            self.method = parts[0].decode("ascii", "replace")
-            self.path = parts[1].decode("latin-1")
-            self._request_http11 = parts[2] == b"HTTP/1.1"
-            self._parser.expect(parts[0])
+    def _enter_raw(self) -> None:
+        """After the 101: the stream and the socket become a pipe. Credit still withheld
+        for bytes the socket has not taken goes with them."""
+        local = self.local
+        assert local is not None
+        unacked, self._unacked = self._unacked, 0
+        self.pipe = pipe = Pipe(
+            self.target, self.sid, local, self, reset_code=ErrorCode.CONNECT_ERROR, unacked=unacked
+        )
+        if self.request_ended:  # the public side half-closed before the 101
+            pipe.on_end()
 
     def _send(self, data: bytes, end: bool = False) -> None:
         if not data and not end:
             return
         self.bytes_out += len(data)
-        if not self.tc.send(self.sid, data, end) and self.local is not None and not end:
+        if not self.target.send(self.sid, data, end) and self.local is not None and not end:
             assert self.local.transport is not None
             self.local.transport.pause_reading()
 
@@ -279,10 +362,10 @@ class LocalRelay:
         if self.local is not None and self.local.write_paused:
             self._unacked += n
         else:
-            self.tc.acknowledge(self.sid, n)
+            self.target.acknowledge(self.sid, n)
 
     def _maybe_release(self) -> None:
-        if self.response_done and (self.request_ended or not self.tc.is_open(self.sid)):
+        if self.response_done and (self.request_ended or not self.target.is_open(self.sid)):
             local, self.local = self.local, None
             if local is not None:
                 if self.keep_alive and self.request_ended:
@@ -295,7 +378,7 @@ class LocalRelay:
     def _fail(self, code: int, status: int = 502) -> None:
         if self.done:
             return
-        self.tc.reset(self.sid, code)
+        self.target.reset(self.sid, code)
         self._close_local()
         self._finish(status=self.status or status)
 
@@ -309,13 +392,18 @@ class LocalRelay:
         if self.done:
             return
         self.done = True
-        self.tc.release(self.sid)
-        self.agent.output.request(
+        self.target.release(self.sid)
+        pipe = self.pipe
+        bytes_in, bytes_out = self.bytes_in, self.bytes_out
+        if pipe is not None:
+            bytes_in += pipe.bytes_from_stream
+            bytes_out += pipe.bytes_from_socket
+        self.sink.request(
             self.spec.name,
-            self.method,
-            self.path,
+            self.info.method.decode("ascii", "replace"),
+            self.info.target.decode("latin-1"),
             status if status is not None else self.status,
             round((time.monotonic() - self._started) * 1000, 2),
-            self.bytes_in,
-            self.bytes_out,
+            bytes_in,
+            bytes_out,
         )

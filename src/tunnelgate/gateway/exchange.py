@@ -111,7 +111,13 @@ class Exchange:
         if self.tc.closed:
             self._gateway_error(502, "tunnel_offline", "the tunnel is offline")
             return
-        meta = OpenInfo(self.tunnel.tunnel_id, conn.client_addr).encode()
+        meta = OpenInfo(
+            self.tunnel.tunnel_id,
+            conn.client_addr,
+            method=head.method,
+            target=head.target,
+            http_version=head.version,
+        ).encode()
         try:
             self.sid = self.tc.open_stream(meta, self)
         except LocalProtocolError:

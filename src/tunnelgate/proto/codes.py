@@ -1,4 +1,4 @@
-"""Wire codes: stream/connection error codes and registration rejection reasons."""
+"""Wire codes: error codes, what a stream carries, registration rejection reasons."""
 
 from enum import IntEnum, StrEnum
 
@@ -22,6 +22,14 @@ class ErrorCode(IntEnum):
     # The peer floods us (frames that make work but carry nothing, replies it does not
     # read): as HTTP/2's ENHANCE_YOUR_CALM after CVE-2019-9512..9518.
     ENHANCE_YOUR_CALM = 13
+
+
+class StreamKind(IntEnum):
+    """What a stream carries, from its OPEN metadata (docs/protocol.md §7)."""
+
+    HTTP = 1  # one HTTP/1.1 request and its response (then raw bytes after a 101)
+    TCP = 2  # the bytes of one public TCP connection, both ways
+    TLS = 3  # TLS passthrough: the bytes of one TLS connection, never decrypted
 
 
 def code_name(code: int) -> str:

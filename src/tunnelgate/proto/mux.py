@@ -4,7 +4,7 @@
     events = conn.receive_data(message)   # bytes in, events out
     sid = conn.open_stream(meta)          # commands queue frames...
     conn.send_data(sid, b"...")
-    wire = conn.data_to_send()            # ...which the transport drains, once per loop turn
+    wire = conn.data_to_send()            # ...which the transport drains
 
 Streams opened by the gateway have even ids, those opened by the client odd ids
 (as in HTTP/2), so the two sides never collide. Stream 0 is the connection itself.
@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Final
 
 from tunnelgate import limits
-from tunnelgate.errors import LocalProtocolError, RemoteProtocolError
+from tunnelgate.errors import LocalProtocolError, NoAvailableStreamIDError, RemoteProtocolError
 from tunnelgate.proto import events as ev
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.flood import FloodBudget
@@ -102,7 +102,10 @@ class Connection:
         max_pending: int = limits.MAX_STREAM_PENDING,
         max_frames_per_call: int = limits.MAX_FRAMES_PER_TURN,
         peer_may_open: bool = True,
+        next_stream_id: int = 0,
     ) -> None:
+        """`next_stream_id`: the first id this side opens (0: the first of its parity). A
+        test hook, to start a connection near the end of its ids."""
         self.role = role
         self._initial_window = initial_window
         self._max_window = max_window
@@ -111,7 +114,7 @@ class Connection:
         self._max_frame_payload = max_frame_payload
         self._max_pending = max_pending
         self._decoder = FrameDecoder(max_frame_payload, max_frames_per_call)
-        # v1: the gateway refuses every client OPEN; refused OPENs are charged as a flood.
+        # v2 (as v1): the gateway refuses every client OPEN; refused OPENs are charged as a flood.
         self._peer_may_open = peer_may_open
         self.flood = FloodBudget(
             limits.FLOOD_BURST,
@@ -126,7 +129,10 @@ class Connection:
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes | memoryview] = []
         self.bytes_to_send = 0  # queued for the peer; a plain attribute, read per event
-        self._next_id = 2 if role is Role.GATEWAY else 1
+        parity = 0 if role is Role.GATEWAY else 1
+        if next_stream_id and next_stream_id % 2 != parity:
+            raise ValueError(f"stream id {next_stream_id} has the wrong parity for {role.name}")
+        self._next_id = next_stream_id or 2 - parity
         self._highest_peer_id = 0
         self._granted = 0  # window growth granted beyond initial windows, all streams
         self._batch = 0  # receive_data calls so far
@@ -207,6 +213,9 @@ class Connection:
 
     # --- commands -----------------------------------------------------------
     def open_stream(self, metadata: bytes) -> int:
+        """A new stream's id. Raises LocalProtocolError when over the stream cap or going
+        away, and NoAvailableStreamIDError once this side's ids are used up (for good:
+        only a new connection can open streams again)."""
         if self.go_away_sent or self.go_away_received:
             raise LocalProtocolError(ErrorCode.REFUSED_STREAM, "connection is going away")
         if len(self._streams) >= self.max_streams:
@@ -215,7 +224,7 @@ class Connection:
             raise LocalProtocolError(ErrorCode.FRAME_SIZE_ERROR, "stream metadata too large")
         stream_id = self._next_id
         if stream_id > MAX_STREAM_ID:
-            raise LocalProtocolError(ErrorCode.REFUSED_STREAM, "stream ids exhausted")
+            raise NoAvailableStreamIDError(ErrorCode.REFUSED_STREAM, "stream ids exhausted")
         self._next_id += 2
         self._streams[stream_id] = _Stream(stream_id, self._initial_window, self._initial_window)
         self._frame(FrameType.OPEN, stream_id, metadata)

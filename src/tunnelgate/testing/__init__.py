@@ -16,6 +16,11 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
   network or an attacker in front of the gateway.
 - :mod:`tunnelgate.testing.processes`: start the gateway, the client and the local app as real
   processes, wait on their output with deadlines, and always kill them by PID.
+- :mod:`tunnelgate.testing.fakes`: fakes for component tests in milliseconds: the tunnel
+  transport as a stream's handler sees it, a raw pipe's socket, an asyncio transport.
+- :mod:`tunnelgate.testing.memory_tunnel`: a real ``TunnelConnection`` on a fake WebSocket,
+  facing a sans-IO peer the test drives frame by frame.
+- :mod:`tunnelgate.testing.clock`: a fake clock with timers, for the timer wheel.
 
 This package deliberately imports nothing on its own, so that
 ``python -m tunnelgate.testing.local_app`` starts cleanly.

@@ -35,7 +35,7 @@ from tunnelgate.testing import websocket as ws
 
 __all__ = ["Behaviour", "BrokenEndpoint"]
 
-SUBPROTOCOL = "tunnelgate.v1"
+SUBPROTOCOL = "tunnelgate.v2"
 RELAY_PIECE = 64 * 1024
 """Bytes read at once while relaying to a real gateway (or reading what a client sent)."""
 
@@ -52,10 +52,13 @@ class Behaviour(Enum):
     a TLS error."""
     STATUS = "status"
     """Answer the upgrade with ``status`` (503 by default) and close."""
+    OTHER_VERSION = "other-version"
+    """Answer the upgrade ``400 unsupported_version`` and close, as a gateway that speaks
+    none of the protocol versions the client offered does."""
     UPGRADE_THEN_CLOSE = "upgrade-then-close"
-    """Answer a valid 101 (``tunnelgate.v1``), then close before any registration."""
+    """Answer a valid 101 (``tunnelgate.v2``), then close before any registration."""
     UPGRADE_THEN_SILENT = "upgrade-then-silent"
-    """Answer a valid 101 (``tunnelgate.v1``), then answer no registration."""
+    """Answer a valid 101 (``tunnelgate.v2``), then answer no registration."""
     REJECT = "reject"
     """101, then answer each ``register`` with ``rejected``, then GOAWAY and close: in the
     same WebSocket message, or in the next one with ``separate_goaway``."""
@@ -182,6 +185,9 @@ class BrokenEndpoint:
         elif behaviour is Behaviour.STATUS:
             writer.write(_status_response(self.status))
             await writer.drain()
+        elif behaviour is Behaviour.OTHER_VERSION:
+            writer.write(_status_response(400, "X-Tunnelgate-Error: unsupported_version\r\n"))
+            await writer.drain()
         elif behaviour is Behaviour.UPGRADE_THEN_CLOSE:
             writer.write(_switching_protocols(head))
             await writer.drain()
@@ -257,8 +263,9 @@ def _switching_protocols(head: bytes) -> bytes:
     ).encode("latin-1")
 
 
-def _status_response(status: int) -> bytes:
-    extra = "Retry-After: 1\r\n" if status == 429 else ""
+def _status_response(status: int, extra: str = "") -> bytes:
+    if status == 429:
+        extra += "Retry-After: 1\r\n"
     status_line = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
     return f"{status_line}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n".encode("latin-1")
 

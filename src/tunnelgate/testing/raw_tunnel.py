@@ -21,7 +21,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.frames import Frame, FrameDecoder, FrameType, decode_u32, encode_frame
 from tunnelgate.testing import websocket as ws
 
-SUBPROTOCOL = "tunnelgate.v1"
+SUBPROTOCOL = "tunnelgate.v2"
 MAX_MESSAGE = 8 * 1024 * 1024  # what this client accepts from the gateway
 
 

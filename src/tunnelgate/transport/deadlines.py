@@ -5,11 +5,16 @@ With one libuv timer each, that is a timer start and stop per request and a time
 idle connection; here setting or clearing a deadline is a dict operation, and one loop
 timer runs while any deadline is pending. A deadline fires between its time and one
 `resolution` later, which is precise enough for timeouts of half a second and up.
+
+Each run fires the slots that came due since the last one. Normally that is one tick;
+after the loop stalled, the wheel walks whichever is fewer, the ticks it missed or the
+slots pending, so catching up never costs more than the deadlines there are.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -19,13 +24,24 @@ class Timed(Protocol):
     def on_deadline(self) -> None: ...
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What the wheel uses of the event loop (tunnelgate.testing.clock fakes it)."""
+
+    def time(self) -> float: ...
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
+
+
 class Deadlines:
-    def __init__(self, resolution: float = 0.1) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, resolution: float = 0.1, clock: Clock | None = None) -> None:
+        self._clock: Clock = asyncio.get_running_loop() if clock is None else clock
         self._resolution = resolution
         self._slots: dict[int, dict[Timed, None]] = {}
-        self._done_tick = self._tick_of(self._loop.time())  # ticks up to here have fired
-        self._handle: asyncio.TimerHandle | None = None
+        self._done_tick = self._tick_of(self._clock.time())  # ticks up to here have fired
+        self._handle: Cancellable | None = None
 
     def __len__(self) -> int:
         return sum(len(slot) for slot in self._slots.values())
@@ -34,14 +50,17 @@ class Deadlines:
         """`timed.on_deadline()` runs once, `delay` seconds from now (or up to a tick later)."""
         if timed.deadline_tick:
             self.clear(timed)
-        tick = self._tick_of(self._loop.time() + delay) + 1
+        now = self._clock.time()
+        tick = self._tick_of(now + delay) + 1
         slot = self._slots.get(tick)
         if slot is None:
             slot = self._slots[tick] = {}
         slot[timed] = None
         timed.deadline_tick = tick
         if self._handle is None:
-            self._handle = self._loop.call_later(self._resolution, self._run)
+            # Nothing was pending: no tick before now has a slot to fire.
+            self._done_tick = self._tick_of(now)
+            self._handle = self._clock.call_later(self._resolution, self._run)
 
     def clear(self, timed: Timed) -> None:
         tick = timed.deadline_tick
@@ -63,12 +82,16 @@ class Deadlines:
         return int(when / self._resolution)
 
     def _run(self) -> None:
-        now_tick = self._tick_of(self._loop.time())
-        for tick in range(self._done_tick + 1, now_tick + 1):
+        now_tick = self._tick_of(self._clock.time())
+        if now_tick - self._done_tick <= len(self._slots):
+            due: list[int] | range = range(self._done_tick + 1, now_tick + 1)
+        else:  # a stalled loop: fewer slots than missed ticks
+            due = sorted(tick for tick in self._slots if tick <= now_tick)
+        self._done_tick = now_tick
+        for tick in due:
             slot = self._slots.pop(tick, None)
             if slot:
                 for timed in slot:
                     timed.deadline_tick = 0
                     timed.on_deadline()
-        self._done_tick = now_tick
-        self._handle = self._loop.call_later(self._resolution, self._run) if self._slots else None
+        self._handle = self._clock.call_later(self._resolution, self._run) if self._slots else None

@@ -1,27 +1,33 @@
 """A tunnel connection: the sans-IO mux driven by a picows WebSocket.
 
 The WebSocket reader feeds whole messages to the mux core and dispatches its events
-to per-stream handlers. Everything the core queues during one event-loop turn goes
-out as one WebSocket message (batching cut the cost per request by a third).
+to per-stream handlers. What the core queues goes out in batches, one WebSocket message
+each: at the end of the event-loop turn, or as soon as a batch holds EAGER_FLUSH_BYTES
+(batching cut the cost per request by a third).
+
+A handler that raises takes down its own stream only (RESET INTERNAL_ERROR, logged
+with its traceback); the connection and its other streams go on. A side that has
+used up its stream ids closes the connection with GOAWAY SHUTDOWN, so the client
+reconnects and takes its names back within the reconnect grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Final, Protocol
 
 from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 
 from tunnelgate import limits
-from tunnelgate.errors import RemoteProtocolError
+from tunnelgate.errors import NoAvailableStreamIDError, RemoteProtocolError
 from tunnelgate.logs import EventLog
 from tunnelgate.proto import events as ev
 from tunnelgate.proto.codes import ErrorCode, code_name
 from tunnelgate.proto.messages import ControlMessage
 from tunnelgate.proto.mux import Connection, Role
 
-SUBPROTOCOL = "tunnelgate.v1"
+SUBPROTOCOL = "tunnelgate.v2"  # docs/protocol.md §11: the version is the subprotocol
 # A batch goes out as soon as it holds this much (about four small requests), not only at
 # the end of the event-loop turn. Whole-turn batches carried ~30 requests per message, and
 # gateway and client then worked in turns, each waiting for the other's wave: a third of
@@ -102,7 +108,6 @@ class TunnelConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._ping_seq = 0
         self.ending = ConnectionEnd(None, "connection lost", False)  # until we learn more
-        self.close_code: int | None = None  # the GOAWAY code we closed with, if we did
         self._backlog_scheduled = False
         self._replies_at_pause = 0
         self._stalled_since = 0.0  # when our unsent bytes last stopped going down
@@ -143,8 +148,11 @@ class TunnelConnection:
         if self._timer is not None:
             self._timer.cancel()
         handlers, self.handlers = self.handlers, {}
-        for handler in handlers.values():
-            handler.on_reset(ErrorCode.INTERNAL_ERROR)
+        for sid, handler in handlers.items():
+            try:
+                handler.on_reset(ErrorCode.INTERNAL_ERROR)
+            except Exception:  # a handler's bug must not keep the others from hearing
+                log.exception("stream_handler_failed", stream=sid, callback="on_reset")
         self.hooks.on_closed(self.ending)
 
     def pause_writing(self) -> None:
@@ -158,7 +166,10 @@ class TunnelConnection:
         # Streams paused by the tunnel itself get going again.
         for sid, handler in list(self.handlers.items()):
             if self.mux.is_writable(sid):
-                handler.on_writable()
+                try:
+                    handler.on_writable()
+                except Exception:  # the root of this callback for that stream
+                    self._stream_failed(sid, "on_writable")
 
     # --- input --------------------------------------------------------------
     def _receive(self, data: memoryview | bytes, now: float) -> None:
@@ -168,7 +179,10 @@ class TunnelConnection:
             self.close(exc.code, str(exc))
             return
         for event in events:
-            self._dispatch(event)
+            try:
+                self._dispatch(event)
+            except Exception:  # a handler's bug: contained here, at the root of the callback
+                self._handler_failed(event)
         if (
             self.write_paused
             and self.mux.replies - self._replies_at_pause > limits.MAX_UNREAD_REPLIES
@@ -202,10 +216,10 @@ class TunnelConnection:
                 handler.on_data(event.data)
         elif type(event) is ev.StreamEnded:
             handler = self.handlers.get(event.stream_id)
+            if handler is not None:
+                handler.on_end()  # (still registered: a failure here is contained)
             if not self.mux.is_open(event.stream_id):
                 self.handlers.pop(event.stream_id, None)
-            if handler is not None:
-                handler.on_end()
         elif type(event) is ev.StreamOpened:
             self._last_activity = self._last_received
             new = self.hooks.on_stream_opened(event.stream_id, event.metadata)
@@ -220,10 +234,10 @@ class TunnelConnection:
         elif isinstance(event, ev.StreamWritable):
             handler = self.handlers.get(event.stream_id)
             if handler is not None:
-                if not self.mux.is_open(event.stream_id):
-                    self.handlers.pop(event.stream_id, None)
                 if not self.write_paused:
                     handler.on_writable()
+                if not self.mux.is_open(event.stream_id):
+                    self.handlers.pop(event.stream_id, None)
         elif isinstance(event, ev.ControlReceived):
             self.hooks.on_control(event.message)
         elif isinstance(event, ev.GoAwayReceived):
@@ -231,10 +245,40 @@ class TunnelConnection:
                 self.ending = ConnectionEnd(event.code, event.reason or code_name(event.code), True)
             self.hooks.on_go_away(event.code, event.reason)
 
+    def _handler_failed(self, event: ev.Event) -> None:
+        sid: int = getattr(event, "stream_id", 0)
+        if sid:
+            self._stream_failed(sid, _CALLBACKS.get(type(event), "?"))
+            return
+        # A session hook (control message, GOAWAY) broke: the connection is in no
+        # known state, so it ends.
+        log.exception("session_hook_failed", event=type(event).__name__)
+        self.close(ErrorCode.INTERNAL_ERROR, "internal error")
+
+    def _stream_failed(self, sid: int, callback: str) -> None:
+        """A handler raised from `callback`: reset its stream, tell it so it can let go
+        of what it holds (unless that was the failing call), log it once."""
+        log.exception("stream_handler_failed", stream=sid, callback=callback)
+        handler = self.handlers.pop(sid, None)
+        self.mux.reset_stream(sid, ErrorCode.INTERNAL_ERROR)
+        self._schedule_flush()
+        if handler is not None and callback != "on_reset":
+            try:
+                handler.on_reset(ErrorCode.INTERNAL_ERROR)
+            except Exception:
+                log.exception("stream_handler_failed", stream=sid, callback="on_reset")
+
     # --- commands -----------------------------------------------------------
     def open_stream(self, metadata: bytes, handler: StreamHandler) -> int:
-        """Raises LocalProtocolError (REFUSED_STREAM) when over the stream cap."""
-        sid = self.mux.open_stream(metadata)
+        """Raises LocalProtocolError (REFUSED_STREAM) when over the stream cap or going
+        away; NoAvailableStreamIDError (one) when this side's ids are used up, after
+        closing the connection with GOAWAY SHUTDOWN: the client reconnects and takes
+        its names back, and streams open on a new connection."""
+        try:
+            sid = self.mux.open_stream(metadata)
+        except NoAvailableStreamIDError:
+            self.close(ErrorCode.SHUTDOWN, "stream ids exhausted")
+            raise
         self.handlers[sid] = handler
         self._last_activity = self._last_received  # idleness is judged per heartbeat tick
         self._schedule_flush()
@@ -279,7 +323,6 @@ class TunnelConnection:
         if self.closed:
             return
         self.closed = True
-        self.close_code = code
         if self.ending.code is None:
             self.ending = ConnectionEnd(code, reason or code_name(code), False)
         self.mux.go_away(code, reason)
@@ -330,7 +373,6 @@ class TunnelConnection:
         if now - self._last_received > self._heartbeat_timeout:
             silent = now - self._last_received
             reason = f"heartbeat timeout (silent for {silent:.0f} s)"
-            self.close_code = ErrorCode.HEARTBEAT_TIMEOUT
             self.ending = ConnectionEnd(ErrorCode.HEARTBEAT_TIMEOUT, reason, False)
             self.abort()
             return
@@ -340,7 +382,6 @@ class TunnelConnection:
                 self._unsent_low, self._stalled_since = unsent, now  # it reads, slowly
             elif now - self._stalled_since > limits.TUNNEL_WRITE_STALL_TIMEOUT:
                 reason = "the peer stopped reading"
-                self.close_code = ErrorCode.ENHANCE_YOUR_CALM
                 self.ending = ConnectionEnd(ErrorCode.ENHANCE_YOUR_CALM, reason, False)
                 self.abort()
                 return
@@ -354,6 +395,16 @@ class TunnelConnection:
         self.mux.ping(self._ping_seq)
         self._flush()
         self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
+
+
+# The handler callback each stream event makes, for the log of a failed one.
+_CALLBACKS: Final[dict[type, str]] = {
+    ev.StreamOpened: "on_stream_opened",
+    ev.DataReceived: "on_data",
+    ev.StreamEnded: "on_end",
+    ev.StreamReset: "on_reset",
+    ev.StreamWritable: "on_writable",
+}
 
 
 def _ws_close_code(code: int) -> WSCloseCode:
