@@ -41,6 +41,7 @@ MODULES: Final = (
     "tunnelgate.http1.response",
     "tunnelgate.http1.serialize",
     "tunnelgate.transport.deadlines",
+    "tunnelgate.transport.pipe",
     "tunnelgate.transport.tunnel",
     "tunnelgate.gateway.edge",
     "tunnelgate.gateway.caps",

@@ -128,6 +128,8 @@ HEARTBEAT_TIMEOUT: Final = 30 * SECONDS
 IDLE_TIMEOUT: Final = 0.0  # 0 = never
 RECONNECT_GRACE: Final = 30 * SECONDS
 HANDSHAKE_TIMEOUT: Final = 10 * SECONDS  # WebSocket upgrade + first registration
+# On SIGTERM the gateway waits this long for its listeners and tasks to wind down.
+SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 
@@ -153,7 +155,6 @@ BACKOFF_MAX: Final = 30 * SECONDS
 # On SIGINT/SIGTERM, how long the client waits for its goodbye (GOAWAY) to go out
 # before it drops the connection: the user asked to stop, now.
 GOODBYE_TIMEOUT: Final = 0.5 * SECONDS
-SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
 
 # --- names --------------------------------------------------------------------
 RANDOM_NAME_LENGTH: Final = 10  # 36^10 ~ 3.6e15 names

@@ -190,15 +190,15 @@ class Services:
 class FakeConnection:
     """A tunnel connection as a session sees it."""
 
-    class _Mux:
-        constrained = False
-
     def __init__(self) -> None:
         self.closed = False
         self.sent: list[ControlMessage] = []
         self.close_code: int | None = None
         self.close_reason = ""
-        self.mux = self._Mux()
+        self.constrained = False
+
+    def constrain(self, on: bool) -> None:
+        self.constrained = on
 
     def send_control(self, message: ControlMessage) -> None:
         assert not self.closed

@@ -100,7 +100,7 @@ class GatewaySession:
     # --- state.LiveSession ---------------------------------------------------------------
     def constrain(self, on: bool) -> None:
         if self.connection is not None:
-            self.connection.mux.constrained = on
+            self.connection.constrain(on)
 
     def shut_down(self, reason: str) -> None:
         self._close(ErrorCode.SHUTDOWN, reason)

@@ -300,6 +300,10 @@ class TunnelConnection:
     def is_open(self, stream_id: int) -> bool:
         return self.mux.is_open(stream_id)
 
+    def constrain(self, on: bool) -> None:
+        """Memory pressure on our side: windows stop growing and shrink back (mux)."""
+        self.mux.constrained = on
+
     def release(self, stream_id: int) -> None:
         """Its handler is done with the stream: deliver nothing more to it."""
         self.handlers.pop(stream_id, None)
