@@ -183,3 +183,26 @@ async def test_connections_are_tracked_until_they_close(services: Services) -> N
     conn.connection_lost(None)
     assert conn not in services.live.connections
     assert services.caps.open == 0
+
+
+async def test_after_a_101_bytes_flow_raw_both_ways_with_half_closes(services: Services) -> None:
+    target = FakeTarget()
+    add_route(services, target)
+    conn, transport = connect(services)
+    upgrade = request("/ws", extra="Upgrade: echo\r\nConnection: Upgrade\r\n")
+    conn.data_received(upgrade + b"early")  # sent before the 101: held until it comes
+    (sid,) = target.handlers
+    assert target.sent[sid].endswith(b"\r\n\r\n")  # the head only
+    target.handlers[sid].on_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nhi")
+    assert bytes(transport.written).endswith(b"\r\n\r\nhi")
+    assert target.sent[sid].endswith(b"early")
+    conn.data_received(b"more")
+    assert target.sent[sid].endswith(b"earlymore")
+    assert conn.eof_received() is True  # keep writing: the tunnel side may still answer
+    assert sid in target.ended
+    target.handlers[sid].on_data(b"last")
+    target.handlers[sid].on_end()
+    assert transport.eof_written
+    assert bytes(transport.written).endswith(b"last")
+    assert conn.exchange is None  # both directions ended: done
+    assert transport.closed and not transport.aborted

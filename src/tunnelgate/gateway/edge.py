@@ -29,7 +29,7 @@ from tunnelgate.transport.deadlines import Deadlines
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
-from .exchange import PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
+from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page
 from .routes import Held, RouteTable
@@ -138,8 +138,9 @@ class PublicConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if self.exchange is not None and self.exchange.raw:
-            self.exchange.forward_raw(data)
+        exchange = self.exchange
+        if exchange is not None and exchange.pipe is not None:
+            exchange.pipe.on_socket_data(data)  # after a 101: raw bytes
             return
         try:
             events = self.parser.feed(data)
@@ -152,8 +153,9 @@ class PublicConnection(asyncio.Protocol):
             self.arm(self.gateway.config.head_timeout, _HEAD)  # a head is coming
 
     def eof_received(self) -> bool:
-        if self.exchange is not None and self.exchange.raw:
-            self.exchange.forward_raw_eof()
+        exchange = self.exchange
+        if exchange is not None and exchange.pipe is not None:
+            exchange.pipe.on_socket_eof()
             return True  # keep our write side open: the tunnel may still answer
         self.eof = True
         if self.exchange is not None and not self.exchange.request_done:
@@ -172,7 +174,7 @@ class PublicConnection(asyncio.Protocol):
             self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
             self.held = 0
         if self.exchange is not None:
-            self.exchange.public_lost()
+            self.exchange.public_lost(exc)
             self.exchange = None
         self.queue.clear()
 
@@ -365,6 +367,30 @@ class PublicConnection(asyncio.Protocol):
         self.disarm()
         if self.transport is not None:
             self.transport.close()
+
+    # --- transport.pipe.PipeSocket: this connection after a 101 ---------------------
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            if self.write_paused:
+                self.hold(len(data))
+
+    def write_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self.transport is not None and self.transport.can_write_eof()
+
+    def pause_reading(self) -> None:
+        self.pause_reading_for(PAUSE_CREDIT)
+
+    def resume_reading(self) -> None:
+        self.resume_reading_for(PAUSE_CREDIT)
+
+    def abort(self) -> None:
+        self.reset()
 
     def reset(self) -> None:
         """Abort with a TCP reset: a response cut off before its end must not look

@@ -20,6 +20,7 @@ from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponsePa
 from tunnelgate.logs import AccessLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
+from tunnelgate.transport.pipe import Pipe, PipeSocket
 from tunnelgate.transport.tunnel import StreamHandler
 
 from .pages import error_page
@@ -59,8 +60,9 @@ class TunnelRoute(Protocol):
     bytes_out: int
 
 
-class Downstream(Protocol):
-    """The public connection a request came on (edge.PublicConnection)."""
+class Downstream(PipeSocket, Protocol):
+    """The public connection a request came on (edge.PublicConnection); after a 101 it is
+    the socket end of a raw pipe."""
 
     transport: asyncio.Transport | None
     client_ip: str
@@ -86,7 +88,7 @@ class Exchange:
         self.sid = 0
         self.request_done = False
         self.response_started = False  # bytes of the response reached the public client
-        self.raw = False  # after 101 Switching Protocols
+        self.pipe: Pipe | None = None  # after 101 Switching Protocols: bytes both ways
         self.finished = False
         self.status = 0
         self._response_keep_alive = False
@@ -97,12 +99,10 @@ class Exchange:
         self._parser.expect(head.method)
         self._early: list[bytes] = []  # upgrade bytes sent before the 101
         self._early_size = 0
-        self._public_eof = False
-        self._tunnel_eof = False
         self._started = time.monotonic()
 
     def __repr__(self) -> str:
-        state = "raw" if self.raw else ("response" if self.request_done else "request")
+        state = "raw" if self.pipe else ("response" if self.request_done else "request")
         return f"<Exchange {self.tunnel.name} sid={self.sid} {state} status={self.status}>"
 
     # --- request side -------------------------------------------------------
@@ -153,23 +153,13 @@ class Exchange:
             self.tc.end(self.sid)
 
     def upgrade_data(self, data: bytes) -> None:
-        if self.raw:
-            self.forward_raw(data)
+        if self.pipe is not None:
+            self.pipe.on_socket_data(data)
             return
         self._early.append(data)
         self._early_size += len(data)
         if self._early_size > MAX_UPGRADE_EARLY_DATA:
             self.conn.pause_reading_for(PAUSE_UPGRADE)
-
-    def forward_raw(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        if not self.tc.send(self.sid, data):
-            self.conn.pause_reading_for(PAUSE_CREDIT)
-
-    def forward_raw_eof(self) -> None:
-        self._public_eof = True
-        self.tc.end(self.sid)
-        self._maybe_finish_raw()
 
     def abort_request(self, status: int = 499) -> None:
         """The public side broke off the request (gone: 499, or a bad body: 400)."""
@@ -177,14 +167,18 @@ class Exchange:
         started = self.response_started
         self._finish(keep_alive=False, status=None if started else status, aborted=started)
 
-    def public_lost(self) -> None:
-        if not self.finished:
+    def public_lost(self, exc: Exception | None) -> None:
+        if self.pipe is not None:
+            self.pipe.on_socket_lost(exc)
+        elif not self.finished:
             self.tc.reset(self.sid, ErrorCode.CANCEL)
             started = self.response_started
             self._finish(keep_alive=False, status=None if self.status else 499, aborted=started)
 
     def public_resumed(self) -> None:
-        if self._unacked:
+        if self.pipe is not None:
+            self.pipe.on_socket_drained()
+        elif self._unacked:
             n, self._unacked = self._unacked, 0
             self.tc.acknowledge(self.sid, n)
 
@@ -192,8 +186,8 @@ class Exchange:
     def on_data(self, data: bytes) -> None:
         if self.finished:
             return
-        if self.raw:
-            self._write(data)
+        if self.pipe is not None:
+            self.pipe.on_data(data)
             return
         try:
             events = self._parser.feed(data)
@@ -201,19 +195,19 @@ class Exchange:
             self._bad_response(exc)
             return
         end = len(data)
-        complete = False
+        complete = switched = False
         for event in events:
             if isinstance(event, ResponseHead):
                 self._on_head(event)
             elif isinstance(event, ResponseComplete):
                 if self.status == 101:
-                    self.raw = True  # what follows the 101 head is the new protocol
+                    switched = True  # what follows the 101 head is the new protocol
                 else:
                     end -= event.leftover  # bytes past the response: the app misbehaved
                     complete = True
         self._write(data if end == len(data) else data[:end])
-        if self.raw:
-            self._enter_raw()
+        if switched:
+            self._switch_protocols()
         elif complete:
             keep = self.request_done and self.head.keep_alive and self._response_keep_alive
             self._finish(keep_alive=keep and end == len(data))
@@ -221,12 +215,8 @@ class Exchange:
     def on_end(self) -> None:
         if self.finished:
             return
-        if self.raw:
-            self._tunnel_eof = True
-            transport = self.conn.transport
-            if transport is not None and transport.can_write_eof():
-                transport.write_eof()
-            self._maybe_finish_raw()
+        if self.pipe is not None:
+            self.pipe.on_end()
             return
         try:
             events = self._parser.feed_eof()
@@ -241,6 +231,9 @@ class Exchange:
     def on_reset(self, code: int) -> None:
         if self.finished:
             return
+        if self.pipe is not None:
+            self.pipe.on_reset(code)
+            return
         if self.response_started:
             self._abort_public()
             return
@@ -252,7 +245,18 @@ class Exchange:
             self._gateway_error(502, "tunnel_error", "the tunnel dropped the request")
 
     def on_writable(self) -> None:
-        self.conn.resume_reading_for(PAUSE_CREDIT)
+        if self.pipe is not None:
+            self.pipe.on_writable()
+        else:
+            self.conn.resume_reading_for(PAUSE_CREDIT)
+
+    # --- transport.pipe.PipeOwner ------------------------------------------------
+    def pipe_finished(self, aborted: bool) -> None:
+        pipe = self.pipe
+        assert pipe is not None
+        self.bytes_in += pipe.bytes_from_socket
+        self.bytes_out += pipe.bytes_from_stream
+        self._finish(keep_alive=False, aborted=aborted)
 
     # --- internals ------------------------------------------------------------
     def _on_head(self, head: ResponseHead) -> None:
@@ -275,16 +279,18 @@ class Exchange:
         else:
             self.tc.acknowledge(self.sid, len(data))
 
-    def _enter_raw(self) -> None:
+    def _switch_protocols(self) -> None:
+        """After the 101: the public connection and the stream become one raw pipe, with
+        the credit still withheld for bytes the public socket has not taken."""
+        unacked, self._unacked = self._unacked, 0
+        self.pipe = pipe = Pipe(
+            self.tc, self.sid, self.conn, self, reset_code=ErrorCode.CANCEL, unacked=unacked
+        )
         self.conn.resume_reading_for(PAUSE_UPGRADE)
         early, self._early = self._early, []
         for chunk in early:
-            self.forward_raw(chunk)
-        self.conn.resume_requests()
-
-    def _maybe_finish_raw(self) -> None:
-        if self._public_eof and self._tunnel_eof:
-            self._finish(keep_alive=False)
+            pipe.on_socket_data(chunk)
+        self.conn.resume_requests()  # upgrade bytes the parser queued go to the pipe
 
     def response_timeout(self) -> None:
         if not self.response_started and not self.finished:
