@@ -205,4 +205,5 @@ async def test_after_a_101_bytes_flow_raw_both_ways_with_half_closes(services: S
     assert transport.eof_written
     assert bytes(transport.written).endswith(b"last")
     assert conn.exchange is None  # both directions ended: done
-    assert transport.closed and not transport.aborted
+    assert transport.closed
+    assert not transport.aborted
