@@ -14,9 +14,7 @@ from tls_helpers import (
     DOMAIN,
     blocking_handshake,
     client_context,
-    connect,
     echo_server,
-    refused,
     run,
 )
 
@@ -61,10 +59,10 @@ def test_tls12_and_tls13_handshake_with_alpn_http11(
     ca: trustme.CA, context: ssl.SSLContext, version: ssl.TLSVersion
 ) -> None:
     async def scenario() -> None:
-        async with echo_server(context) as port:
+        async with echo_server(context) as server:
             # The client offers h2 first: the listener speaks HTTP/1.1 only, for now.
             client = client_context(ca, versions=(version, version))
-            connection = await connect(port, client, f"app.{DOMAIN}")
+            connection = await server.connect(client, f"app.{DOMAIN}")
             try:
                 assert connection.tls.version() == version.name.replace("_", ".")
                 assert connection.tls.selected_alpn_protocol() == "http/1.1"
@@ -91,12 +89,12 @@ def test_tls10_and_tls11_are_refused(ca: trustme.CA, context: ssl.SSLContext) ->
     lenient.set_ciphers("DEFAULT:@SECLEVEL=0")
 
     async def scenario() -> None:
-        async with echo_server(lenient) as port:
-            control = await connect(port, old_client)
+        async with echo_server(lenient) as server:
+            control = await server.connect(old_client)
             assert control.tls.version() == "TLSv1.1"
             await control.aclose()
-        async with echo_server(context) as port:
-            await refused(port, old_client)
+        async with echo_server(context) as server:
+            await server.refused(old_client)
 
     run(scenario())
 
@@ -113,12 +111,12 @@ def test_key_exchange_groups_are_x25519_p256_p384(
     client.set_ecdh_curve(group)  # Python 3.11 sets exactly this one group
 
     async def scenario() -> None:
-        async with echo_server(context) as port:
+        async with echo_server(context) as server:
             if served:
-                connection = await connect(port, client)
+                connection = await server.connect(client)
                 await connection.aclose()
             else:
-                await refused(port, client)
+                await server.refused(client)
 
     run(scenario())
 
@@ -128,10 +126,10 @@ def test_sessions_resume(ca: trustme.CA, context: ssl.SSLContext, version: ssl.T
     client = client_context(ca, versions=(version, version))
 
     async def scenario() -> None:
-        async with echo_server(context) as port:
-            session, _ = await asyncio.to_thread(blocking_handshake, port, client)
+        async with echo_server(context) as server:
+            session, _ = await asyncio.to_thread(blocking_handshake, server.port, client)
             assert session is not None
-            _, reused = await asyncio.to_thread(blocking_handshake, port, client, session)
+            _, reused = await asyncio.to_thread(blocking_handshake, server.port, client, session)
             assert reused
 
     run(scenario())

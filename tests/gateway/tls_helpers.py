@@ -9,7 +9,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,23 +30,55 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class Echo(asyncio.Protocol):
+    def __init__(self, live: set[asyncio.Transport]) -> None:
+        self.live = live
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.live.add(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self.transport)
+
+
+@dataclass
+class EchoServer:
+    """The listening port, and the client connections made to it (closed with it, so a
+    failed assertion leaves nothing open)."""
+
+    port: int
+    clients: list[Connection] = field(default_factory=list)
+
+    async def connect(
+        self, context: ssl.SSLContext, server_name: str | None = DOMAIN
+    ) -> Connection:
+        connection = await connect(self.port, context, server_name)
+        self.clients.append(connection)
+        return connection
+
+    async def refused(self, context: ssl.SSLContext, server_name: str | None = DOMAIN) -> str:
+        return await refused(self.port, context, server_name)
+
 
 @asynccontextmanager
-async def echo_server(context: ssl.SSLContext) -> AsyncIterator[int]:
-    """An echo server on loopback terminating TLS with `context`; yields its port."""
+async def echo_server(context: ssl.SSLContext) -> AsyncIterator[EchoServer]:
+    """An echo server on loopback terminating TLS with `context`."""
     loop = asyncio.get_running_loop()
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)  # uvloop's TLS is tested
-    server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=context)
+    live: set[asyncio.Transport] = set()
+    server = await loop.create_server(lambda: Echo(live), "127.0.0.1", 0, ssl=context)
+    echo = EchoServer(server.sockets[0].getsockname()[1])
     try:
-        yield server.sockets[0].getsockname()[1]
+        yield echo
     finally:
+        for client in echo.clients:
+            client.writer.transport.abort()
         server.close()
+        for transport in list(live):  # uvloop's wait_closed waits for every connection
+            transport.abort()
         await server.wait_closed()
 
 
