@@ -79,7 +79,8 @@ class ReloadResult:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """A policy's answer for a server name the gateway does not serve."""
+    """A policy's answer for a server name the gateway does not serve; `reason` is for
+    the policy's owner to log (the handshake error it sees carries none)."""
 
     reason: str
 
@@ -127,8 +128,9 @@ class CertificateStore:
         return self._served
 
     def reload(self, source: CertificateSource | None = None) -> ReloadResult:
-        """Load the certificate again (from `source` if given: new paths or domain) for
-        new handshakes. Blocking file work of a few milliseconds; it may run in a thread."""
+        """Load the certificate again, from `source` if given (new paths after a config
+        reload), for new handshakes. Blocking file work of a few milliseconds (tens when
+        a self-signed one is made): it may run in a thread."""
         old = self._served
         try:
             new = _load(source or self._source, self._clock())
