@@ -5,8 +5,10 @@ reach new handshakes only, refused reloads, and the server-name policy."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import io
+import json
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,28 @@ from tunnelgate.gateway.certs import (
     Refuse,
     within_domain,
 )
+from tunnelgate.logs import LineWriter, configure_logging
 
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """Log lines go here as JSON while the test runs."""
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    try:
+        yield stream
+    finally:
+        configure_logging("text")
+
+
+def events(stream: io.StringIO) -> list[dict[str, object]]:
+    LineWriter.flush_all()  # lines written on a loop wait for the end of its turn
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -126,7 +145,7 @@ def test_a_broken_reload_keeps_the_old_certificate(
     files: tuple[trustme.LeafCert, Path, Path],
     damage: str,
     error: str,
-    caplog: pytest.LogCaptureFixture,
+    log_stream: io.StringIO,
 ) -> None:
     leaf, chain, key = files
     store = store_for(chain, key)
@@ -134,8 +153,7 @@ def test_a_broken_reload_keeps_the_old_certificate(
         chain.write_text("-----BEGIN CERTIFICATE-----\nhalf a file")
     else:  # a new certificate, the old key: replaced one file of two
         chain.write_bytes(ca.issue_cert(DOMAIN).cert_chain_pems[0].bytes())
-    with caplog.at_level(logging.WARNING):
-        result = store.reload()
+    result = store.reload()
     assert not result.ok
     assert not result.changed
     assert result.error is not None
@@ -143,7 +161,8 @@ def test_a_broken_reload_keeps_the_old_certificate(
     assert str(chain if damage == "garbage" else key) in result.error
     assert result.served is store.served
     assert store.served.info.fingerprint == leaf_fingerprint(leaf)
-    assert "tls_reload_refused" in caplog.text
+    (refusal,) = [line for line in events(log_stream) if line["event"] == "tls_reload_refused"]
+    assert refusal["error"] == result.error
 
     async def scenario() -> None:
         async with echo_server(store.context) as server:
@@ -246,7 +265,7 @@ def test_the_policy_can_pick_a_certificate_per_host(
 
 
 def test_a_failing_policy_fails_only_that_handshake(
-    ca: trustme.CA, files: tuple[trustme.LeafCert, Path, Path], caplog: pytest.LogCaptureFixture
+    ca: trustme.CA, files: tuple[trustme.LeafCert, Path, Path], log_stream: io.StringIO
 ) -> None:
     _, chain, key = files
 
@@ -263,10 +282,10 @@ def test_a_failing_policy_fails_only_that_handshake(
             connection = await server.connect(client_context(ca))
             await connection.aclose()
 
-    with caplog.at_level(logging.ERROR):
-        run(scenario())
-    assert "tls_policy_failed" in caplog.text
-    assert "a bug in the listener's policy" in caplog.text
+    run(scenario())
+    (failure,) = [line for line in events(log_stream) if line["event"] == "tls_policy_failed"]
+    assert failure["server_name"] == f"bug.{DOMAIN}"
+    assert "RuntimeError: a bug in the listener's policy" in str(failure["traceback"])
 
 
 def test_start_up_refuses_what_cannot_be_served(
