@@ -56,7 +56,7 @@ SNI_REFUSED_REASON = "CALLBACK_FAILED"
 class CertificateSource:
     """Where the certificate comes from: both files, or neither (self-signed)."""
 
-    domain: str
+    domain: str  # as config gives it: lower case, no trailing dot
     cert_path: Path | None = None  # --tls-cert
     key_path: Path | None = None  # --tls-key
     state_dir: Path | None = None  # --state-dir; None: selfsigned.default_state_dir()

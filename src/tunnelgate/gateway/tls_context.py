@@ -7,7 +7,7 @@ Mozilla Server Side TLS guidelines 6.0 (ssl-config.mozilla.org/guidelines/6.0.js
     TLS 1.2 suites  ECDHE with AES-GCM or ChaCha20-Poly1305 (no DHE since 6.0)
     TLS 1.3 suites  TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384,
                     TLS_CHACHA20_POLY1305_SHA256: OpenSSL's defaults, which Python
-                    cannot change (tests/gateway/test_certs.py checks they are these)
+                    cannot change (tests/gateway/test_tls_context.py checks they are these)
     groups          X25519MLKEM768 where OpenSSL has it (3.5+), X25519, P-256, P-384
     cipher order    the client's (`server_preferred_order: false`): Python sets
                     OP_CIPHER_SERVER_PREFERENCE on every context, so it is cleared
@@ -96,7 +96,7 @@ def _readable(data: bytes, path: Path) -> Iterator[str]:
     """A path OpenSSL can open that holds `data`: an anonymous memory file on Linux (the
     key never touches a disk), elsewhere the file itself, which OpenSSL then reads again
     (a replacement in between is caught by its own key check)."""
-    if not hasattr(os, "memfd_create"):
+    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
         yield str(path)
         return
     fd = os.memfd_create("tunnelgate-tls", os.MFD_CLOEXEC)
