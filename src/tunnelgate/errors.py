@@ -2,6 +2,8 @@
 
     TunnelgateError
     ├── ConfigError                 bad option, key or value; start-up stops
+    │   └── CertificateError        a TLS certificate or key that cannot be served (which
+    │                               file, what is wrong); a reload keeps the old one
     ├── ProtocolError               tunnel protocol violation, with a wire code
     │   ├── LocalProtocolError      the core refused a command (over a cap, going away, a bug)
     │   │   └── NoAvailableStreamIDError  this side used up its stream ids: reconnect
@@ -12,7 +14,8 @@
     └── ConnectFailed               the client could not open a tunnel connection; retried
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
-socket is touched, once, and never leak past the transport layer.
+socket is touched, once, and never leak past the transport layer; those of certificate
+files (OSError, ssl.SSLError, cryptography's ValueError) where they are read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ class TunnelgateError(Exception):
 
 class ConfigError(TunnelgateError):
     """A configuration key or value is wrong; the message names the key."""
+
+
+class CertificateError(ConfigError):
+    """A certificate, key or state directory that cannot be used; the message names the
+    file (and the option it came from) and the problem."""
 
 
 class ProtocolError(TunnelgateError):

@@ -122,6 +122,20 @@ def default_max_connections(open_files: int) -> int:
     return max(1, open_files - reserve)
 
 
+# --- TLS certificates (gateway/certfile.py, selfsigned.py) ----------------------
+# A certificate that expires within this long is logged as a warning at every load; the
+# self-signed default is replaced instead. certbot renews 30 days before expiry, so a
+# renewal that stopped working shows here with two weeks left to fix it by hand.
+CERT_EXPIRY_WARNING: Final = 14 * 24 * 3600 * SECONDS
+# The self-signed default's lifetime: Mozilla's guidelines (5.5 and later) allow a
+# certificate at most 366 days; a year, then it is made anew.
+SELF_SIGNED_VALIDITY: Final = 365 * 24 * 3600 * SECONDS
+# ...and it starts this long before it was made, for clients whose clocks run behind.
+SELF_SIGNED_BACKDATE: Final = 3600 * SECONDS
+# Largest certificate chain or key file read. A chain with its intermediates is a few
+# KiB (even a whole CA bundle is some 200 KiB); anything bigger is the wrong file.
+MAX_CERT_FILE_BYTES: Final = 1 * MiB
+
 # --- tunnel sessions ----------------------------------------------------------
 HEARTBEAT_INTERVAL: Final = 10 * SECONDS
 HEARTBEAT_TIMEOUT: Final = 30 * SECONDS
