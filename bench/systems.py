@@ -8,6 +8,7 @@ The nginx two-hop chain is in :mod:`bench.twohop`, PageKite in :mod:`bench.pagek
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -57,6 +58,11 @@ class Direct:
 
 
 def tunnelgate_argv(*args: str) -> list[str]:
+    # BENCH_TUNNELGATE=path/to/other/.venv/bin/tunnelgate measures another build (say, the
+    # commit before a change) with this harness, in the same run conditions.
+    other = os.environ.get("BENCH_TUNNELGATE")
+    if other:
+        return [other, *args]
     script = Path(sys.executable).with_name("tunnelgate")
     base = [str(script)] if script.exists() else [sys.executable, "-m", "tunnelgate"]
     return [*base, *args]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
+from tunnelgate import limits
 from tunnelgate.config import GatewayConfig
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
@@ -15,10 +16,12 @@ from tunnelgate.gateway.hosts import HostRouter
 from tunnelgate.gateway.registry import MemoryRegistry
 from tunnelgate.gateway.routes import RouteTable
 from tunnelgate.http1.request import RequestHead, RequestParser
-from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto import events as ev
 from tunnelgate.proto.messages import ControlMessage
+from tunnelgate.proto.mux import Role
+from tunnelgate.testing.memory_tunnel import TunnelHarness
 from tunnelgate.transport.deadlines import Deadlines
-from tunnelgate.transport.tunnel import StreamHandler
+from tunnelgate.transport.tunnel import TunnelConnection
 
 
 def head_of(raw: bytes) -> RequestHead:
@@ -78,54 +81,68 @@ class FakeTransport:
         self.protocol = protocol
 
 
-class FakeTarget:
-    """A tunnel connection as an exchange sees it: records streams and what went on them."""
+class _NoHooks:
+    """A gateway session that does nothing: the edge tests drive streams only."""
 
-    def __init__(self, *, refuse: bool = False) -> None:
-        self.closed = False
-        self.refuse = refuse
-        self.handlers: dict[int, StreamHandler] = {}
+    def on_stream_opened(self, stream_id: int, metadata: bytes) -> None:
+        return None
+
+    def on_control(self, message: ControlMessage) -> None:
+        pass
+
+    def on_go_away(self, code: int, reason: str) -> None:
+        pass
+
+    def on_closed(self, end: object) -> None:
+        pass
+
+
+class TunnelPeer:
+    """The gateway's real TunnelConnection on a fake WebSocket, and the tunnel client's
+    side of it played by the test (the sans-IO mux): what came down each stream, and the
+    answers the test sends back."""
+
+    def __init__(self, *, max_streams: int = limits.MAX_STREAMS) -> None:
+        hooks = cast(Any, _NoHooks())
+        self.connection = TunnelConnection(Role.GATEWAY, hooks, max_streams=max_streams)
+        self.harness = TunnelHarness(self.connection)
         self.metadata: dict[int, bytes] = {}
         self.sent: dict[int, bytearray] = {}
         self.ended: set[int] = set()
         self.resets: dict[int, int] = {}
-        self.acked: dict[int, int] = {}
-        self.credit = 1 << 30  # bytes send() takes before it says "stop"
-        self._next = 2
 
-    def open_stream(self, metadata: bytes, handler: StreamHandler) -> int:
-        if self.refuse:
-            from tunnelgate.errors import LocalProtocolError
+    @property
+    def streams(self) -> list[int]:
+        """Streams opened so far, in order."""
+        return list(self.metadata)
 
-            raise LocalProtocolError(ErrorCode.REFUSED_STREAM, "too many streams")
-        sid, self._next = self._next, self._next + 2
-        self.handlers[sid] = handler
-        self.metadata[sid] = metadata
-        self.sent[sid] = bytearray()
-        return sid
+    async def pump(self) -> None:
+        """Read what the gateway sent (after a loop turn); the client consumes it all."""
+        peer = self.harness.peer
+        for event in await self.harness.receive():
+            if isinstance(event, ev.StreamOpened):
+                self.metadata[event.stream_id] = event.metadata
+                self.sent[event.stream_id] = bytearray()
+            elif isinstance(event, ev.DataReceived):
+                self.sent[event.stream_id] += event.data
+                peer.acknowledge_data(event.stream_id, len(event.data))
+            elif isinstance(event, ev.StreamEnded):
+                self.ended.add(event.stream_id)
+            elif isinstance(event, ev.StreamReset):
+                self.resets[event.stream_id] = event.code
+        self.harness.deliver()  # our WINDOW frames, if any
 
-    def send(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> bool:
-        self.sent[stream_id] += data
-        self.credit -= len(data)
-        if end:
-            self.ended.add(stream_id)
-        return self.credit > 0
+    def respond(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+        self.harness.peer.send_data(stream_id, data, end)
+        self.harness.deliver()
 
-    def end(self, stream_id: int) -> None:
-        self.ended.add(stream_id)
+    def reset(self, stream_id: int, code: int) -> None:
+        self.harness.peer.reset_stream(stream_id, code)
+        self.harness.deliver()
 
-    def reset(self, stream_id: int, code: int = ErrorCode.CANCEL) -> None:
-        self.resets[stream_id] = code
-        self.handlers.pop(stream_id, None)
-
-    def acknowledge(self, stream_id: int, n: int) -> None:
-        self.acked[stream_id] = self.acked.get(stream_id, 0) + n
-
-    def release(self, stream_id: int) -> None:
-        self.handlers.pop(stream_id, None)
-
-    def is_open(self, stream_id: int) -> bool:
-        return stream_id in self.handlers and stream_id not in self.resets
+    def credit(self, stream_id: int) -> int:
+        """What the client may still send on the stream: credit the gateway returned."""
+        return self.harness.peer.send_window(stream_id)
 
 
 class FakeAcceptor:
@@ -187,24 +204,25 @@ class Services:
         self.live = FakeLive()
 
 
-class FakeConnection:
-    """A tunnel connection as a session sees it."""
+class SessionLink:
+    """A session's real TunnelConnection on a fake WebSocket: the control messages it
+    sent the client, and whether and how it closed."""
 
-    def __init__(self) -> None:
-        self.closed = False
+    def __init__(self, hooks: object) -> None:
+        self.connection = TunnelConnection(Role.GATEWAY, cast(Any, hooks))
+        self.harness = TunnelHarness(self.connection)
         self.sent: list[ControlMessage] = []
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.constrained = False
 
-    def constrain(self, on: bool) -> None:
-        self.constrained = on
+    async def settle(self) -> None:
+        """Let the loop turn (batches go out at its end); collect what was sent."""
+        for event in await self.harness.receive():
+            if isinstance(event, ev.ControlReceived):
+                self.sent.append(event.message)
 
-    def send_control(self, message: ControlMessage) -> None:
-        assert not self.closed
-        self.sent.append(message)
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
 
-    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        if not self.closed:
-            self.closed = True
-            self.close_code, self.close_reason = code, reason
+    @property
+    def close_code(self) -> int | None:
+        return self.connection.ending.code if self.connection.closed else None

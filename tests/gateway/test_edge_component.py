@@ -1,12 +1,14 @@
-"""The public edge and its exchanges, driven through their interfaces with fakes: no
-sockets, no processes. The end-to-end tests (tests/e2e) prove the same behaviours for real."""
+"""The public edge and its exchanges, driven through their interfaces: a fake transport for
+the public socket, and a real TunnelConnection on a fake WebSocket whose other side (the
+tunnel client) the test plays. No sockets, no processes; the end-to-end tests (tests/e2e)
+prove the same behaviours for real."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 import pytest
-from fakes import FakeTarget, FakeTransport, Services
+from fakes import FakeTransport, Services, TunnelPeer
 
 from tunnelgate import limits
 from tunnelgate.gateway.edge import PublicConnection
@@ -15,6 +17,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 
 HOST = "web.localhost:8080"
+OK_HELLO = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
 def request(target: str = "/", *, host: str = HOST, extra: str = "") -> bytes:
@@ -33,8 +36,8 @@ def connect(services: Services) -> tuple[PublicConnection, FakeTransport]:
     return conn, transport
 
 
-def add_route(services: Services, target: FakeTarget, name: str = "web") -> Route:
-    route = Route(name, 7, cast(Any, target), f"http://{name}.localhost:8080", principal="p")
+def add_route(services: Services, peer: TunnelPeer, name: str = "web") -> Route:
+    route = Route(name, 7, peer.connection, f"http://{name}.localhost:8080", principal="p")
     services.routes.add(route)
     return route
 
@@ -52,7 +55,7 @@ async def test_unknown_tunnel_is_404_naming_the_host(services: Services) -> None
 
 
 async def test_held_name_is_502(services: Services) -> None:
-    route = add_route(services, FakeTarget())
+    route = add_route(services, TunnelPeer())
     services.routes.hold(route, expires_at=1e12)
     conn, transport = connect(services)
     conn.data_received(request())
@@ -60,38 +63,38 @@ async def test_held_name_is_502(services: Services) -> None:
 
 
 async def test_spent_buffer_budget_is_503_and_opens_no_stream(services: Services) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+    peer = TunnelPeer()
+    add_route(services, peer)
     services.buffers.take(services.buffers.limit + 1)
     conn, transport = connect(services)
     conn.data_received(request())
     assert status_of(transport.written) == 503
     assert b"X-Tunnelgate-Error: gateway_busy" in transport.written
-    assert not target.handlers
+    await peer.pump()
+    assert peer.streams == []
 
 
 async def test_request_goes_down_a_stream_and_the_response_comes_back(services: Services) -> None:
-    target = FakeTarget()
-    route = add_route(services, target)
+    peer = TunnelPeer()
+    route = add_route(services, peer)
     conn, transport = connect(services)
     conn.data_received(request("/a?b=1"))
-    (sid,) = target.handlers
-    info = OpenInfo.decode(target.metadata[sid])
-    assert info.tunnel_id == 7
-    assert target.sent[sid].startswith(b"GET /a?b=1 HTTP/1.1\r\n")
-    assert b"X-Forwarded-For: 203.0.113.7\r\n" in target.sent[sid]
-    assert sid in target.ended  # no body: the head carried the FIN
-    response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-    target.handlers[sid].on_data(response)
-    assert bytes(transport.written) == response
-    assert target.acked[sid] == len(response)  # credit returned: the socket took it
+    await peer.pump()
+    (sid,) = peer.streams
+    info = OpenInfo.decode(peer.metadata[sid])
+    assert (info.tunnel_id, info.method, info.target) == (7, b"GET", b"/a?b=1")
+    assert peer.sent[sid].startswith(b"GET /a?b=1 HTTP/1.1\r\n")
+    assert b"X-Forwarded-For: 203.0.113.7\r\n" in peer.sent[sid]
+    assert sid in peer.ended  # no body: the head carried the FIN
+    peer.respond(sid, OK_HELLO, end=True)
+    assert bytes(transport.written) == OK_HELLO
     assert conn.exchange is None  # done; the connection waits for the next request
     assert not transport.closed
     assert route.requests == 1
 
 
 async def test_a_refused_stream_is_503(services: Services) -> None:
-    add_route(services, FakeTarget(refuse=True))
+    add_route(services, TunnelPeer(max_streams=0))
     conn, transport = connect(services)
     conn.data_received(request())
     assert status_of(transport.written) == 503
@@ -109,59 +112,70 @@ async def test_a_refused_stream_is_503(services: Services) -> None:
 async def test_a_reset_before_the_response_is_a_gateway_error(
     services: Services, code: int, status: int
 ) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+    peer = TunnelPeer()
+    add_route(services, peer)
     conn, transport = connect(services)
     conn.data_received(request())
-    (sid,) = target.handlers
-    target.handlers[sid].on_reset(code)
+    await peer.pump()
+    (sid,) = peer.streams
+    peer.reset(sid, code)
     assert status_of(transport.written) == status
     assert transport.closed
 
 
 async def test_a_reset_mid_response_aborts_the_public_connection(services: Services) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+    peer = TunnelPeer()
+    add_route(services, peer)
     conn, transport = connect(services)
     conn.data_received(request())
-    (sid,) = target.handlers
-    target.handlers[sid].on_data(b"HTTP/1.1 200 OK\r\n\r\npartial")  # close-delimited
-    target.handlers[sid].on_reset(ErrorCode.INTERNAL_ERROR)
+    await peer.pump()
+    (sid,) = peer.streams
+    peer.respond(sid, b"HTTP/1.1 200 OK\r\n\r\npartial")  # close-delimited
+    peer.reset(sid, ErrorCode.INTERNAL_ERROR)
     assert transport.aborted  # a reset, not a FIN that would read as the end
     assert not bytes(transport.written).startswith(b"HTTP/1.1 502")
 
 
-async def test_a_slow_reader_holds_credit_and_counts_against_the_budget(services: Services) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+async def test_a_slow_reader_holds_credit_and_counts_against_the_budget(
+    services: Services,
+) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
     conn, _ = connect(services)
     conn.data_received(request())
-    (sid,) = target.handlers
-    handler = target.handlers[sid]
-    handler.on_data(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-    acked = target.acked[sid]
+    await peer.pump()
+    (sid,) = peer.streams
+    chunk = limits.INITIAL_STREAM_WINDOW // 2  # credit goes back in quarter windows
+    peer.respond(sid, b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")
     conn.pause_writing()  # the public socket's buffer is over its high-water mark
-    handler.on_data(b"x" * 1000)
-    assert target.acked[sid] == acked  # credit withheld
-    assert services.buffers.held == limits.WRITE_HIGH_WATER + 1000
+    peer.respond(sid, b"x" * chunk)
+    await peer.pump()
+    credit = peer.credit(sid)
+    assert credit < limits.INITIAL_STREAM_WINDOW - chunk  # withheld: not returned
+    assert services.buffers.held == limits.WRITE_HIGH_WATER + chunk
     conn.resume_writing()
-    assert target.acked[sid] == acked + 1000
+    await peer.pump()
+    assert peer.credit(sid) > credit  # returned once the socket drained
     assert services.buffers.held == 0
 
 
 async def test_the_next_request_waits_until_a_slow_reader_drains(services: Services) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+    peer = TunnelPeer()
+    add_route(services, peer)
     conn, transport = connect(services)
     conn.data_received(request("/1") + request("/2"))  # pipelined
-    (first,) = target.handlers
+    await peer.pump()
+    (first,) = peer.streams
     conn.pause_writing()
-    target.handlers[first].on_data(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    assert list(target.handlers) == []  # the second is not started while paused
+    peer.respond(first, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", end=True)
+    await peer.pump()
+    assert peer.streams == [first]  # the second is not started while paused
     assert not transport.reading
     conn.resume_writing()
-    (second,) = target.handlers
-    assert target.sent[second].startswith(b"GET /2 ")
+    await peer.pump()
+    second = peer.streams[-1]
+    assert second != first
+    assert peer.sent[second].startswith(b"GET /2 ")
 
 
 async def test_connect_upgrades_go_to_the_tunnel_acceptor(services: Services) -> None:
@@ -186,22 +200,23 @@ async def test_connections_are_tracked_until_they_close(services: Services) -> N
 
 
 async def test_after_a_101_bytes_flow_raw_both_ways_with_half_closes(services: Services) -> None:
-    target = FakeTarget()
-    add_route(services, target)
+    peer = TunnelPeer()
+    add_route(services, peer)
     conn, transport = connect(services)
     upgrade = request("/ws", extra="Upgrade: echo\r\nConnection: Upgrade\r\n")
     conn.data_received(upgrade + b"early")  # sent before the 101: held until it comes
-    (sid,) = target.handlers
-    assert target.sent[sid].endswith(b"\r\n\r\n")  # the head only
-    target.handlers[sid].on_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nhi")
+    await peer.pump()
+    (sid,) = peer.streams
+    assert peer.sent[sid].endswith(b"\r\n\r\n")  # the head only
+    peer.respond(sid, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nhi")
     assert bytes(transport.written).endswith(b"\r\n\r\nhi")
-    assert target.sent[sid].endswith(b"early")
     conn.data_received(b"more")
-    assert target.sent[sid].endswith(b"earlymore")
+    await peer.pump()
+    assert peer.sent[sid].endswith(b"earlymore")
     assert conn.eof_received() is True  # keep writing: the tunnel side may still answer
-    assert sid in target.ended
-    target.handlers[sid].on_data(b"last")
-    target.handlers[sid].on_end()
+    await peer.pump()
+    assert sid in peer.ended
+    peer.respond(sid, b"last", end=True)
     assert transport.eof_written
     assert bytes(transport.written).endswith(b"last")
     assert conn.exchange is None  # both directions ended: done

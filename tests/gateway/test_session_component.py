@@ -1,12 +1,12 @@
-"""A tunnel session on the gateway, driven through the transport's hooks with a fake
-connection: registration, rejections, and what a connection's end does to its names."""
+"""A tunnel session on the gateway, on a real TunnelConnection over a fake WebSocket:
+registration, rejections, and what a connection's end does to its names."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 import pytest
-from fakes import FakeConnection, Services
+from fakes import Services, SessionLink
 
 from tunnelgate import limits
 from tunnelgate.gateway.auth import Identity
@@ -21,11 +21,18 @@ ALICE = Identity("token:alice")
 
 def open_session(
     services: Services, identity: Identity = ALICE
-) -> tuple[GatewaySession, FakeConnection]:
+) -> tuple[GatewaySession, SessionLink]:
     session = GatewaySession(cast(Any, services), "198.51.100.1:4000", identity)
-    connection = FakeConnection()
-    session.attach(cast(Any, connection))
-    return session, connection
+    link = SessionLink(session)
+    session.attach(link.connection)
+    return session, link
+
+
+async def settle(services: Services, *links: SessionLink) -> None:
+    """Run the registrations spawned so far, then collect what went to each client."""
+    await services.live.run_spawned()
+    for link in links:
+        await link.settle()
 
 
 def register(tid: int, name: str | None, client_id: str = "c1") -> Register:
@@ -40,12 +47,12 @@ async def services() -> Services:
 async def test_a_registration_gets_its_name_and_a_route(services: Services) -> None:
     session, connection = open_session(services)
     session.on_control(register(1, "Web"))
-    await services.live.run_spawned()
+    await settle(services, connection)
     (answer,) = connection.sent
     assert answer == Registered(1, "http://web.localhost:8080", name="web")
     route = services.routes.get("web", 0.0)
     assert isinstance(route, Route)
-    assert route.target is cast(Any, connection)
+    assert route.target is connection.connection
     assert route.principal == "token:alice"  # the principal, never the token
     assert session in services.live.sessions
 
@@ -54,7 +61,7 @@ async def test_answers_keep_the_order_of_the_registrations(services: Services) -
     session, connection = open_session(services)
     for tid, name in ((1, "a"), (2, "www"), (3, None), (4, "a")):
         session.on_control(register(tid, name))
-    await services.live.run_spawned()
+    await settle(services, connection)
     assert [m.id for m in connection.sent] == [1, 2, 3, 4]
     assert [type(m) for m in connection.sent] == [Registered, Rejected, Registered, Rejected]
     assert not connection.closed  # some tunnels live on it
@@ -63,7 +70,7 @@ async def test_answers_keep_the_order_of_the_registrations(services: Services) -
 async def test_a_connection_left_with_no_tunnel_is_closed(services: Services) -> None:
     session, connection = open_session(services)
     session.on_control(register(1, "www"))
-    await services.live.run_spawned()
+    await settle(services, connection)
     (answer,) = connection.sent
     assert isinstance(answer, Rejected)
     assert answer.reason is RejectReason.NAME_RESERVED
@@ -77,7 +84,7 @@ async def test_too_many_registrations_is_a_flood(services: Services) -> None:
         session.on_control(register(tid, "www"))
     assert connection.closed
     assert connection.close_code == ErrorCode.ENHANCE_YOUR_CALM
-    await services.live.run_spawned()
+    await settle(services, connection)
     assert connection.sent == []  # closed before the answers went out
 
 
@@ -88,7 +95,7 @@ async def test_per_owner_limit_counts_across_connections(services: Services) -> 
     await services.live.run_spawned()
     second, two = open_session(services, capped)
     second.on_control(register(1, "two", client_id="c2"))
-    await services.live.run_spawned()
+    await settle(services, two)
     (answer,) = two.sent
     assert isinstance(answer, Rejected)
     assert answer.reason is RejectReason.TOO_MANY_TUNNELS
@@ -129,7 +136,7 @@ async def test_any_other_end_holds_the_names_for_their_owner(
     # Its owner (another client process, same principal) takes it back.
     again, connection = open_session(services)
     again.on_control(register(1, "web", client_id="c2"))
-    await services.live.run_spawned()
+    await settle(services, connection)
     assert isinstance(connection.sent[0], Registered)
     assert isinstance(services.routes.get("web", 0.0), Route)
 
@@ -139,8 +146,8 @@ async def test_a_registration_that_completes_after_the_close_is_given_back(
 ) -> None:
     session, connection = open_session(services)
     session.on_control(register(1, "late"))
-    connection.closed = True  # closed before the registry answered
-    await services.live.run_spawned()
+    connection.connection.close(ErrorCode.NO_ERROR, "gone")  # before the registry answered
+    await settle(services, connection)
     assert connection.sent == []
     assert await services.registry.lookup("late") is None
     assert services.routes.get("late", 0.0) is None

@@ -29,7 +29,7 @@ from tunnelgate.transport.deadlines import Deadlines
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
-from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Exchange, access_log
+from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page
 from .routes import Held, RouteTable
@@ -90,14 +90,12 @@ class EdgeServices(Protocol):
     def live(self) -> LiveConnections: ...
 
 
-class PublicConnection(asyncio.Protocol):
+class PublicConnection(Downstream):
     def __init__(self, gateway: EdgeServices) -> None:
+        super().__init__()
         self.gateway = gateway
         config = gateway.config
         self.parser = RequestParser(max_header_bytes=config.max_header_bytes, raw_chunks=True)
-        self.transport: asyncio.Transport | None = None
-        self.client_ip = "?"
-        self.client_addr = "?"
         self.exchange: Exchange | None = None
         # Events of requests not yet started: a list, not a deque (600 bytes per idle
         # connection); it holds at most one read's worth, so pop(0) stays cheap.
@@ -105,7 +103,6 @@ class PublicConnection(asyncio.Protocol):
         self.closing = False
         self.eof = False  # the public client will send no more
         self._paused_for = 0  # bits of _PAUSE_*: reading stops while any is set
-        self.write_paused = False  # our write buffer is over its high-water mark
         self.held = 0  # bytes written while paused, counted in gateway.buffers
         self._drain_before_next = False  # the next request waits for our buffer to drain
         self.deadline_tick = 0  # Timed, for gateway.deadlines

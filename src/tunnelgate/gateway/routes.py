@@ -8,7 +8,7 @@ public request, so a lookup is one dict get. A name whose owner dropped is kept 
 
 from __future__ import annotations
 
-from .exchange import StreamTarget
+from tunnelgate.transport.tunnel import TunnelConnection
 
 
 class Route:
@@ -32,7 +32,7 @@ class Route:
         self,
         name: str,
         tunnel_id: int,
-        target: StreamTarget,
+        target: TunnelConnection,
         url: str,
         *,
         principal: str,
