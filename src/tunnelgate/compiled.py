@@ -31,6 +31,7 @@ MODULES: Final = (
     "tunnelgate.event",
     "tunnelgate.proto.codes",
     "tunnelgate.proto.events",
+    "tunnelgate.proto.flood",
     "tunnelgate.proto.flow",
     "tunnelgate.proto.frames",
     "tunnelgate.proto.messages",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -73,7 +72,21 @@ def frees_names(end: ConnectionEnd) -> bool:
 
 
 class GatewaySession:
-    """Implements the transport's SessionHooks for one connected client."""
+    """Implements the transport's SessionHooks for one connected client. One per tunnel
+    connection, idle most of its life: slots, and nothing allocated before it is needed."""
+
+    __slots__ = (
+        "_handshake_timer",
+        "_pending",
+        "_registering",
+        "_registrations",
+        "_rejected",
+        "client_addr",
+        "connection",
+        "identity",
+        "services",
+        "tunnels",
+    )
 
     def __init__(self, services: SessionServices, client_addr: str, identity: Identity) -> None:
         self.services = services
@@ -82,11 +95,13 @@ class GatewaySession:
         self.connection: TunnelConnection | None = None
         self.tunnels: dict[int, tuple[Lease, Route]] = {}  # by the client's tunnel id
         self._registrations = 0  # register messages received, rejected ones included
-        self._pending: deque[Register] = deque()
+        self._pending: list[Register] = []  # at most MAX_REGISTRATIONS_PER_CONNECTION
         self._registering = False
         self._rejected: list[tuple[Register, Rejected]] = []  # logged together
-        self._loop = asyncio.get_running_loop()
-        self._handshake_timer = self._loop.call_later(limits.HANDSHAKE_TIMEOUT, self._no_register)
+        loop = asyncio.get_running_loop()
+        self._handshake_timer: asyncio.TimerHandle | None = loop.call_later(
+            limits.HANDSHAKE_TIMEOUT, self._no_register
+        )
 
     def __repr__(self) -> str:
         names = ",".join(lease.name for lease, _ in self.tunnels.values())
@@ -120,7 +135,7 @@ class GatewaySession:
         if self._registrations > limits.MAX_REGISTRATIONS_PER_CONNECTION:
             self._close(ErrorCode.ENHANCE_YOUR_CALM, "too many registrations on one connection")
             return
-        self._handshake_timer.cancel()
+        self._stop_handshake_timer()
         self._pending.append(message)
         if not self._registering:
             self._registering = True
@@ -131,7 +146,7 @@ class GatewaySession:
             self.connection.close(ErrorCode.NO_ERROR, "goodbye")
 
     def on_closed(self, end: ConnectionEnd) -> None:
-        self._handshake_timer.cancel()
+        self._stop_handshake_timer()
         self._pending.clear()
         self._log_rejections()
         self.services.live.session_closed(self)
@@ -158,7 +173,7 @@ class GatewaySession:
         them in one line, and close a connection they left with no tunnel."""
         try:
             while self._pending:
-                request = self._pending.popleft()
+                request = self._pending.pop(0)  # a handful at most: a list is smaller
                 answer = await self._register(request)
                 connection = self.connection
                 if connection is None or connection.closed:
@@ -295,9 +310,16 @@ class GatewaySession:
                 )
                 held = holds.get(lease.name)
                 if held is not None:
-                    self._loop.call_later(grace, _expire, services.routes, lease.name, held)
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(grace, _expire, services.routes, lease.name, held)
+
+    def _stop_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None  # its handle is not kept for the tunnel's life
 
     def _no_register(self) -> None:
+        self._handshake_timer = None
         if not self.tunnels and not self._registering:
             self._close(ErrorCode.PROTOCOL_ERROR, "no registration in time")
 

@@ -102,6 +102,10 @@ def decode_u64(payload: bytes | memoryview, what: str) -> int:
     return value
 
 
+# One empty view for every idle decoder: a memoryview object is 184 bytes, per tunnel.
+_NO_BACKLOG: Final = memoryview(b"")
+
+
 class FrameDecoder:
     """Turns a byte stream into frames, at most `max_frames` per call.
 
@@ -119,7 +123,7 @@ class FrameDecoder:
         self._max_payload = max_payload
         self._max_frames = max_frames
         self._buffer = bytearray()  # an incomplete frame, accumulating
-        self._backlog = memoryview(b"")  # whole frames left over; a view of our own bytes
+        self._backlog = _NO_BACKLOG  # whole frames left over; a view of our own bytes
 
     @property
     def buffered(self) -> int:
@@ -167,7 +171,7 @@ class FrameDecoder:
             # enum member per frame cost more than the rest of the header parse.
             frames.append(Frame(ftype, flags, stream_id, view[start : start + length]))
             pos = start + length
-        self._backlog = memoryview(b"")
+        self._backlog = _NO_BACKLOG
         self._buffer = bytearray(view[pos:]) if pos < end else bytearray()
         return frames
 

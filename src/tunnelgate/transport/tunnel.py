@@ -77,6 +77,10 @@ class ConnectionEnd:
         return f"<ConnectionEnd {code} by {who}: {self.reason}>"
 
 
+# How a connection ends unless we learn more: one object for all (an idle tunnel's memory).
+_DROPPED: Final = ConnectionEnd(None, "connection lost", False)
+
+
 class TunnelConnection:
     """Speaks picows' listener interface through `TunnelListener` (transport/listener.py):
     this class is compiled, and compiled classes cannot subclass picows' Cython class."""
@@ -107,7 +111,7 @@ class TunnelConnection:
         self._last_activity = self._last_received
         self._timer: asyncio.TimerHandle | None = None
         self._ping_seq = 0
-        self.ending = ConnectionEnd(None, "connection lost", False)  # until we learn more
+        self.ending = _DROPPED  # until we learn more
         self._backlog_scheduled = False
         self._replies_at_pause = 0
         self._stalled_since = 0.0  # when our unsent bytes last stopped going down
