@@ -142,6 +142,9 @@ HEARTBEAT_TIMEOUT: Final = 30 * SECONDS
 IDLE_TIMEOUT: Final = 0.0  # 0 = never
 RECONNECT_GRACE: Final = 30 * SECONDS
 HANDSHAKE_TIMEOUT: Final = 10 * SECONDS  # WebSocket upgrade + first registration
+# --handshake-timeout: a TLS ClientHello and handshake, from accept (nginx gives the
+# handshake its client_header_timeout, 60 s; a slowloris on the handshake wants less).
+TLS_HANDSHAKE_TIMEOUT: Final = 10 * SECONDS
 # On SIGTERM the gateway waits this long for its listeners and tasks to wind down.
 SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
 MAX_TUNNELS_PER_TOKEN: Final = 32

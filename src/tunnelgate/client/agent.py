@@ -69,6 +69,7 @@ class Agent:
         self.stopping = False
         self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
         self._last_reason = ""
+        self._tls: ssl.SSLContext | None = None  # for wss://, made once by run()
 
     # --- main loop ------------------------------------------------------------
     async def run(self) -> int:
@@ -76,6 +77,7 @@ class Agent:
         pools = {tid: LocalPool(spec, deadlines) for tid, spec in self.specs.items()}
         self.dialer = LocalDialer(self.specs, pools, self.output)
         try:
+            self._tls = self._ssl_context()
             return await self._reconnect_loop()
         except _Stop as stop:
             return stop.status
@@ -147,7 +149,7 @@ class Agent:
         return await open_websocket(
             self.config.server,
             session.listener,
-            ssl_context=self._ssl_context(),
+            ssl_context=self._tls,
             headers=self._headers(),
         )
 
@@ -215,12 +217,22 @@ class Agent:
         return headers
 
     def _ssl_context(self) -> ssl.SSLContext | None:
+        """For wss://: the system's trust store, or --ca's; made once (and --insecure said
+        once, here, not per attempt)."""
         if not self.config.server.startswith("wss://"):
             return None
-        context = ssl.create_default_context(cafile=self.config.ca)
+        try:
+            context = ssl.create_default_context(cafile=self.config.ca)
+        except (OSError, ssl.SSLError) as exc:
+            self.output.error(f"--ca {self.config.ca}: cannot be read as PEM certificates: {exc}")
+            raise _Stop(EXIT_FAILED) from exc
         if self.config.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+            self.output.error(
+                "warning: --insecure: the gateway's certificate is not checked; anyone in "
+                "between can read and change the tunnel's traffic"
+            )
         return context
 
 

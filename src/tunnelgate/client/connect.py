@@ -102,6 +102,14 @@ async def _handshake(
         raise ConnectFailed(f"{server}: no answer within {limits.CONNECT_TIMEOUT:g} s") from exc
     except picows.WSHandshakeError as exc:
         raise _refusal(server, exc) from exc
+    except ssl.SSLCertVerificationError as exc:  # before OSError: it is one
+        why = exc.verify_message or exc.reason or "not trusted"
+        raise ConnectFailed(
+            f"{url.host}: the gateway's certificate is not trusted ({why}); give its CA "
+            "with --ca FILE, or --insecure to skip the check"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise ConnectFailed(f"{url.host}: TLS failed ({exc.reason or exc})") from exc
     except (OSError, picows.WSError) as exc:
         raise ConnectFailed(f"cannot reach {server}: {str(exc) or type(exc).__name__}") from exc
     if protocol.listener is None:  # the peer closed before answering (module docstring)

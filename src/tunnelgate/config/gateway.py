@@ -30,6 +30,11 @@ class GatewayConfig:
 
     domain: str = "localhost"
     http: Address | None = ("127.0.0.1", 8080)
+    https: Address | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    state_dir: str | None = None  # None: the user's data directory (gateway/selfsigned.py)
+    redirect_http: bool = False
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str | None = None
     allow_anonymous: bool = False
@@ -47,6 +52,7 @@ class GatewayConfig:
     auth_fail_rate: int = limits.AUTH_FAIL_RATE
     max_connections: int | None = None  # None: limits.default_max_connections(open files)
     max_connections_per_address: int = limits.MAX_CONNECTIONS_PER_ADDRESS
+    handshake_timeout: float = limits.TLS_HANDSHAKE_TIMEOUT
 
 
 GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}
@@ -121,15 +127,29 @@ def _check_gateway(cfg: GatewayConfig) -> None:
             f"--heartbeat-timeout: must be greater than --heartbeat-interval "
             f"({cfg.heartbeat_interval:g}), got {cfg.heartbeat_timeout:g}"
         )
-    if cfg.http is None:
+    listeners = [
+        (key, addr) for key, addr in (("--http", cfg.http), ("--https", cfg.https)) if addr
+    ]
+    if not listeners:
         raise ConfigError("--http: is off and --https is not set: no public listener")
-    # The anonymous rule (SPEC): with no auth, every listener must be on loopback. --http
-    # is the only listener this version has; --https, --admin and --tcp-bind join it here
-    # when they are built.
-    if cfg.tokens or cfg.allow_anonymous or _is_loopback(cfg.http[0]):
+    if cfg.http is not None and cfg.http == cfg.https:
+        raise ConfigError(f"--https: {format_address(cfg.https)} is --http's address too")
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        given, missing = (
+            ("--tls-cert", "--tls-key") if cfg.tls_key is None else ("--tls-key", "--tls-cert")
+        )
+        raise ConfigError(f"{missing}: needed with {given}")
+    if cfg.tls_cert is not None and cfg.https is None:
+        raise ConfigError("--tls-cert: serves nothing without --https")
+    if cfg.redirect_http and (cfg.https is None or cfg.http is None):
+        raise ConfigError("--redirect-http: needs both --http and --https")
+    # The anonymous rule (SPEC): with no auth, every listener must be on loopback.
+    if cfg.tokens or cfg.allow_anonymous:
         return
-    raise ConfigError(
-        f"--http: {format_address(cfg.http)} is not a loopback address and no "
-        "authentication is configured (--token, --tokens-file); configure one, or pass "
-        "--allow-anonymous to accept anonymous tunnels from anywhere"
-    )
+    for key, addr in listeners:
+        if not _is_loopback(addr[0]):
+            raise ConfigError(
+                f"{key}: {format_address(addr)} is not a loopback address and no "
+                "authentication is configured (--token, --tokens-file); configure one, or "
+                "pass --allow-anonymous to accept anonymous tunnels from anywhere"
+            )

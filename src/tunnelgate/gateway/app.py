@@ -19,24 +19,29 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
+from typing import Any
 
 import uvloop
 
 from tunnelgate import limits
 from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig
+from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.transport.deadlines import Deadlines
 
 from .auth import Anonymous, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
+from .certs import CertificateSource, CertificateStore
 from .connect import TunnelAcceptor
 from .edge import PublicConnection
 from .hosts import HostRouter
 from .registry import MemoryRegistry, Registry
 from .routes import RouteTable
 from .state import GatewayState
+from .tls_front import HandshakeCounters, TlsFront, in_domain
 
 log = EventLog("tunnelgate.gateway")
 warn = RateLimitedLog(log)
@@ -54,11 +59,30 @@ class Gateway:
         self.live = GatewayState()
         self.buffers = BufferBudget(limits.MAX_HELD_RESPONSE_BYTES, self._set_pressure)
         self.deadlines = Deadlines()
-        self.hosts = HostRouter(config.domain, config.http[1] if config.http else None)
+        https_port = config.https[1] if config.https else None
+        self.hosts = HostRouter(config.domain, config.http[1] if config.http else None, https_port)
+        self.certificates = CertificateStore(self._certificate_source()) if config.https else None
+        self.handshakes = HandshakeCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
         self.tunnels = TunnelAcceptor(config, _authenticator(config), self, self.live)
         self.open_files = open_files
+
+    def _certificate_source(self) -> CertificateSource:
+        config = self.config
+        return CertificateSource(
+            config.domain,
+            Path(config.tls_cert) if config.tls_cert else None,
+            Path(config.tls_key) if config.tls_key else None,
+            Path(config.state_dir) if config.state_dir else None,
+        )
+
+    def reload(self) -> None:
+        """SIGHUP: a new certificate for new handshakes (open connections keep theirs; a
+        broken file is refused with a log line and the old one stays)."""
+        log.info("reload")
+        if self.certificates is not None:
+            self.certificates.reload()
 
     def _set_pressure(self, on: bool) -> None:
         self.live.set_pressure(on)
@@ -97,6 +121,19 @@ class Gateway:
                 max_connections_per_address=self.caps.max_per_address,
                 open_files=self.open_files,
             )
+        if config.https is not None and self.certificates is not None:
+            store, policy = self.certificates, in_domain(config.domain)
+            host, port = config.https
+            server = await loop.create_server(
+                lambda: TlsFront(self, store, self.handshakes, policy),
+                host,
+                port,
+                backlog=4096,
+                reuse_address=True,
+            )
+            servers.append(server)
+            bound = server.sockets[0].getsockname()
+            log.info("listening", listener="https", addr=f"{bound[0]}:{bound[1]}")
         return servers
 
     async def _shut_down(self, servers: list[asyncio.Server]) -> None:
@@ -138,13 +175,29 @@ def run_gateway(config: GatewayConfig) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_tls_failures)
+        gateway = Gateway(config, open_files)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Gateway(config, open_files).serve(stop)
+        loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+        await gateway.serve(stop)
 
     try:
         uvloop.run(main())
+    except ConfigError as exc:  # a certificate that cannot be served, say
+        print(f"tunnelgate: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"tunnelgate: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _quiet_tls_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """uvloop reports every failed TLS handshake as an error with a traceback; the HTTPS
+    front end logs those itself, with the peer and reason, rate-limited (a client that
+    sends junk must not write a traceback per connection). Everything else as usual."""
+    message = str(context.get("message", ""))
+    if message.startswith("SSL handshake failed"):
+        return
+    loop.default_exception_handler(context)

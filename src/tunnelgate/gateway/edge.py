@@ -31,7 +31,7 @@ from .buffers import BufferBudget
 from .caps import ConnectionCaps
 from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
-from .pages import error_page, plain_page
+from .pages import error_page, plain_page, redirect_page
 from .routes import Held, RouteTable
 
 log = EventLog("tunnelgate.gateway")
@@ -41,6 +41,8 @@ _silent_closes = RateLimitedLog(log)
 _NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
+# HTTP-01 challenges are asked for over plain HTTP on the tunnel's own host (RFC 8555 §8.3).
+ACME_CHALLENGE = b"/.well-known/acme-challenge/"
 # SO_LINGER on, 0 s: close() sends a TCP reset instead of a FIN.
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -91,8 +93,12 @@ class EdgeServices(Protocol):
 
 
 class PublicConnection(Downstream):
-    def __init__(self, gateway: EdgeServices) -> None:
-        super().__init__()
+    def __init__(
+        self, gateway: EdgeServices, scheme: str = "http", slot: str | None = None
+    ) -> None:
+        """`slot`: the place under the caps a TLS front end already took for this
+        connection at accept (see tls_front.py); else it is taken here."""
+        super().__init__(scheme)
         self.gateway = gateway
         config = gateway.config
         self.parser = RequestParser(max_header_bytes=config.max_header_bytes, raw_chunks=True)
@@ -107,7 +113,7 @@ class PublicConnection(Downstream):
         self._drain_before_next = False  # the next request waits for our buffer to drain
         self.deadline_tick = 0  # Timed, for gateway.deadlines
         self._timer_kind = _NO_TIMER
-        self.slot: str | None = None  # held under gateway.caps until released
+        self.slot = slot  # held under gateway.caps until released
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -120,16 +126,18 @@ class PublicConnection(Downstream):
         if peer:
             self.client_ip = str(peer[0])
             self.client_addr = f"{peer[0]}:{peer[1]}"
-        sock = transport.get_extra_info("socket")  # uvloop made it for peername: cached
-        fd: int = sock.fileno() if sock is not None else -1
-        self.slot = self.gateway.caps.admit(self.client_ip, fd, self.client_addr)
         if self.slot is None:
-            self.closing = True
-            transport.abort()  # over a cap: no bytes, no waiting
-            return
+            sock = transport.get_extra_info("socket")  # uvloop made it for peername: cached
+            fd: int = sock.fileno() if sock is not None else -1
+            self.slot = self.gateway.caps.admit(self.client_ip, fd, self.client_addr)
+            if self.slot is None:
+                self.closing = True
+                transport.abort()  # over a cap: no bytes, no waiting
+                return
         transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
         self.gateway.live.connection_opened(self)
-        # The head timeout counts from accept: a connection that sends nothing is closed.
+        # The head timeout counts from accept (from the handshake's end, under TLS): a
+        # connection that sends nothing is closed.
         self.arm(self.gateway.config.head_timeout, _HEAD)
 
     def data_received(self, data: bytes) -> None:
@@ -232,6 +240,10 @@ class PublicConnection(Downstream):
         if name is None:
             self._serve_gateway(head)
             return
+        if self.scheme == "http" and self.gateway.config.redirect_http:
+            if not head.target.startswith(ACME_CHALLENGE):
+                self._redirect_to_https(head)
+                return
         route = self.gateway.routes.get(name, time.monotonic())
         host = head.host.decode("ascii", "replace")
         if route is None:
@@ -271,6 +283,12 @@ class PublicConnection(Downstream):
             self._write_final(plain_page(200, b"ok\n", close=not head.keep_alive), head, 200)
             return
         self._answer_error(head, 404, "not_found", f"{path.decode('latin-1')} is not served here")
+
+    def _redirect_to_https(self, head: RequestHead) -> None:
+        host = head.host.rsplit(b":", 1)[0].decode("ascii", "replace")
+        target = head.target.decode("latin-1")
+        location = self.gateway.hosts.https_url(host, target if target.startswith("/") else "/")
+        self._write_final(redirect_page(location, close=not head.keep_alive), head, 308)
 
     def _answer_error(self, head: RequestHead, status: int, code: str, message: str) -> None:
         self._write_final(error_page(status, code, message), head, status)

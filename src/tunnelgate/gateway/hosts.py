@@ -9,14 +9,15 @@ from __future__ import annotations
 
 
 class HostRouter:
-    def __init__(self, domain: str, http_port: int | None) -> None:
+    def __init__(self, domain: str, http_port: int | None, https_port: int | None = None) -> None:
         self.domain = domain
         self._suffix = b"." + domain.encode()
         self._gateway_hosts = {domain.encode(), b"tunnel" + self._suffix}
         self._http_port = http_port
+        self.https_port = https_port
 
     def __repr__(self) -> str:
-        return f"<HostRouter *.{self.domain} http:{self._http_port}>"
+        return f"<HostRouter *.{self.domain} http:{self._http_port} https:{self.https_port}>"
 
     def tunnel_name(self, host: bytes) -> str | None:
         """The tunnel a Host header (lower-cased) addresses, or None for the gateway itself."""
@@ -27,7 +28,16 @@ class HostRouter:
             return None
         return host[: -len(self._suffix)].decode("ascii", "replace")
 
-    def http_url(self, name: str) -> str:
+    def public_url(self, name: str) -> str:
+        """The URL a tunnel is given: https when the gateway has an HTTPS listener."""
+        if self.https_port is not None:
+            return self.https_url(f"{name}.{self.domain}")
         port = self._http_port
         shown = "" if port is None or port == 80 else f":{port}"
         return f"http://{name}.{self.domain}{shown}"
+
+    def https_url(self, host: str, target: str = "") -> str:
+        """`https://host[:port]target` (host without its port) for the HTTPS listener."""
+        port = self.https_port
+        shown = "" if port is None or port == 443 else f":{port}"
+        return f"https://{host}{shown}{target}"

@@ -37,3 +37,16 @@ def plain_page(status: int, body: bytes, *, close: bool = False) -> bytes:
     if close:
         head += "Connection: close\r\n"
     return head.encode() + b"\r\n" + body
+
+
+def redirect_page(location: str, *, close: bool = False) -> bytes:
+    """308 Permanent Redirect (RFC 9110 §15.4.9: the method and body are kept) to `location`."""
+    head = (
+        f"HTTP/1.1 308 Permanent Redirect\r\n"
+        f"Location: {location}\r\n"
+        f"Content-Length: 0\r\n"
+        f"X-Tunnelgate-Error: redirect_https\r\n"
+    )
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode("latin-1", "replace") + b"\r\n"

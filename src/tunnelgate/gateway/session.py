@@ -241,7 +241,7 @@ class GatewaySession:
             name,
             request.id,
             connection,
-            self.services.hosts.http_url(name),
+            self.services.hosts.public_url(name),
             principal=self.identity.principal,
             host_header=request.host_header.encode() if request.host_header else None,
             client_addr=self.client_addr,

@@ -1,0 +1,1 @@
+"""Sans-IO TLS pieces: reading a ClientHello before anyone answers it."""
