@@ -96,7 +96,7 @@ class Agent:
                 break
             limit = self.config.max_retries
             if limit is not None and retries >= limit:
-                self.output.error(f"giving up after {limit} retries")
+                self.output.error(f"giving up after {limit} retries: {self._last_reason}")
                 return EXIT_FAILED
             retries += 1
             delay = backoff_delay(retries)

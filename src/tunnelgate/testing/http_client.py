@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -255,9 +256,19 @@ async def open_connection(
     *,
     host: str = "127.0.0.1",
     timeout: float = 10.0,  # noqa: ASYNC109 - the bound for every operation, not just this one
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> RawConnection:
+    """A connection to ``host:port``; with ``tls``, over TLS with ``server_name`` as SNI
+    (and the name the certificate is checked against)."""
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+        reader, writer = await asyncio.open_connection(
+            host,
+            port,
+            limit=MAX_HEAD,
+            ssl=tls,
+            server_hostname=server_name if tls is not None else None,
+        )
     return RawConnection(reader, writer, timeout)
 
 
@@ -267,12 +278,17 @@ async def http_request(
     *,
     host: str = "127.0.0.1",
     timeout: float = 10.0,  # noqa: ASYNC109 - the bound for every operation, not just this one
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> RawResponse:
     """Send ``raw`` on a new connection, read one response (skipping 1xx), and close.
 
     ``timeout`` bounds the whole exchange."""
     method = raw.split(b" ", 1)[0].decode("latin-1")
     async with asyncio.timeout(timeout):
-        async with await open_connection(port, host=host, timeout=timeout) as conn:
+        connection = open_connection(
+            port, host=host, timeout=timeout, tls=tls, server_name=server_name
+        )
+        async with await connection as conn:
             await conn.send(raw)
             return await conn.read_response(method=method)
