@@ -323,9 +323,6 @@ SPEC_OPTIONS = {
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
-    "https": "127.0.0.1:8443",
-    "tls-cert": "cert.pem",
-    "tls-key": "key.pem",
     "tcp-ports": "20000-20100",
     "tcp-bind": "0.0.0.0",
     "jwt-secret": "s3cret",
@@ -337,13 +334,10 @@ UNIMPLEMENTED: dict[str, object] = {
     "cluster-secret": "cl4ster",
     "advertise": "10.0.0.5:8080",
     "workers": "auto",
-    "state-dir": "/var/lib/tunnelgate",
     "acme-email": "ops@example.com",
     "acme-directory": "https://acme.example/directory",
-    "redirect-http": True,
     "controller-timeout": "5",
     "controller-cache-ttl": "0",
-    "handshake-timeout": "5",
     "drain-timeout": "30",
     "grace-hold": "2.5",
 }
@@ -382,20 +376,20 @@ def test_unimplemented_option_is_refused_by_name(tmp_path: Path, key: str) -> No
 
 def test_refusal_lists_every_unimplemented_option_in_table_order(tmp_path: Path) -> None:
     path = write(tmp_path, 'redis = "redis://r"\n')
-    argv: dict[str, object] = {"tcp_ports": "20000-20100", "https": "127.0.0.1:8443"}
+    argv: dict[str, object] = {"tcp_ports": "20000-20100", "workers": "2"}
     with pytest.raises(ConfigError) as info:
         gateway(argv, {"TUNNELGATE_ADMIN": "9000"}, path)
     assert str(info.value) == (
-        "not implemented in this version: --https, --tcp-ports, TUNNELGATE_ADMIN, "
-        "config file key 'redis'"
+        "not implemented in this version: --tcp-ports, TUNNELGATE_ADMIN, config file key "
+        "'redis', --workers"
     )
 
 
 def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> None:
     # A shared config file may spell out what this version does anyway.
     text = (
-        'https = "off"\ntcp-ports = "off"\nadmin = "off"\ntcp_bind = "127.0.0.1"\n'
-        "workers = 1\nredirect_http = false\ncontroller_timeout = 3\n"
+        'tcp-ports = "off"\nadmin = "off"\ntcp_bind = "127.0.0.1"\n'
+        "workers = 1\ncontroller_timeout = 3\n"
         "controller-cache-ttl = 60\ngrace_hold = 0\n"
     )
     assert gateway({}, {}, write(tmp_path, text)) == GatewayConfig()
@@ -403,4 +397,40 @@ def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> 
 
 def test_bad_values_are_named_before_the_refusal() -> None:
     with pytest.raises(ConfigError, match=r"^--tcp-ports: must be LO-HI with LO <= HI"):
-        gateway({"https": "127.0.0.1:8443", "tcp_ports": "200-100"})
+        gateway({"admin": "127.0.0.1:9000", "tcp_ports": "200-100"})
+
+
+# --- HTTPS ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ({"https": "127.0.0.1:8080"}, "--https: 127.0.0.1:8080 is --http's address too"),
+        ({"https": ":8443", "tls_cert": "c.pem"}, "--tls-key: needed with --tls-cert"),
+        ({"https": ":8443", "tls_key": "k.pem"}, "--tls-cert: needed with --tls-key"),
+        ({"tls_cert": "c.pem", "tls_key": "k.pem"}, "--tls-cert: serves nothing without --https"),
+        ({"redirect_http": "yes"}, "--redirect-http: needs both --http and --https"),
+        ({"https": "0.0.0.0:8443"}, "--https: 0.0.0.0:8443 is not a loopback address"),
+    ],
+)
+def test_https_options_are_checked_together(argv: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        gateway(argv)
+    assert str(info.value).startswith(message)
+
+
+def test_https_with_its_certificate_and_options() -> None:
+    cfg = gateway(
+        {
+            "https": "127.0.0.1:8443",
+            "tls_cert": "c.pem",
+            "tls_key": "k.pem",
+            "redirect_http": "yes",
+            "handshake_timeout": "2.5",
+            "state_dir": "/var/lib/tg",
+        }
+    )
+    assert cfg.https == ("127.0.0.1", 8443)
+    assert (cfg.tls_cert, cfg.tls_key, cfg.state_dir) == ("c.pem", "k.pem", "/var/lib/tg")
+    assert cfg.redirect_http
+    assert cfg.handshake_timeout == 2.5
+    assert gateway({"http": "off", "https": "127.0.0.1:8443"}).http is None
