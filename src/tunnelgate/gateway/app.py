@@ -5,7 +5,7 @@
     run_gateway(config)         the `tunnelgate server` process: logging, signals, loop
 
 Where a new part plugs in: a listener is one more `create_server` in `_listen` (with its
-protocol, or a `front.FrontDispatcher` that picks one by the first bytes); an
+protocol, or one that picks by the first bytes as `tls_front.TlsFront` does); an
 authenticator joins the chain `_authenticator` builds (local checks first); a registry
 backend replaces `MemoryRegistry` in `Gateway.__init__` (it must pass
 tests/gateway/registry_contract.py).
