@@ -136,6 +136,11 @@ SELF_SIGNED_BACKDATE: Final = 3600 * SECONDS
 # KiB (even a whole CA bundle is some 200 KiB); anything bigger is the wrong file.
 MAX_CERT_FILE_BYTES: Final = 1 * MiB
 
+# --- TCP tunnels (gateway/tcp.py) --------------------------------------------------
+# Random ports tried for a tunnel that asked for none, before "no free port left".
+TCP_PORT_TRIES: Final = 256
+TCP_BACKLOG: Final = 1024  # per tunnel port; the public listener's is 4096
+
 # --- tunnel sessions ----------------------------------------------------------
 HEARTBEAT_INTERVAL: Final = 10 * SECONDS
 HEARTBEAT_TIMEOUT: Final = 30 * SECONDS

@@ -323,8 +323,6 @@ SPEC_OPTIONS = {
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
-    "tcp-ports": "20000-20100",
-    "tcp-bind": "0.0.0.0",
     "jwt-secret": "s3cret",
     "jwt-public-key": "jwt.pem",
     "controller": "http://ctl.internal",
@@ -376,12 +374,12 @@ def test_unimplemented_option_is_refused_by_name(tmp_path: Path, key: str) -> No
 
 def test_refusal_lists_every_unimplemented_option_in_table_order(tmp_path: Path) -> None:
     path = write(tmp_path, 'redis = "redis://r"\n')
-    argv: dict[str, object] = {"tcp_ports": "20000-20100", "workers": "2"}
+    argv: dict[str, object] = {"drain_timeout": "5", "workers": "2"}
     with pytest.raises(ConfigError) as info:
         gateway(argv, {"TUNNELGATE_ADMIN": "9000"}, path)
     assert str(info.value) == (
-        "not implemented in this version: --tcp-ports, TUNNELGATE_ADMIN, config file key "
-        "'redis', --workers"
+        "not implemented in this version: TUNNELGATE_ADMIN, config file key 'redis', "
+        "--workers, --drain-timeout"
     )
 
 
@@ -398,6 +396,14 @@ def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> 
 def test_bad_values_are_named_before_the_refusal() -> None:
     with pytest.raises(ConfigError, match=r"^--tcp-ports: must be LO-HI with LO <= HI"):
         gateway({"admin": "127.0.0.1:9000", "tcp_ports": "200-100"})
+
+
+def test_tcp_ports_and_bind() -> None:
+    cfg = gateway({"tcp_ports": "20000-20100"})
+    assert (cfg.tcp_ports, cfg.tcp_bind) == ((20000, 20100), "127.0.0.1")
+    with pytest.raises(ConfigError, match=r"--tcp-bind: 0\.0\.0\.0:20000 is not a loopback"):
+        gateway({"tcp_ports": "20000-20100", "tcp_bind": "0.0.0.0"})
+    assert gateway({"tcp_ports": "20000", "tcp_bind": "0.0.0.0", "tokens": "t"}).tcp_ports
 
 
 # --- HTTPS ----------------------------------------------------------------------------------

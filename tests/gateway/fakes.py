@@ -200,6 +200,7 @@ class Services:
         self.hosts = HostRouter(self.config.domain, 8080)
         self.routes = RouteTable()
         self.registry = MemoryRegistry()
+        self.tcp = None  # no TCP tunnels in these tests
         self.tunnels = FakeAcceptor()
         self.live = FakeLive()
 

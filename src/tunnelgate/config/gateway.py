@@ -35,6 +35,8 @@ class GatewayConfig:
     tls_key: str | None = None
     state_dir: str | None = None  # None: the user's data directory (gateway/selfsigned.py)
     redirect_http: bool = False
+    tcp_ports: tuple[int, int] | None = None  # None: no TCP tunnels
+    tcp_bind: str = "127.0.0.1"
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str | None = None
     allow_anonymous: bool = False
@@ -144,6 +146,8 @@ def _check_gateway(cfg: GatewayConfig) -> None:
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.
+    if cfg.tcp_ports is not None:
+        listeners.append(("--tcp-bind", (cfg.tcp_bind, cfg.tcp_ports[0])))
     if cfg.tokens or cfg.allow_anonymous:
         return
     for key, addr in listeners:

@@ -46,10 +46,9 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         "PEM certificate chain for --https (a wildcard *.D certificate); none: a self-signed "
         "one for D and *.D is made once and kept in --state-dir", RELOAD, path=True),
     _gw("tls-key", p.string, "F", "PEM private key of --tls-cert", RELOAD, path=True),
-    _todo("tcp-ports", p.port_range, "LO-HI", "ports that TCP tunnels may be given", RESTART,
-          unset="off"),
-    _todo("tcp-bind", p.host, "HOST", "address the TCP tunnel ports listen on", RESTART,
-          default="127.0.0.1"),
+    _gw("tcp-ports", p.port_range, "LO-HI", "ports that TCP tunnels may be given", RESTART,
+        unset="off"),
+    _gw("tcp-bind", p.host, "HOST", "address the TCP tunnel ports listen on", RESTART),
     _gw("token", p.tokens, "T", "an accepted token (repeatable)", RELOAD, repeatable=True),
     _gw("tokens-file", p.string, "F", "file of accepted tokens: one a line, # comments",
         RELOAD, path=True),

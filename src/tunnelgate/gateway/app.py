@@ -41,6 +41,7 @@ from .hosts import HostRouter
 from .registry import MemoryRegistry, Registry
 from .routes import RouteTable
 from .state import GatewayState
+from .tcp import TcpPorts
 from .tls_front import HandshakeCounters, TlsFront, in_domain
 
 log = EventLog("tunnelgate.gateway")
@@ -65,6 +66,8 @@ class Gateway:
         self.handshakes = HandshakeCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
+        ports = config.tcp_ports
+        self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
         self.tunnels = TunnelAcceptor(config, _authenticator(config), self, self.live)
         self.open_files = open_files
 
@@ -134,12 +137,17 @@ class Gateway:
             servers.append(server)
             bound = server.sockets[0].getsockname()
             log.info("listening", listener="https", addr=f"{bound[0]}:{bound[1]}")
+        if self.tcp is not None:
+            tcp = self.tcp
+            log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
         return servers
 
     async def _shut_down(self, servers: list[asyncio.Server]) -> None:
         """Stop accepting, tell tunnel clients, give in-flight work a moment, then stop."""
         for server in servers:
             server.close()
+        if self.tcp is not None:
+            self.tcp.close_all()
         self.live.shut_down_sessions("gateway shutting down")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limits.SHUTDOWN_TIMEOUT):

@@ -25,6 +25,7 @@ from tunnelgate.http1.request import (
     UpgradeData,
 )
 from tunnelgate.logs import EventLog, RateLimitedLog
+from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.deadlines import Deadlines
 
 from .buffers import BufferBudget
@@ -32,7 +33,7 @@ from .caps import ConnectionCaps
 from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
-from .routes import Held, RouteTable
+from .routes import Held, Route, RouteTable
 
 log = EventLog("tunnelgate.gateway")
 # Clients trigger these at will: one budget of warning lines per cause.
@@ -246,8 +247,8 @@ class PublicConnection(Downstream):
                 return
         route = self.gateway.routes.get(name, time.monotonic())
         host = head.host.decode("ascii", "replace")
-        if route is None:
-            self._answer_error(head, 404, "no_tunnel", f"no tunnel is registered for {host}")
+        if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
+            self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
             self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
         elif self.gateway.buffers.over:

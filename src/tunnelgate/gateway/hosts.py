@@ -36,6 +36,13 @@ class HostRouter:
         shown = "" if port is None or port == 80 else f":{port}"
         return f"http://{name}.{self.domain}{shown}"
 
+    def tls_url(self, name: str) -> str:
+        """A TLS-passthrough tunnel's address: its name on the HTTPS listener's port."""
+        return f"tls://{name}.{self.domain}:{self.https_port or 443}"
+
+    def tcp_url(self, port: int) -> str:
+        return f"tcp://{self.domain}:{port}"
+
     def https_url(self, host: str, target: str = "") -> str:
         """`https://host[:port]target` (host without its port) for the HTTPS listener."""
         port = self.https_port

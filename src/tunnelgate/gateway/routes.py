@@ -8,6 +8,7 @@ public request, so a lookup is one dict get. A name whose owner dropped is kept 
 
 from __future__ import annotations
 
+from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.tunnel import TunnelConnection
 
 
@@ -20,7 +21,9 @@ class Route:
         "client_addr",
         "connected_since",
         "host_header",
+        "kind",
         "name",
+        "port",
         "principal",
         "requests",
         "target",
@@ -39,8 +42,12 @@ class Route:
         host_header: bytes | None = None,
         client_addr: str = "",
         connected_since: float = 0.0,
+        kind: StreamKind = StreamKind.HTTP,
+        port: int = 0,
     ) -> None:
-        self.name = name
+        self.name = name  # the subdomain; for a TCP tunnel its lease key ("port:N")
+        self.kind = kind  # HTTP, TLS (passthrough by SNI) or TCP
+        self.port = port  # TCP: the public port
         self.tunnel_id = tunnel_id  # the client's handle, carried in each stream's OPEN
         self.target = target
         self.url = url

@@ -16,15 +16,16 @@ from typing import Any, Protocol
 from tunnelgate import limits
 from tunnelgate.config import GatewayConfig
 from tunnelgate.logs import EventLog
-from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
+from tunnelgate.proto.codes import ErrorCode, RejectReason, StreamKind, code_name
 from tunnelgate.proto.messages import ControlMessage, Register, Registered, Rejected
-from tunnelgate.proto.names import normalize_name, random_name
 from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConnection
 
 from .auth import Identity
 from .hosts import HostRouter
-from .registry import Claimed, Lease, Owner, Registry
+from .registrar import Registrar, Taken
+from .registry import Lease, Registry
 from .routes import Held, Route, RouteTable
+from .tcp import TcpPorts
 
 log = EventLog("tunnelgate.gateway")
 # Codes a misbehaving peer is closed with: its close is a warning. One line per tunnel
@@ -53,6 +54,8 @@ class SessionServices(Protocol):
     def routes(self) -> RouteTable: ...
     @property
     def hosts(self) -> HostRouter: ...
+    @property
+    def tcp(self) -> TcpPorts | None: ...
     @property
     def live(self) -> SessionTracker: ...
 
@@ -189,69 +192,38 @@ class GatewaySession:
                 self._close(ErrorCode.NO_ERROR, "every registration was rejected")
 
     async def _register(self, request: Register) -> Registered | Rejected:
-        def reject(reason: RejectReason, message: str) -> Rejected:
-            return Rejected(request.id, reason, message)
-
-        config, registry = self.services.config, self.services.registry
-        if request.protocol != "http":
-            return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
         if request.id in self.tunnels:
-            return reject(RejectReason.BAD_REQUEST, f"tunnel id {request.id} already registered")
-        if len(self.tunnels) >= limits.MAX_TUNNELS_PER_CONNECTION:
-            return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
-        identity = self.identity
-        limit = identity.max_tunnels or config.max_tunnels_per_token
-        if not identity.anonymous and await registry.count(identity.principal) >= limit:
-            return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
-        owner = Owner(identity.principal, request.client_id, identity.anonymous)
-        if request.name is None:
-            claimed = await self._claim_random_name(owner)
-        else:
-            name = normalize_name(request.name)
-            if name is None:
-                return reject(RejectReason.NAME_INVALID, f"{request.name!r} is not a DNS label")
-            if name in config.reserved:
-                return reject(RejectReason.NAME_RESERVED, f"{name!r} is reserved")
-            if any(lease.name == name for lease, _ in self.tunnels.values()):
-                return reject(RejectReason.NAME_TAKEN, f"{name!r} is already yours here")
-            result = await registry.claim(name, owner, self.services.node)
-            if isinstance(result, RejectReason):
-                return reject(result, f"{name!r} is already in use")
-            claimed = result
-        return self._serve(request, claimed)
+            message = f"tunnel id {request.id} already registered"
+            return Rejected(request.id, RejectReason.BAD_REQUEST, message)
+        connection = self.connection
+        assert connection is not None
+        registrar = Registrar(self.services, self.identity, self.client_addr)
+        held = [lease for lease, _ in self.tunnels.values()]
+        taken = await registrar.register(request, connection, held)
+        if isinstance(taken, Rejected):
+            return taken
+        return self._serve(request, taken)
 
-    async def _claim_random_name(self, owner: Owner) -> Claimed:
-        reserved = self.services.config.reserved
-        while True:  # 36^10 names: a collision is rare and a retry cheap
-            name = random_name(limits.RANDOM_NAME_LENGTH)
-            if name in reserved:
-                continue
-            claimed = await self.services.registry.claim(name, owner, self.services.node)
-            if isinstance(claimed, Claimed):
-                return claimed
-
-    def _serve(self, request: Register, claimed: Claimed) -> Registered | Rejected:
-        """Route the claimed name to this connection, unless it closed meanwhile."""
-        lease, connection = claimed.lease, self.connection
+    def _serve(self, request: Register, taken: Taken) -> Registered | Rejected:
+        """Route what was taken to this connection, unless it closed meanwhile."""
+        lease, route, connection = taken.lease, taken.route, self.connection
         if connection is None or connection.closed:
-            self.services.live.spawn(self._release(lease), f"release {lease.name}")
+            self._give_back(lease, route)
             return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
-        name = lease.name
-        route = Route(
-            name,
-            request.id,
-            connection,
-            self.services.hosts.public_url(name),
-            principal=self.identity.principal,
-            host_header=request.host_header.encode() if request.host_header else None,
-            client_addr=self.client_addr,
-            connected_since=time.time(),
-        )
-        self.services.routes.add(route)
+        if route.kind is not StreamKind.TCP:
+            self.services.routes.add(route)
         self.tunnels[request.id] = (lease, route)
-        event = "tunnel_reconnected" if claimed.reclaimed else "tunnel_registered"
-        log.info(event, name=name, url=route.url, client=self.client_addr)
-        return Registered(request.id, route.url, name=name)
+        event = "tunnel_reconnected" if taken.reclaimed else "tunnel_registered"
+        log.info(event, name=lease.name, url=route.url, client=self.client_addr)
+        if route.kind is StreamKind.TCP:
+            return Registered(request.id, route.url, port=route.port)
+        return Registered(request.id, route.url, name=lease.name)
+
+    def _give_back(self, lease: Lease, route: Route) -> None:
+        tcp = self.services.tcp
+        if route.kind is StreamKind.TCP and tcp is not None:
+            tcp.close(route)
+        self.services.live.spawn(self._release(lease), f"release {lease.name}")
 
     async def _release(self, lease: Lease) -> None:
         await self.services.registry.release(lease)
@@ -284,7 +256,12 @@ class GatewaySession:
         routes, grace = self.services.routes, self.services.config.reconnect_grace
         holds: dict[str, Held | None] = {}
         for _, route in tunnels:
-            if frees_names(end):
+            if route.kind is StreamKind.TCP:
+                # Its port stops listening either way: held, new connections are refused
+                # by the kernel at once; the owner's return listens again.
+                if self.services.tcp is not None:
+                    self.services.tcp.close(route)
+            elif frees_names(end):
                 routes.remove(route)
             else:
                 holds[route.name] = routes.hold(route, time.monotonic() + grace)

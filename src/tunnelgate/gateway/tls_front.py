@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from tunnelgate.logs import EventLog, RateLimitedLog
+from tunnelgate.proto.codes import StreamKind
 from tunnelgate.tls.clienthello import (
     MAX_CLIENT_HELLO,
     ClientHello,
@@ -30,6 +31,8 @@ from tunnelgate.transport.tls_handoff import start_tls
 from .certs import CertificateStore
 from .edge import EdgeServices, PublicConnection
 from .pages import error_page
+from .routes import Route
+from .tcp import RawPublic
 
 log = EventLog("tunnelgate.gateway")
 _failures = RateLimitedLog(log)
@@ -42,6 +45,7 @@ class HandshakeCounters:
     """Handshakes that completed, and those that failed, by reason (for metrics)."""
 
     completed: int = 0
+    passed_through: int = 0  # handed to TLS-passthrough tunnels unopened
     failed: dict[str, int] | None = None
 
     def fail(self, reason: str) -> None:
@@ -67,7 +71,7 @@ class TlsFront(asyncio.Protocol):
         self._slot: str | None = None
         self._client = "?"
         self._started = 0.0
-        self._app: PublicConnection | None = None
+        self._app: PublicConnection | RawPublic | None = None
         self.deadline_tick = 0  # Timed (transport/deadlines.py)
 
     def __repr__(self) -> str:
@@ -102,10 +106,14 @@ class TlsFront(asyncio.Protocol):
         elif isinstance(result, Malformed):
             self._fail("bad_client_hello", detail=result.reason)
         elif isinstance(result, ClientHello):
-            if self._in_domain(result.server_name):
-                self._terminate()
-            else:
+            if not self._in_domain(result.server_name):
                 self._fail("sni_outside_domain", detail=result.server_name)
+                return
+            route = self._passthrough(result.server_name)
+            if route is not None:
+                self._pass_through(route)
+            else:
+                self._terminate()
 
     def eof_received(self) -> bool:
         self._fail("closed_before_client_hello")
@@ -122,6 +130,32 @@ class TlsFront(asyncio.Protocol):
             self._fail("client_hello_timeout")
 
     # --- decisions --------------------------------------------------------------------
+    def _passthrough(self, server_name: str | None) -> Route | None:
+        """The TLS-passthrough tunnel the server name routes to, if one is online."""
+        if server_name is None:
+            return None
+        name = self._services.hosts.tunnel_name(server_name.encode())
+        if name is None:
+            return None
+        route = self._services.routes.get(name, time.monotonic())
+        if isinstance(route, Route) and route.kind is StreamKind.TLS:
+            return route
+        return None
+
+    def _pass_through(self, route: Route) -> None:
+        """The connection goes to the tunnel unopened, its ClientHello first: the user's
+        server terminates the TLS with its own key."""
+        transport = self._transport
+        assert transport is not None
+        self._services.deadlines.clear(self)
+        first, self._buffer = self._buffer, b""
+        raw = RawPublic(self._services)
+        self._app = raw  # not ours any more, nor is its slot
+        slot, self._slot = self._slot, None
+        transport.set_protocol(raw)
+        raw.start(transport, route, StreamKind.TLS, slot, self._client, first)
+        self._counters.passed_through += 1
+
     def _terminate(self) -> None:
         transport = self._transport
         assert transport is not None

@@ -1,0 +1,192 @@
+"""What a `register` asks for, checked and claimed: a name (http, tls) or a port (tcp).
+
+The checks a registration passes, in order: the protocol is served here, the tunnel id is
+new on its connection, the connection and the owner have room, then the name or port is
+valid and claimed from the registry (and, for a port, bound). The result is a lease and the
+route the session serves it on, or the rejection to send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+from tunnelgate import limits
+from tunnelgate.config import GatewayConfig
+from tunnelgate.proto.codes import RejectReason, StreamKind
+from tunnelgate.proto.messages import Register, Rejected
+from tunnelgate.proto.names import normalize_name, random_name
+from tunnelgate.transport.tunnel import TunnelConnection
+
+from .auth import Identity
+from .hosts import HostRouter
+from .registry import Claimed, Lease, Owner, Registry
+from .routes import Route
+from .tcp import TcpPorts, port_key
+
+_KINDS = {"http": StreamKind.HTTP, "tls": StreamKind.TLS, "tcp": StreamKind.TCP}
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A registration that succeeded: its lease, the route to serve it on, and whether
+    its owner took it back (a reconnect) rather than anew."""
+
+    lease: Lease
+    route: Route
+    reclaimed: bool
+
+
+class RegistrarServices(Protocol):
+    @property
+    def config(self) -> GatewayConfig: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def hosts(self) -> HostRouter: ...
+    @property
+    def tcp(self) -> TcpPorts | None: ...
+
+
+class Registrar:
+    def __init__(self, services: RegistrarServices, identity: Identity, client_addr: str) -> None:
+        self._services = services
+        self._identity = identity
+        self._client_addr = client_addr
+
+    async def register(
+        self, request: Register, connection: TunnelConnection, held: Collection[Lease]
+    ) -> Taken | Rejected:
+        """Claim what `request` asks for, for `connection`; `held`: the leases this
+        connection has already."""
+
+        def reject(reason: RejectReason, message: str) -> Rejected:
+            return Rejected(request.id, reason, message)
+
+        services, identity = self._services, self._identity
+        kind = _KINDS[request.protocol]
+        if kind is StreamKind.TCP and services.tcp is None:
+            return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
+        if kind is StreamKind.TLS and services.hosts.https_port is None:
+            message = "TLS passthrough needs an HTTPS listener, and this gateway has none"
+            return reject(RejectReason.PROTOCOL_UNSUPPORTED, message)
+        if len(held) >= limits.MAX_TUNNELS_PER_CONNECTION:
+            return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
+        limit = identity.max_tunnels or services.config.max_tunnels_per_token
+        if not identity.anonymous and await services.registry.count(identity.principal) >= limit:
+            return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
+        owner = Owner(identity.principal, request.client_id, identity.anonymous)
+        if kind is StreamKind.TCP:
+            return await self._port(request, owner, connection)
+        return await self._name(request, kind, owner, connection, held)
+
+    # --- names --------------------------------------------------------------------------
+    async def _name(
+        self,
+        request: Register,
+        kind: StreamKind,
+        owner: Owner,
+        connection: TunnelConnection,
+        held: Collection[Lease],
+    ) -> Taken | Rejected:
+        config, registry = self._services.config, self._services.registry
+        if request.name is None:
+            if kind is StreamKind.TLS:
+                return Rejected(request.id, RejectReason.NAME_INVALID, "a TLS tunnel needs a name")
+            claimed = await self._random_name(owner)
+        else:
+            name = normalize_name(request.name)
+            if name is None:
+                message = f"{request.name!r} is not a DNS label"
+                return Rejected(request.id, RejectReason.NAME_INVALID, message)
+            if name in config.reserved:
+                return Rejected(request.id, RejectReason.NAME_RESERVED, f"{name!r} is reserved")
+            if any(lease.name == name for lease in held):
+                message = f"{name!r} is already yours here"
+                return Rejected(request.id, RejectReason.NAME_TAKEN, message)
+            result = await registry.claim(name, owner, self._services.node)
+            if isinstance(result, RejectReason):
+                return Rejected(request.id, result, f"{name!r} is already in use")
+            claimed = result
+        hosts = self._services.hosts
+        name = claimed.lease.name
+        url = hosts.tls_url(name) if kind is StreamKind.TLS else hosts.public_url(name)
+        host_header = request.host_header.encode() if request.host_header else None
+        route = self._route(name, request, connection, url, kind, host_header=host_header)
+        return Taken(claimed.lease, route, claimed.reclaimed)
+
+    async def _random_name(self, owner: Owner) -> Claimed:
+        reserved = self._services.config.reserved
+        while True:  # 36^10 names: a collision is rare and a retry cheap
+            name = random_name(limits.RANDOM_NAME_LENGTH)
+            if name in reserved:
+                continue
+            claimed = await self._services.registry.claim(name, owner, self._services.node)
+            if isinstance(claimed, Claimed):
+                return claimed
+
+    # --- ports --------------------------------------------------------------------------
+    async def _port(
+        self, request: Register, owner: Owner, connection: TunnelConnection
+    ) -> Taken | Rejected:
+        tcp = self._services.tcp
+        assert tcp is not None
+        if request.port is not None:
+            if not tcp.in_range(request.port):
+                message = f"port {request.port} is outside {tcp.low}-{tcp.high}"
+                return Rejected(request.id, RejectReason.PORT_OUT_OF_RANGE, message)
+            taken = await self._take_port(request, request.port, owner, connection)
+            if isinstance(taken, str):
+                return Rejected(request.id, RejectReason.PORT_TAKEN, taken)
+            return taken
+        for port in tcp.candidates():
+            taken = await self._take_port(request, port, owner, connection)
+            if not isinstance(taken, str):
+                return taken
+        message = f"no free port left in {tcp.low}-{tcp.high}"
+        return Rejected(request.id, RejectReason.PORT_TAKEN, message)
+
+    async def _take_port(
+        self, request: Register, port: int, owner: Owner, connection: TunnelConnection
+    ) -> Taken | str:
+        """Claim `port` and listen on it; why not, if it could not be taken."""
+        services = self._services
+        tcp = services.tcp
+        assert tcp is not None
+        claimed = await services.registry.claim(port_key(port), owner, services.node)
+        if isinstance(claimed, RejectReason):
+            return f"port {port} is already in use"
+        url = services.hosts.tcp_url(port)
+        route = self._route(claimed.lease.name, request, connection, url, StreamKind.TCP)
+        route.port = port
+        error = await tcp.open(route)
+        if error is not None:
+            await services.registry.release(claimed.lease)
+            return f"port {port} cannot be listened on here ({error.strerror or error})"
+        return Taken(claimed.lease, route, claimed.reclaimed)
+
+    def _route(
+        self,
+        name: str,
+        request: Register,
+        connection: TunnelConnection,
+        url: str,
+        kind: StreamKind,
+        *,
+        host_header: bytes | None = None,
+    ) -> Route:
+        return Route(
+            name,
+            request.id,
+            connection,
+            url,
+            principal=self._identity.principal,
+            host_header=host_header,
+            client_addr=self._client_addr,
+            connected_since=time.time(),
+            kind=kind,
+        )

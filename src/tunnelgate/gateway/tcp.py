@@ -1,0 +1,292 @@
+"""TCP tunnels: a public port per tunnel, each accepted connection relayed as one stream.
+
+`TcpPorts` listens on the ports tunnels were given (`--tcp-ports LO-HI` on `--tcp-bind`):
+it opens a port's listener when a tunnel takes the port and closes it when the tunnel ends
+or drops (so during the reconnect grace new connections are refused by the kernel at once,
+not left hanging), and opens it again when the owner takes the port back. Which tunnel owns
+a port is the registry's business (leases keyed `port:N`); this is the node-local side.
+
+`TcpPublic` is one public connection: it takes its place under the connection caps, opens a
+stream of kind TCP on the tunnel, and relays bytes both ways through the one raw pipe
+(transport/pipe.py), half-closes and resets included. One log line when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import time
+from typing import Protocol, cast
+
+from tunnelgate import limits
+from tunnelgate.errors import LocalProtocolError
+from tunnelgate.logs import EventLog
+from tunnelgate.proto.codes import ErrorCode, StreamKind
+from tunnelgate.proto.messages import OpenInfo
+from tunnelgate.transport.deadlines import Deadlines
+from tunnelgate.transport.pipe import Pipe
+
+from .caps import ConnectionCaps
+from .routes import Route
+
+log = EventLog("tunnelgate.gateway")
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+
+class TcpServices(Protocol):
+    """What TCP tunnels need of the gateway; built by app.py."""
+
+    @property
+    def caps(self) -> ConnectionCaps: ...
+    @property
+    def deadlines(self) -> Deadlines: ...
+
+
+def port_key(port: int) -> str:
+    """The registry key of a TCP port's lease."""
+    return f"port:{port}"
+
+
+class TcpPorts:
+    def __init__(self, services: TcpServices, bind: str, low: int, high: int) -> None:
+        self._services = services
+        self.bind = bind
+        self.low = low
+        self.high = high
+        self._servers: dict[int, asyncio.Server] = {}
+        self._routes: dict[int, Route] = {}
+
+    def __repr__(self) -> str:
+        return f"<TcpPorts {self.bind}:{self.low}-{self.high} open={len(self._servers)}>"
+
+    def in_range(self, port: int) -> bool:
+        return self.low <= port <= self.high
+
+    def candidates(self) -> list[int]:
+        """Ports to try for a tunnel that asked for none, in random order (a sample of a
+        large range: TCP_PORT_TRIES)."""
+        ports = range(self.low, self.high + 1)
+        return random.sample(ports, min(len(ports), limits.TCP_PORT_TRIES))
+
+    def route(self, port: int) -> Route | None:
+        return self._routes.get(port)
+
+    async def open(self, route: Route) -> OSError | None:
+        """Start listening on `route.port` for it; the error if the port cannot be bound
+        (another program has it)."""
+        port = route.port
+        self._routes[port] = route
+        if port in self._servers:
+            return None  # the owner took a held port back before it was closed
+        loop = asyncio.get_running_loop()
+        try:
+            self._servers[port] = await loop.create_server(
+                lambda: TcpPublic(self._services, self, port),
+                self.bind,
+                port,
+                backlog=limits.TCP_BACKLOG,
+                reuse_address=True,
+            )
+        except OSError as exc:
+            self._routes.pop(port, None)
+            return exc
+        return None
+
+    def close(self, route: Route) -> None:
+        """`route` no longer serves its port: stop listening (open connections carry on
+        until they end; the stream layer tears them down with the tunnel)."""
+        port = route.port
+        if self._routes.get(port) is not route:
+            return  # the owner already took it back on a new connection
+        del self._routes[port]
+        server = self._servers.pop(port, None)
+        if server is not None:
+            server.close()
+
+    def close_all(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+        self._routes.clear()
+
+
+class RawPublic(asyncio.Protocol):
+    """A public connection relayed raw on one stream: the socket end of a pipe, and its
+    stream's handler. A TCP tunnel's connections (below), and TLS passthrough
+    connections, which the HTTPS listener hands over after reading their ClientHello."""
+
+    def __init__(self, services: TcpServices) -> None:
+        self._services = services
+        self.transport: asyncio.Transport | None = None
+        self.pipe: Pipe | None = None
+        self.write_paused = False
+        self.port = 0
+        self._slot: str | None = None
+        self._client = "?"
+        self._tunnel = ""
+        self._started = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._client} -> {self._tunnel} {self.pipe!r}>"
+
+    def start(
+        self,
+        transport: asyncio.Transport,
+        route: Route,
+        kind: StreamKind,
+        slot: str | None,
+        client: str,
+        first: bytes = b"",
+    ) -> None:
+        """Relay `transport` on a new stream of `route`'s tunnel; `first`: bytes already
+        read from it (a ClientHello), sent ahead of the rest. `slot` is this connection's
+        place under the caps, released when it ends."""
+        self.transport, self._slot, self._client = transport, slot, client
+        if route.target.closed:
+            self._end_now("tunnel_offline")
+            return
+        transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
+        self._tunnel = route.name
+        info = OpenInfo(route.tunnel_id, client, kind)
+        try:
+            sid = route.target.open_stream(info.encode(), self)
+        except LocalProtocolError:
+            self._end_now("tunnel_busy")
+            return
+        self.pipe = pipe = Pipe(route.target, sid, self, self, reset_code=ErrorCode.CANCEL)
+        route.requests += 1
+        if first:
+            pipe.on_socket_data(first)
+
+    def data_received(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.on_socket_data(data)
+
+    def eof_received(self) -> bool:
+        if self.pipe is not None:
+            self.pipe.on_socket_eof()
+            return True  # half-close: the other direction may still flow
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.pipe is not None:
+            self.pipe.on_socket_lost(exc)
+        self.transport = None
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self._services.caps.release(slot)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.pipe is not None:
+            self.pipe.on_socket_drained()
+
+    # --- the stream's handler: everything goes to the pipe ---------------------------------
+    def on_data(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.on_data(data)
+
+    def on_end(self) -> None:
+        if self.pipe is not None:
+            self.pipe.on_end()
+
+    def on_reset(self, code: int) -> None:
+        if self.pipe is not None:
+            self.pipe.on_reset(code)
+
+    def on_writable(self) -> None:
+        if self.pipe is not None:
+            self.pipe.on_writable()
+
+    # --- transport.pipe.PipeSocket ----------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self.transport is not None and self.transport.can_write_eof()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """A reset, so the public client can tell the connection was cut, not ended."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass  # already gone
+        transport.abort()
+
+    # --- transport.pipe.PipeOwner --------------------------------------------------------
+    def pipe_finished(self, aborted: bool) -> None:
+        pipe = self.pipe
+        assert pipe is not None
+        self._log("reset" if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream)
+
+    def _end_now(self, why: str) -> None:
+        self.abort()
+        self._log(why, 0, 0)
+
+    def _log(self, ended: str, bytes_in: int, bytes_out: int) -> None:
+        log.info(
+            "tcp_connection" if self.port else "tls_connection",
+            port=self.port or None,
+            tunnel=self._tunnel or None,
+            client=self._client,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            duration_ms=round((time.monotonic() - self._started) * 1000, 2),
+            ended=ended,
+        )
+
+
+class TcpPublic(RawPublic):
+    """One connection to a TCP tunnel's public port."""
+
+    def __init__(self, services: TcpServices, ports: TcpPorts, port: int) -> None:
+        super().__init__(services)
+        self._ports = ports
+        self.port = port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._client = client
+        sock = transport.get_extra_info("socket")
+        fd: int = sock.fileno() if sock is not None else -1
+        slot = self._services.caps.admit(ip, fd, client)
+        if slot is None:
+            transport.abort()
+            return
+        route = self._ports.route(self.port)
+        if route is None:
+            self._slot = slot
+            self._end_now("tunnel_offline")
+            return
+        self.start(transport, route, StreamKind.TCP, slot, client)
