@@ -65,7 +65,10 @@ class Backoff:
         return f"<Backoff failures={self.failures} until={self.until:g}>"
 
     def failed(self, now: float, at_least: float = 0.0) -> float:
-        """Count a failure; the seconds to wait from `now`."""
+        """Count a failure; the seconds to wait from `now`. Failures while a wait is on
+        (attempts made at the same time, ending together) count as one."""
+        if self.until > now and at_least <= self.until - now:
+            return self.until - now
         self.failures += 1
         delay: float = min(self.maximum, self.initial * 2.0 ** min(self.failures - 1, 62))
         delay = max(delay, at_least)
@@ -114,13 +117,17 @@ class AcmeSchedule:
         if error.kind == "unavailable":
             return self._unavailable.failed(now, retry_after)
         self._unavailable.reset()  # the CA answered
+        return self.host_failed(host, now, retry_after)
+
+    def host_failed(self, host: str, now: float, at_least: float = 0.0) -> float:
+        """This host backs off (the CA refused it, or its files cannot be written)."""
         backoff = self._hosts.pop(host, None) or Backoff(
             self._bounds.retry_initial, self._bounds.retry_max
         )
         self._hosts[host] = backoff  # most recent last
         while len(self._hosts) > self._bounds.max_cached_hosts:
             self._hosts.popitem(last=False)
-        return backoff.failed(now, retry_after)
+        return backoff.failed(now, at_least)
 
     def succeeded(self, host: str) -> None:
         self._hosts.pop(host, None)
