@@ -80,6 +80,7 @@ class AcmeStatistics:
     failed: int  # orders that failed
     loaded: int  # certificates loaded from the state directory
     dropped: int  # ensure() calls dropped: the queue was full
+    refused: int  # ensure() calls for names outside the domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,8 @@ class AcmeManager:
         self._account: _Account | None = None
         self._account_lock = asyncio.Lock()
         self._closed = False
-        self._orders = self._issued = self._failed = self._loaded = self._dropped = 0
+        self._orders = self._issued = self._failed = self._loaded = 0
+        self._dropped = self._refused = 0
 
     def __repr__(self) -> str:
         return (
@@ -155,6 +157,7 @@ class AcmeManager:
             return
         name = self._tunnel_host(host)
         if name is None:
+            self._refused += 1
             warn.warning("acme_host_refused", host=host[:253], domain=self._domain)
             return
         cached = self._cache.get(name)
@@ -193,6 +196,7 @@ class AcmeManager:
             failed=self._failed,
             loaded=self._loaded,
             dropped=self._dropped,
+            refused=self._refused,
         )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -355,6 +359,9 @@ class AcmeManager:
             except AcmeError as exc:
                 session.close()
                 log.warning("acme_account_failed", kind=exc.kind, error=str(exc))
+                raise
+            except BaseException:  # cancelled (shutdown, the order's deadline)
+                session.close()
                 raise
             self._account = _Account(session, registration.account_url)
             log.info(

@@ -257,8 +257,8 @@ def _translated(what: str, last: _LastResponse) -> Iterator[None]:
         kind = _kind(last.status, exc.code)
         raise AcmeError(kind, f"{what}: {_describe(exc)}", retry_after=last.retry_after) from exc
     except acme_errors.Error as exc:  # an answer that is not a problem document, nonces
-        detail = f"HTTP {last.status}" if last.status else type(exc).__name__
-        kind = _kind(last.status, None) if last.status else "unavailable"
+        detail = f"HTTP {last.status}" if last.status >= 400 else f"{type(exc).__name__} {exc}"
+        kind = _kind(last.status, None) if last.status >= 400 else "unavailable"
         raise AcmeError(kind, f"{what}: {detail}", retry_after=last.retry_after) from exc
     except requests.RequestException as exc:  # connection refused or reset, timeouts, TLS
         raise AcmeError("unavailable", f"{what}: {_reason(exc)}") from exc
