@@ -62,7 +62,9 @@ def fake_acme(answers: dict[str, Answer]) -> Iterator[FakeAcme]:
     server.daemon_threads = True
     fake = FakeAcme(server.server_address[1], answers)
     server.fake = fake  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="fake-acme", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="fake-acme", daemon=True
+    )
     thread.start()
     try:
         yield fake

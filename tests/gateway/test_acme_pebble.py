@@ -54,14 +54,19 @@ def events(stream: io.StringIO, name: str) -> list[dict[str, object]]:
 
 
 def manager(
-    pebble: Pebble, state: Path, *, clock: Clock | None = None, bounds: AcmeBounds = FAST
+    pebble: Pebble,
+    state: Path,
+    *,
+    clock: Clock | None = None,
+    bounds: AcmeBounds = FAST,
+    trust: bool = True,
 ) -> AcmeManager:
     return AcmeManager(
         domain=DOMAIN,
         email=EMAIL,
         directory=pebble.directory,
         state_dir=state,
-        ca_bundle=pebble.ca_bundle,
+        ca_bundle=pebble.ca_bundle if trust else None,
         bounds=bounds,
         clock=clock or Clock(),
     )
@@ -246,3 +251,19 @@ def test_a_failed_validation_backs_off_that_host_only(
     assert failure["kind"] == "refused"
     assert "http-01 validation invalid" in str(failure["error"])
     assert "incorrectResponse" in str(failure["error"]) or "unauthorized" in str(failure["error"])
+
+
+def test_a_ca_whose_certificate_does_not_verify_is_unavailable_and_says_why(
+    pebble: Pebble, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    async def scenario() -> None:
+        untrusting = manager(pebble, tmp_path, trust=False)  # the default trust store
+        async with running(untrusting, pebble) as acme:
+            acme.ensure(HOST)
+            await poll_until_async(lambda: acme.statistics().failed >= 1)
+            assert acme.context_for(HOST) is None
+
+    run(scenario())
+    failure = events(log_stream, "acme_order_failed")[0]
+    assert failure["kind"] == "unavailable"
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failure["error"])

@@ -40,9 +40,9 @@ recently used dropped from memory (not from disk: the next `ensure` loads it aga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,12 +53,13 @@ from tunnelgate.errors import AcmeError, CertificateError
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.names import normalize_name
 
-from .acme_client import AccountKey, AcmeSession, load_account_key
+from .acme_account import AcmeAccount
+from .acme_cache import CachedCertificate, CertificateCache, prepare
+from .acme_client import load_account_key
 from .acme_order import issue
-from .acme_schedule import AcmeBounds, AcmeSchedule, renewal_time
-from .acme_store import AcmeStore, StoredCertificate
+from .acme_schedule import AcmeBounds, AcmeSchedule
+from .acme_store import AcmeStore
 from .statefiles import FileLock
-from .tls_context import build_server_context
 
 log = EventLog("tunnelgate.gateway.acme")
 warn = RateLimitedLog(log)
@@ -81,19 +82,6 @@ class AcmeStatistics:
     loaded: int  # certificates loaded from the state directory
     dropped: int  # ensure() calls dropped: the queue was full
     refused: int  # ensure() calls for names outside the domain
-
-
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    certificate: StoredCertificate
-    context: ssl.SSLContext
-    renew_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class _Account:
-    session: AcmeSession  # the one that registered: its directory is shared
-    url: str
 
 
 class _ChallengeBoard:
@@ -132,13 +120,11 @@ class AcmeManager:
         self._store = AcmeStore(state_dir, directory)
         self._schedule = AcmeSchedule(bounds)
         self._board = _ChallengeBoard()
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()  # least recently used first
+        self._cache = CertificateCache(bounds.max_cached_hosts)
         self._queue: asyncio.Queue[str] = asyncio.Queue(bounds.max_queued)
         self._queued: set[str] = set()  # in the queue or with a worker
         self._tasks: set[asyncio.Task[None]] = set()
-        self._key: AccountKey | None = None
-        self._account: _Account | None = None
-        self._account_lock = asyncio.Lock()
+        self._account: AcmeAccount | None = None  # from start()
         self._closed = False
         self._orders = self._issued = self._failed = self._loaded = 0
         self._dropped = self._refused = 0
@@ -175,13 +161,7 @@ class AcmeManager:
 
     def context_for(self, host: str) -> ssl.SSLContext | None:
         """`host` as the listener's policy gets it: lower case, no trailing dot."""
-        cached = self._cache.get(host)
-        if cached is None:
-            return None
-        if self._clock() >= cached.certificate.not_after:
-            return None  # expired while its renewal failed: the fallback is no worse
-        self._cache.move_to_end(host)
-        return cached.context
+        return self._cache.serve(host, self._clock())
 
     def challenge_response(self, token: str) -> bytes | None:
         return self._board.answers.get(token)
@@ -204,10 +184,17 @@ class AcmeManager:
         """Load (or make) the account key and the kept certificates, start the workers and
         register the account in the background. Raises CertificateError if the state
         directory cannot be used; a CA that cannot be reached does not stop start-up."""
-        self._key = load_account_key(await asyncio.to_thread(self._store.account_key))
+        key = load_account_key(await asyncio.to_thread(self._store.account_key))
+        self._account = AcmeAccount(
+            self._directory,
+            self._email,
+            key,
+            ca_bundle=self._ca_bundle,
+            timeout=self._bounds.request_timeout,
+        )
         loaded = await asyncio.to_thread(self._load_recent)
         for host, cached in reversed(loaded):  # the most recent ends most recently used
-            self._install(host, cached)
+            self._cache.install(host, cached)
         self._loaded += len(loaded)
         log.info(
             "acme_started",
@@ -231,7 +218,7 @@ class AcmeManager:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._account is not None:
-            self._account.session.close()
+            self._account.close()
         self._board.answers.clear()
         log.info("acme_stopped", orders=self._orders, issued=self._issued, failed=self._failed)
 
@@ -268,8 +255,8 @@ class AcmeManager:
             if stored is not None:
                 cached = self._cache.get(host)
                 if cached is None or cached.certificate.fingerprint != stored.fingerprint:
-                    cached = await asyncio.to_thread(self._prepare, stored)
-                    self._install(host, cached)  # dropped from memory, or renewed elsewhere
+                    cached = await asyncio.to_thread(prepare, stored, self._bounds)
+                    self._cache.install(host, cached)  # dropped from memory, or renewed elsewhere
                 if self._clock() < cached.renew_at:
                     return
             await self._order_until_done(host, renewal=stored is not None)
@@ -313,7 +300,7 @@ class AcmeManager:
             stored = await asyncio.to_thread(
                 self._store.save, host, chain_pem, key_pem, self._clock()
             )
-            self._install(host, await asyncio.to_thread(self._prepare, stored))
+            self._cache.install(host, await asyncio.to_thread(prepare, stored, self._bounds))
             self._schedule.succeeded(host)
             self._issued += 1
             log.info(
@@ -331,8 +318,8 @@ class AcmeManager:
         timeout = self._bounds.order_timeout
         try:
             async with asyncio.timeout(timeout):
-                account = await self._ensure_account()
-                session = self._session(account)
+                assert self._account is not None, "start() first"
+                session = await self._account.session()
                 try:
                     return await issue(session, host, self._board, self._bounds)
                 finally:
@@ -340,72 +327,20 @@ class AcmeManager:
         except TimeoutError as exc:
             raise AcmeError("unavailable", f"no certificate after {timeout:g} s") from exc
 
-    # --- the account ---------------------------------------------------------------------
     async def _register_early(self) -> None:
         """Register at start-up, so a bad address or an unreachable CA shows in the log at
         once; orders register themselves if this did not succeed."""
-        try:
-            await self._ensure_account()
-        except AcmeError:
-            pass  # logged by _ensure_account; the next order tries again
-
-    async def _ensure_account(self) -> _Account:
-        async with self._account_lock:
-            if self._account is not None:
-                return self._account
-            session = self._session(None)
-            try:
-                registration = await asyncio.to_thread(session.register, self._email)
-            except AcmeError as exc:
-                session.close()
-                log.warning("acme_account_failed", kind=exc.kind, error=str(exc))
-                raise
-            except BaseException:  # cancelled (shutdown, the order's deadline)
-                session.close()
-                raise
-            self._account = _Account(session, registration.account_url)
-            log.info(
-                "acme_account_ready",
-                account=registration.account_url,
-                terms_of_service=registration.terms_of_service or "",
-            )
-            return self._account
-
-    def _session(self, account: _Account | None) -> AcmeSession:
-        assert self._key is not None, "start() first"
-        return AcmeSession(
-            self._directory,
-            self._key,
-            ca_bundle=self._ca_bundle,
-            timeout=self._bounds.request_timeout,
-            directory=account.session.directory if account is not None else None,
-            account_url=account.url if account is not None else None,
-        )
+        assert self._account is not None
+        with contextlib.suppress(AcmeError):  # logged; the next order tries again
+            await self._account.register()
 
     # --- certificates in memory ------------------------------------------------------------
-    def _load_recent(self) -> list[tuple[str, _Cached]]:
+    def _load_recent(self) -> list[tuple[str, CachedCertificate]]:
         """(In a worker thread.) The kept certificates, most recent first, up to the cap."""
         recent = self._store.recent(self._bounds.max_cached_hosts, self._clock())
-        return [(stored.host, self._prepare(stored)) for stored in recent]
+        return [(stored.host, prepare(stored, self._bounds)) for stored in recent]
 
-    def _prepare(self, stored: StoredCertificate) -> _Cached:
-        """(In a worker thread: a millisecond or two of OpenSSL.)"""
-        context = build_server_context(
-            stored.chain_pem,
-            stored.key_pem,
-            chain_path=stored.chain_path,
-            key_path=stored.key_path,
-        )
-        renew_at = renewal_time(stored.not_before, stored.not_after, self._bounds)
-        return _Cached(stored, context, renew_at)
-
-    def _install(self, host: str, cached: _Cached) -> None:
-        self._cache[host] = cached
-        self._cache.move_to_end(host)
-        while len(self._cache) > self._bounds.max_cached_hosts:
-            dropped, _ = self._cache.popitem(last=False)
-            log.debug("acme_certificate_unloaded", host=dropped)
-
+    # --- renewal -------------------------------------------------------------------------
     async def _renew_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._bounds.renew_check_interval)  # a period, not a wait
@@ -413,10 +348,8 @@ class AcmeManager:
 
     def renew_due(self) -> None:
         """Ask for every certificate in memory that is due for renewal."""
-        now = self._clock()
-        for host, cached in list(self._cache.items()):
-            if now >= cached.renew_at:
-                self.ensure(host)
+        for host in self._cache.due(self._clock()):
+            self.ensure(host)
 
     def _tunnel_host(self, host: str) -> str | None:
         """`host` lower-cased if it is the domain or one label under it, else None."""

@@ -23,7 +23,7 @@ import shutil
 import ssl
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -139,11 +139,12 @@ def run_pebble(workdir: Path, *, start: bool = True) -> Iterator[Pebble]:
         "externalAccountBindingRequired": False,
     }
     pebble.config.write_text(json.dumps({"pebble": settings}))
-    with ExitStack() as stack:
-        stack.callback(pebble.stop)
+    try:
         if start:
             pebble.start()
         yield pebble
+    finally:
+        pebble.stop()
 
 
 def _binary(name: str) -> str:
