@@ -332,8 +332,6 @@ UNIMPLEMENTED: dict[str, object] = {
     "cluster-secret": "cl4ster",
     "advertise": "10.0.0.5:8080",
     "workers": "auto",
-    "acme-email": "ops@example.com",
-    "acme-directory": "https://acme.example/directory",
     "controller-timeout": "5",
     "controller-cache-ttl": "0",
     "drain-timeout": "30",
@@ -396,6 +394,18 @@ def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> 
 def test_bad_values_are_named_before_the_refusal() -> None:
     with pytest.raises(ConfigError, match=r"^--tcp-ports: must be LO-HI with LO <= HI"):
         gateway({"admin": "127.0.0.1:9000", "tcp_ports": "200-100"})
+
+
+def test_acme_options_are_checked_together() -> None:
+    https = {"https": "127.0.0.1:8443"}
+    cfg = gateway({**https, "acme_email": "ops@example.com", "acme_directory": "https://ca/dir"})
+    assert (cfg.acme_email, cfg.acme_directory) == ("ops@example.com", "https://ca/dir")
+    with pytest.raises(ConfigError, match="--acme-email: needs --https"):
+        gateway({"acme_email": "ops@example.com"})
+    with pytest.raises(ConfigError, match="per-host certificates replace --tls-cert"):
+        gateway({**https, "acme_email": "o@e.com", "tls_cert": "c", "tls_key": "k"})
+    with pytest.raises(ConfigError, match="--acme-directory: needs --acme-email"):
+        gateway({**https, "acme_directory": "https://ca/dir"})
 
 
 def test_tcp_ports_and_bind() -> None:

@@ -201,8 +201,13 @@ class Services:
         self.routes = RouteTable()
         self.registry = MemoryRegistry()
         self.tcp = None  # no TCP tunnels in these tests
+        self.acme = None
+        self.prepared: list[str] = []
         self.tunnels = FakeAcceptor()
         self.live = FakeLive()
+
+    def prepare_certificate(self, name: str) -> None:
+        self.prepared.append(name)
 
 
 class SessionLink:

@@ -35,6 +35,8 @@ class GatewayConfig:
     tls_key: str | None = None
     state_dir: str | None = None  # None: the user's data directory (gateway/selfsigned.py)
     redirect_http: bool = False
+    acme_email: str | None = None
+    acme_directory: str | None = None  # None: Let's Encrypt (gateway/acme.py)
     tcp_ports: tuple[int, int] | None = None  # None: no TCP tunnels
     tcp_bind: str = "127.0.0.1"
     tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -143,6 +145,12 @@ def _check_gateway(cfg: GatewayConfig) -> None:
         raise ConfigError(f"{missing}: needed with {given}")
     if cfg.tls_cert is not None and cfg.https is None:
         raise ConfigError("--tls-cert: serves nothing without --https")
+    if cfg.acme_email is not None and (cfg.https is None or cfg.http is None):
+        raise ConfigError("--acme-email: needs --https, and --http for the HTTP-01 challenges")
+    if cfg.acme_email is not None and cfg.tls_cert is not None:
+        raise ConfigError("--acme-email: per-host certificates replace --tls-cert; give one")
+    if cfg.acme_directory is not None and cfg.acme_email is None:
+        raise ConfigError("--acme-directory: needs --acme-email")
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.

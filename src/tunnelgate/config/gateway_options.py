@@ -78,11 +78,11 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
           default=1),
     _gw("state-dir", p.string, "DIR", "self-signed and ACME certificates, kept across restarts",
         RESTART, path=True, unset="the user's data dir"),
-    _todo("acme-email", p.email, "E",
-          "per-host certificates from an ACME CA when no wildcard certificate is given",
-          RESTART, unset="off"),
-    _todo("acme-directory", p.url("https", "http"), "URL", "the ACME CA's directory URL",
-          RESTART, unset="Let's Encrypt"),
+    _gw("acme-email", p.email, "E",
+        "per-host certificates from an ACME CA (HTTP-01 on the HTTP listener) when no "
+        "wildcard certificate is given", RESTART, unset="off"),
+    _gw("acme-directory", p.url("https", "http"), "URL", "the ACME CA's directory URL",
+        RESTART, unset="Let's Encrypt"),
     _gw("redirect-http", p.boolean, None,
         "plain-HTTP requests to tunnel hosts get 308 to https (/connect and ACME challenges "
         "excepted)", RELOAD),

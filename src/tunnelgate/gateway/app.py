@@ -18,7 +18,9 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.transport.deadlines import Deadlines
 
+from .acme import LETS_ENCRYPT, AcmeManager
 from .auth import Anonymous, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
@@ -40,6 +43,7 @@ from .edge import PublicConnection
 from .hosts import HostRouter
 from .registry import MemoryRegistry, Registry
 from .routes import RouteTable
+from .selfsigned import default_state_dir
 from .state import GatewayState
 from .tcp import TcpPorts
 from .tls_front import HandshakeCounters, TlsFront, in_domain
@@ -62,7 +66,11 @@ class Gateway:
         self.deadlines = Deadlines()
         https_port = config.https[1] if config.https else None
         self.hosts = HostRouter(config.domain, config.http[1] if config.http else None, https_port)
-        self.certificates = CertificateStore(self._certificate_source()) if config.https else None
+        self.acme = self._acme() if config.acme_email else None
+        policy = self._acme_policy if self.acme is not None else None
+        self.certificates = (
+            CertificateStore(self._certificate_source(), policy=policy) if config.https else None
+        )
         self.handshakes = HandshakeCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
@@ -80,6 +88,34 @@ class Gateway:
             Path(config.state_dir) if config.state_dir else None,
         )
 
+    def _acme(self) -> AcmeManager:
+        config = self.config
+        assert config.acme_email is not None
+        state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+        directory = config.acme_directory or LETS_ENCRYPT
+        return AcmeManager(
+            domain=config.domain, email=config.acme_email, directory=directory, state_dir=state_dir
+        )
+
+    def _acme_policy(self, server_name: str | None) -> ssl.SSLContext | None:
+        """In the handshake: a host's own ACME certificate, once there (else the default).
+        Certificates are asked for only for names a tunnel has: anyone can send any SNI,
+        and each order spends the CA's rate limits."""
+        acme = self.acme
+        if acme is None or server_name is None:
+            return None
+        name = self.hosts.tunnel_name(server_name.encode())
+        if name is None or self.routes.get(name, time.monotonic()) is None:
+            return None
+        acme.ensure(server_name)
+        return acme.context_for(server_name)
+
+    def prepare_certificate(self, name: str) -> None:
+        """A tunnel registered `name`: with ACME, get its certificate before the first
+        handshake needs it."""
+        if self.acme is not None:
+            self.acme.ensure(f"{name}.{self.config.domain}")
+
     def reload(self) -> None:
         """SIGHUP: a new certificate for new handshakes (open connections keep theirs; a
         broken file is refused with a log line and the old one stays)."""
@@ -96,6 +132,8 @@ class Gateway:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
+        if self.acme is not None:
+            await self.acme.start()
         servers = await self._listen()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
         try:
@@ -154,6 +192,8 @@ class Gateway:
                 for server in servers:
                     await server.wait_closed()
         await self.live.aclose()
+        if self.acme is not None:
+            await self.acme.aclose()
         await self.registry.aclose()
         self.deadlines.close()
         log.info("stopped")

@@ -59,6 +59,8 @@ class SessionServices(Protocol):
     @property
     def live(self) -> SessionTracker: ...
 
+    def prepare_certificate(self, name: str) -> None: ...
+
 
 class SessionTracker(Protocol):
     def session_opened(self, session: GatewaySession) -> None: ...
@@ -212,6 +214,8 @@ class GatewaySession:
             return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
         if route.kind is not StreamKind.TCP:
             self.services.routes.add(route)
+        if route.kind is StreamKind.HTTP:
+            self.services.prepare_certificate(lease.name)
         self.tunnels[request.id] = (lease, route)
         event = "tunnel_reconnected" if taken.reclaimed else "tunnel_registered"
         log.info(event, name=lease.name, url=route.url, client=self.client_addr)
