@@ -35,6 +35,8 @@ class GatewayConfig:
     tls_key: str | None = None
     state_dir: str | None = None  # None: the user's data directory (gateway/selfsigned.py)
     redirect_http: bool = False
+    admin: Address | None = None
+    admin_token: str | None = field(default=None, repr=False)
     acme_email: str | None = None
     acme_directory: str | None = None  # None: Let's Encrypt (gateway/acme.py)
     tcp_ports: tuple[int, int] | None = None  # None: no TCP tunnels
@@ -151,6 +153,13 @@ def _check_gateway(cfg: GatewayConfig) -> None:
         raise ConfigError("--acme-email: per-host certificates replace --tls-cert; give one")
     if cfg.acme_directory is not None and cfg.acme_email is None:
         raise ConfigError("--acme-directory: needs --acme-email")
+    if cfg.admin is not None and cfg.admin_token is None and not _is_loopback(cfg.admin[0]):
+        raise ConfigError(
+            f"--admin: {format_address(cfg.admin)} is not a loopback address: give "
+            "--admin-token, which its requests must then carry"
+        )
+    if cfg.admin is not None and cfg.admin in (cfg.http, cfg.https):
+        raise ConfigError(f"--admin: {format_address(cfg.admin)} is a public listener's address")
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.

@@ -62,9 +62,9 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         "allow tunnels without auth on a non-loopback listener (without it, anonymous "
         "tunnels are allowed only while every listener is on loopback)", RELOAD),
     _gw("reserved", p.names, "NAMES", "comma-separated subdomains no tunnel may take", RELOAD),
-    _todo("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
+    _gw("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
           unset="off"),
-    _todo("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
+    _gw("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
     _gw("log-format", p.log_format, "text|json", "log lines as text, or one JSON object a line",
         RELOAD),
     _todo("redis", p.url("redis", "rediss", "unix"), "URL",

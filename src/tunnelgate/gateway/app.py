@@ -21,6 +21,8 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +33,22 @@ from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
+from tunnelgate.proto.codes import ErrorCode, StreamKind
 from tunnelgate.transport.deadlines import Deadlines
 
 from .acme import LETS_ENCRYPT, AcmeManager
+from .admin import AdminConnection
 from .auth import Anonymous, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
 from .connect import TunnelAcceptor
+from .counters import RequestCounters, TunnelCounters
 from .edge import PublicConnection
 from .hosts import HostRouter
+from .metrics import make_registry
 from .registry import MemoryRegistry, Registry
-from .routes import RouteTable
+from .routes import Route, RouteTable
 from .selfsigned import default_state_dir
 from .state import GatewayState
 from .tcp import TcpPorts
@@ -72,6 +78,8 @@ class Gateway:
             CertificateStore(self._certificate_source(), policy=policy) if config.https else None
         )
         self.handshakes = HandshakeCounters()
+        self.counters = RequestCounters()
+        self.tunnel_counters = TunnelCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
         ports = config.tcp_ports
@@ -115,6 +123,47 @@ class Gateway:
         handshake needs it."""
         if self.acme is not None:
             self.acme.ensure(f"{name}.{self.config.domain}")
+
+    # --- what the admin API and the metrics read -------------------------------------------
+    def live_routes(self) -> Iterator[Route]:
+        yield from self.routes.routes()
+        if self.tcp is not None:
+            yield from self.tcp.routes()
+
+    def open_streams(self) -> int:
+        return sum(session.open_streams() for session in self.live.sessions)
+
+    def tunnel_connections(self) -> int:
+        return len(self.live.sessions)
+
+    def describe_tunnels(self) -> Iterator[dict[str, Any]]:
+        for route in self.live_routes():
+            yield {
+                "name": None if route.kind is StreamKind.TCP else route.name,
+                "port": route.port or None,
+                "protocol": route.kind.name.lower(),
+                "url": route.url,
+                "account": route.principal,
+                "client_addr": route.client_addr,
+                "connected_since": datetime.fromtimestamp(route.connected_since, UTC).isoformat(),
+                "requests": route.requests,
+                "bytes_in": route.bytes_in,
+                "bytes_out": route.bytes_out,
+            }
+
+    def kick(self, name: str, reason: str) -> bool:
+        """Close the connection of the tunnel `name` (or TCP port) with GOAWAY KICKED: the
+        client hears why and does not reconnect. Its other tunnels go with it."""
+        route: Route | None = None
+        if name.isdigit() and self.tcp is not None:
+            route = self.tcp.route(int(name))
+        else:
+            found = self.routes.get(name, time.monotonic())
+            route = found if isinstance(found, Route) else None
+        if route is None or route.target.closed:
+            return False
+        route.target.close(ErrorCode.KICKED, reason)
+        return True
 
     def reload(self) -> None:
         """SIGHUP: a new certificate for new handshakes (open connections keep theirs; a
@@ -178,6 +227,15 @@ class Gateway:
         if self.tcp is not None:
             tcp = self.tcp
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
+        if config.admin is not None:
+            registry, token = make_registry(self), config.admin_token
+            host, port = config.admin
+            server = await loop.create_server(
+                lambda: AdminConnection(self, registry, token), host, port, reuse_address=True
+            )
+            servers.append(server)
+            bound = server.sockets[0].getsockname()
+            log.info("listening", listener="admin", addr=f"{bound[0]}:{bound[1]}")
         return servers
 
     async def _shut_down(self, servers: list[asyncio.Server]) -> None:

@@ -30,6 +30,7 @@ from tunnelgate.transport.deadlines import Deadlines
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
+from .counters import RequestCounters
 from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
@@ -99,6 +100,8 @@ class EdgeServices(Protocol):
     def live(self) -> LiveConnections: ...
     @property
     def acme(self) -> ChallengeResponder | None: ...
+    @property
+    def counters(self) -> RequestCounters: ...
 
 
 class PublicConnection(Downstream):
@@ -107,7 +110,7 @@ class PublicConnection(Downstream):
     ) -> None:
         """`slot`: the place under the caps a TLS front end already took for this
         connection at accept (see tls_front.py); else it is taken here."""
-        super().__init__(scheme)
+        super().__init__(scheme, gateway.counters)
         self.gateway = gateway
         config = gateway.config
         self.parser = RequestParser(max_header_bytes=config.max_header_bytes, raw_chunks=True)
