@@ -4,7 +4,9 @@ For each system: memory at rest, a short warm-up, small GETs at each concurrency
 (with the CPU each process spent meanwhile, per request), bulk downloads (one, then several in
 parallel), the integrity of the 1 MiB file, and memory after all that. For tunnelgate also the
 memory of idle tunnels, on a fresh gateway. A step the time budget or a broken route does not
-allow is skipped and named in ``skipped``; its value is null.
+allow is skipped and named in ``skipped``; its value is null. Over HTTPS (:func:`https_plan`)
+the sweep is 50 connections only and there are no parallel downloads, and the run records the
+TLS version and cipher suite the server picked.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 from .download import DownloadResult, download
 from .loadgen import LoadGenerator, LoadResult
 from .origin import Origin
-from .probe import Target, answers
+from .probe import Target, answers, negotiated
 from .procs import (
     BenchError,
     Interrupted,
@@ -76,6 +78,10 @@ class Plan:
     def duration(self, connections: int) -> float:
         return self.durations.get(connections, self.default_duration)
 
+    def https(self) -> Plan:
+        """The HTTPS rows: small GETs at 50 connections and one download (no parallel ones)."""
+        return replace(self, sweep=(50,), parallel=0)
+
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
@@ -119,15 +125,17 @@ class SystemRun:
     def run(self) -> dict[str, Any]:
         name = self.system.name
         rss_idle = self._rss()
+        tls = self._tls()
         if self._ready("warm-up", self.plan.warmup + 10):
             self.load.run(self.system.target, self.origin.small_path, 10, self.plan.warmup)
         sweep = [self._small(c) for c in self.plan.sweep]
         single = self._bulk(1)
-        parallel = self._bulk(self.plan.parallel)
+        parallel = self._bulk(self.plan.parallel) if self.plan.parallel else None
         integrity = self._integrity()
         rss_after = self._rss()
         say(f"{name}: done ({self.system.restarts} restarts, {self.route_failures} bad routes)")
-        return {
+        found: dict[str, Any] = {"tls": tls} if tls is not None else {}
+        return found | {
             "sweep": [point for point in sweep if point is not None],
             "bulk_single": single,
             "bulk_parallel": parallel,
@@ -138,6 +146,14 @@ class SystemRun:
             "skipped": self.skipped,
             "incidents": self.incidents,
         }
+
+    def _tls(self) -> dict[str, Any] | None:
+        """What the server negotiates with the benchmark's client (HTTPS targets only)."""
+        if self.system.target.tls is None or not self._ready("TLS check", 10):
+            return None
+        found = negotiated(self.system.target)
+        say(f"{self.system.name}: {found['version']} {found['cipher']}")
+        return found
 
     def _small(self, connections: int) -> dict[str, Any] | None:
         duration = self.plan.duration(connections)
@@ -160,22 +176,24 @@ class SystemRun:
         return point
 
     def _bulk(self, parallel: int) -> dict[str, Any] | None:
-        runs: list[DownloadResult] = []
+        runs: list[tuple[DownloadResult, dict[str, float | None]]] = []
         for _ in range(self.plan.bulk_repeats):
             if not self._ready(f"bulk x{parallel}", self.plan.bulk_limit + 10):
                 break
-            result = download(
-                self.system.target, self.origin.big_path, parallel=parallel,
-                limit=self.plan.bulk_limit,
-            )  # fmt: skip
-            runs.append(result)
+            with cpu_meter(self.system.cpu_pids()) as used:
+                result = download(
+                    self.system.target, self.origin.big_path, parallel=parallel,
+                    limit=self.plan.bulk_limit,
+                )  # fmt: skip
+            runs.append((result, _per_mib(used, result)))
             if result.truncated or result.errors:
                 break  # a slow system gets one (time-limited) try
         if not runs:
             return None
-        median = sorted(runs, key=lambda r: r.mb_per_s)[len(runs) // 2]
-        say(f"{self.system.name} bulk x{parallel}: {[r.mb_per_s for r in runs]} MB/s")
-        return {**asdict(median), "runs_mb_per_s": [r.mb_per_s for r in runs]}
+        median, cpu = sorted(runs, key=lambda r: r[0].mb_per_s)[len(runs) // 2]
+        speeds = [r.mb_per_s for r, _ in runs]
+        say(f"{self.system.name} bulk x{parallel}: {speeds} MB/s")
+        return {**asdict(median), "cpu_ms_per_mib": cpu, "runs_mb_per_s": speeds}
 
     def _integrity(self) -> dict[str, Any] | None:
         if not self._ready("integrity", 30):
@@ -190,6 +208,12 @@ def _per_request(used: dict[str, float], result: LoadResult) -> dict[str, float 
     if not result.requests:
         return {role: None for role in used}
     return {role: round(seconds * 1e6 / result.requests, 1) for role, seconds in used.items()}
+
+
+def _per_mib(used: dict[str, float], result: DownloadResult) -> dict[str, float | None]:
+    """CPU milliseconds each process spent per MiB that reached the client."""
+    mib = result.bytes / 2**20
+    return {role: round(seconds * 1e3 / mib, 2) if mib else None for role, seconds in used.items()}
 
 
 def idle_tunnels(procs: Processes, origin: Origin, count: int) -> dict[str, Any]:
