@@ -1,9 +1,12 @@
-"""Install the Debian packages the benchmark needs (nginx, wrk, pagekite), if any is missing.
+"""Install the Debian packages the benchmark needs, if any is missing.
 
-Run by ``make bench`` and ``make bench-scale`` before the benchmark. When everything is
-there it does nothing; otherwise ``apt-get update`` once and ``apt-get install`` of what is
-missing, as root or through sudo. ``RUNLEVEL=1`` asks Debian's invoke-rc.d not to start the
-packages' services (nginx on port 80, pagekite.service): the benchmark runs its own copies.
+    python -m bench.bootstrap              # nginx, wrk, pagekite (make bench, bench-scale)
+    python -m bench.bootstrap tls-scan     # testssl.sh (make tls-scan)
+
+When everything is there it does nothing; otherwise ``apt-get update`` once and
+``apt-get install`` of what is missing, as root or through sudo. ``RUNLEVEL=1`` asks Debian's
+invoke-rc.d not to start the packages' services (nginx on port 80, pagekite.service): the
+benchmark runs its own copies.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import sys
 from pathlib import Path
 from typing import Final
 
-PACKAGES: Final = {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"}  # command: package
+# What each make target needs, as command: Debian package.
+GROUPS: Final = {
+    "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"},
+    "tls-scan": {"testssl": "testssl.sh"},
+}
 APT_TIMEOUT: Final = 300.0  # seconds for each apt-get call
 
 
@@ -24,14 +31,20 @@ def installed(command: str) -> bool:
     return shutil.which(command) is not None or Path("/usr/sbin", command).exists()
 
 
-def missing() -> list[str]:
-    return [package for command, package in PACKAGES.items() if not installed(command)]
+def missing(packages: dict[str, str]) -> list[str]:
+    return [package for command, package in packages.items() if not installed(command)]
 
 
-def main() -> int:
-    wanted = missing()
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    group = args[0] if args else "bench"
+    if group not in GROUPS:
+        print(f"bench: unknown group {group!r} (one of {', '.join(GROUPS)})", file=sys.stderr)
+        return 2
+    packages = GROUPS[group]
+    wanted = missing(packages)
     if not wanted:
-        print("bench: nginx, wrk and pagekite are installed")
+        print(f"bench: {', '.join(packages.values())} installed")
         return 0
     if os.geteuid() == 0:
         prefix: list[str] = []
@@ -47,7 +60,7 @@ def main() -> int:
         if done.returncode != 0:
             print(f"bench: {' '.join(argv)} failed ({done.returncode})", file=sys.stderr)
             return 1
-    still = missing()
+    still = missing(packages)
     if still:
         print(f"bench: still missing after apt-get: {' '.join(still)}", file=sys.stderr)
         return 1
