@@ -160,8 +160,14 @@ def flagged(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, str]]]:
     return sorted(found, key=lambda item: SEVERITIES.index(item[1]["severity"]))
 
 
+MAX_CELL: Final = 160  # characters of a finding shown in the report (the PEM is longer)
+
+
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    flat = " ".join(text.split())
+    if len(flat) > MAX_CELL:
+        flat = flat[: MAX_CELL - 1] + "…"
+    return flat.replace("|", "\\|")
 
 
 def markdown(result: Mapping[str, Any]) -> str:
