@@ -333,8 +333,8 @@ def _https_section(result: Result) -> list[str]:
         *(f"- {HTTPS_NAMES.get(name, name)}: {why}"
           for name, why in (https.get("not_measured") or {}).items()),
         f"- {OVER_HTTP}: tunnelgate's HTTPS figure over its plain-HTTP one above, same run",
-        "- CPU per MiB: /proc ticks of 10 ms over one download, a few tenths of a second: "
-        "indicative",
+        "- CPU per MiB: over all the row's downloads together (utime+stime from /proc, in "
+        "10 ms ticks, about a second of downloading): indicative",
         "",
         https_table(result),
         "",
