@@ -9,8 +9,10 @@ in one bounded run, then the HTTPS rows.
 HTTPS rows (``--https``): one test certificate for the run (:mod:`bench.tlscert`) served by
 nginx's origin itself (direct), by the front hop of the nginx two-hop chain, and by
 tunnelgate's ``--https`` listener; small GETs at 50 connections and one 100 MiB download
-each, reported beside the plain-HTTP rows as ratios. The smoke run measures tunnelgate's
-HTTPS listener only (its Python origin and relays speak no TLS) and says so in the result.
+each, reported beside the plain-HTTP rows as ratios. These systems are started together, and
+their downloads taken in turn, five each (:func:`bench.measure.interleaved_bulk`). The smoke
+run measures tunnelgate's HTTPS listener only (its Python origin and relays speak no TLS) and
+says so in the result.
 
 The run stops by itself within ``--budget`` seconds (steps that no longer fit are skipped
 and named), and every process it started is stopped by PID on the way out, also on error,
@@ -37,7 +39,7 @@ from typing import Any, Final
 
 from . import report
 from .loadgen import LoadGenerator, PyLoad, Wrk
-from .measure import Plan, SystemRun, idle_tunnels, run_bounded, say
+from .measure import Plan, SystemRun, idle_tunnels, interleaved_bulk, run_bounded, say
 from .origin import MID_SIZE, Origin, start_nginx, start_python_origin
 from .pagekite import PageKite
 from .procs import (
@@ -118,6 +120,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         bulk_limit=5.0,
         parallel=2,
         tunnels=20,
+        interleaved_rounds=1,
     )
 
 
@@ -176,13 +179,8 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
             if system is not None:
                 result["systems"][name] = system
         if cert is not None:
-            https = result["https"] = _https_header(args, cert, load)
-            for name in args.https:
-                start = partial(_start_https_system, name, procs, origin, args, cert)
-                label = f"{name} (HTTPS)"
-                system = _measure(label, start, procs, origin, plan.https(), load, result["errors"])
-                if system is not None:
-                    https["systems"][name] = system
+            result["https"] = _https_header(args, cert, load)
+            measure_https(args, cert, procs, origin, plan, load, result)
         if "tunnelgate" in args.systems and plan.time_left() > 10 + plan.tunnels / 100:
             try:
                 result["idle_tunnels"] = idle_tunnels(procs, origin, plan.tunnels)
@@ -208,6 +206,45 @@ def _measure(
         say(f"{label}: FAILED: {exc}")
         errors.append(f"{label}: {exc}")
         return None
+    finally:
+        for proc in list(procs.procs):
+            if proc is not origin.proc:
+                procs.stop(proc)
+
+
+def measure_https(
+    args: argparse.Namespace,
+    cert: BenchCertificate,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    result: dict[str, Any],
+) -> None:
+    """The HTTPS systems, all started at once: small GETs one system after the other (the
+    others idle), then the downloads taken in turn (measure.interleaved_bulk)."""
+    found, errors = result["https"]["systems"], result["errors"]
+    runs: dict[str, SystemRun] = {}
+    try:
+        for name in args.https:
+            say(f"{name} (HTTPS): starting")
+            try:
+                system = _start_https_system(name, procs, origin, args, cert)
+            except BenchError as exc:
+                say(f"{name} (HTTPS): FAILED: {exc}")
+                errors.append(f"{name} (HTTPS): {exc}")
+                continue
+            runs[name] = SystemRun(system, origin, plan.https(), load)
+        for name, run in list(runs.items()):
+            try:
+                found[name] = run.run()
+            except BenchError as exc:
+                say(f"{name} (HTTPS): FAILED: {exc}")
+                errors.append(f"{name} (HTTPS): {exc}")
+                del runs[name]
+        say(f"HTTPS downloads, in turn: {', '.join(runs)}")
+        for name, bulk in interleaved_bulk(runs, plan.interleaved_rounds, errors).items():
+            found[name]["bulk_single"] = bulk
     finally:
         for proc in list(procs.procs):
             if proc is not origin.proc:
