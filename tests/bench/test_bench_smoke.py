@@ -77,9 +77,8 @@ def _check_https(result: dict[str, Any]) -> None:
     assert tunnelgate["integrity"]["ok"] is True
     assert tunnelgate["tls"]["version"] == "TLSv1.3"
     assert tunnelgate["skipped"] == []
-    assert isinstance(
-        https["ratios"]["tunnelgate https/http"]["small GET req/s, 50 connections"], float
-    )
+    over_http = https["ratios"]["tunnelgate https/http"]
+    assert isinstance(over_http["CPU per request, gateway / front end (µs)"], float)
 
 
 def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
@@ -110,7 +109,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert "| tunnelgate / direct | tunnelgate / two-hop |" in markdown
     assert "## Targets (issue 3)" in markdown
     assert "## HTTPS (issue 8)" in markdown
-    assert "| metric | tunnelgate --https | tunnelgate HTTPS / HTTP |" in markdown
+    assert "| metric | tunnelgate --https | tunnelgate HTTPS / HTTP (CPU rows) |" in markdown
     assert "not measured in the smoke run" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
