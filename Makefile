@@ -75,7 +75,7 @@ clean:
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.
-.PHONY: bench bench-scale
+.PHONY: bench bench-scale tls-scan
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -89,3 +89,10 @@ bench: $(BENCH_STAMP)
 bench-scale: $(BENCH_STAMP)
 	$(BIN)/python -m bench.bootstrap
 	$(BIN)/python -m bench.scale
+
+# testssl.sh (apt) against a gateway's --https listener on loopback (issue 8; docs/tls.md):
+# bench/results/tls-scan.{md,json}. About 1.5 minutes; each scan is cut off after 5. Not part
+# of `make test`.
+tls-scan: $(STAMP)
+	$(BIN)/python -m bench.bootstrap tls-scan
+	$(BIN)/python -m bench.tls_scan

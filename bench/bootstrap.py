@@ -1,7 +1,8 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
-pagekite) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`.
+pagekite) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`,
+`tls-scan` (testssl.sh) for `make tls-scan`.
 
-    python3 -m bench.bootstrap [bench|tests]       (default: bench)
+    python3 -m bench.bootstrap [bench|tests|tls-scan]       (default: bench)
 
 Run by ``make bench`` and ``make bench-scale`` before the benchmark, and by ``make test``
 before the tests (standard library only: it runs before the virtual environment exists
@@ -25,6 +26,7 @@ from typing import Final
 SETS: Final[Mapping[str, Mapping[str, str]]] = {
     "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"},
     "tests": {"pebble": "pebble", "pebble-challtestsrv": "pebble"},
+    "tls-scan": {"testssl": "testssl.sh"},
 }
 APT_TIMEOUT: Final = 300.0  # seconds for each apt-get call
 

@@ -5,6 +5,10 @@ a 13-byte body at ``/``, and a 1 MiB and a 100 MiB random file (made once and ke
 making 100 MiB of random bytes takes a while). The access log is off, so the origin's own cost
 per request is as low as nginx makes it. ``run_nginx`` and ``NGINX_HEAD`` also start the
 proxies of the nginx two-hop chain (:mod:`bench.twohop`), so every nginx is set up alike.
+
+With the run's test certificate (:mod:`bench.tlscert`) the nginx origin also serves the same
+files over HTTPS on a second port (the "direct" HTTPS yardstick), set up as tunnelgate's
+listener is (``nginx_tls``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
+
+from tunnelgate.gateway.tls_context import GROUP_LISTS, TLS12_CIPHERS
 
 from .procs import (
     ManagedProc,
@@ -48,6 +54,7 @@ class Origin:
     mid_sha256: str
     small_body: bytes
     proc: ManagedProc
+    tls_port: int | None = None  # the same files over HTTPS (nginx with a certificate)
 
     @property
     def worker_pid(self) -> int:
@@ -115,9 +122,51 @@ NGINX_CONF: Final = (
         root {docroot};
         location = / {{ default_type text/plain; try_files /index.txt =404; }}
     }}
-}}
+{tls_server}}}
 """
 )
+TLS_SERVER: Final = """\
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        server_name _;
+        root {docroot};
+{tls}
+        location = / {{ default_type text/plain; try_files /index.txt =404; }}
+    }}
+"""
+
+# tunnelgate's listener as nginx directives (gateway/tls_context.py): TLS 1.2 and 1.3, the
+# same TLS 1.2 suites and groups, the client's cipher order, session tickets and a session
+# cache (the benchmark's clients resume nothing: one handshake per connection, then
+# keep-alive). TLS 1.3 suites are OpenSSL's defaults on both. No kTLS (nginx's
+# `ssl_conf_command Options KTLS`): the gateway encrypts in user space, and so does nginx
+# here; records of up to 16 KiB on both (ssl_buffer_size).
+NGINX_TLS: Final = """\
+        ssl_certificate {chain};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers {ciphers};
+        ssl_prefer_server_ciphers off;
+        ssl_ecdh_curve {groups};
+        ssl_session_cache shared:BENCH:4m;
+        ssl_session_tickets on;
+        ssl_buffer_size 16k;"""
+
+
+class ServerCertificate(Protocol):
+    """What nginx needs of the run's certificate (bench.tlscert.BenchCertificate)."""
+
+    @property
+    def chain_file(self) -> Path: ...
+    @property
+    def key_file(self) -> Path: ...
+
+
+def nginx_tls(cert: ServerCertificate) -> str:
+    """The ssl_* directives of a server block serving `cert` as tunnelgate would."""
+    return NGINX_TLS.format(
+        chain=cert.chain_file, key=cert.key_file, ciphers=TLS12_CIPHERS, groups=GROUP_LISTS[-1]
+    )
 
 
 def nginx_workdir(workdir: Path, name: str) -> Path:
@@ -142,7 +191,13 @@ def run_nginx(procs: Processes, name: str, work: Path, conf: str, port: int) -> 
     return proc
 
 
-def start_nginx(procs: Processes, workdir: Path, big_size: int = BIG_SIZE) -> Origin:
+def start_nginx(
+    procs: Processes,
+    workdir: Path,
+    big_size: int = BIG_SIZE,
+    *,
+    tls: ServerCertificate | None = None,
+) -> Origin:
     work = nginx_workdir(workdir, "nginx")
     docroot = workdir.resolve() / "docroot"
     docroot.mkdir(parents=True, exist_ok=True)
@@ -152,9 +207,14 @@ def start_nginx(procs: Processes, workdir: Path, big_size: int = BIG_SIZE) -> Or
     big_name = "100m.bin" if big_size == BIG_SIZE else f"big-{big_size}.bin"
     _write_random(docroot / big_name, big_size)
     port = free_port()
+    tls_port = free_port() if tls is not None else None
+    tls_server = ""
+    if tls is not None:
+        tls_server = TLS_SERVER.format(port=tls_port, docroot=docroot, tls=nginx_tls(tls))
     conf = NGINX_CONF.format(
-        work=work, docroot=docroot, port=port, nofile=NOFILE, connections=NOFILE // 2
-    )
+        work=work, docroot=docroot, port=port, nofile=NOFILE, connections=NOFILE // 2,
+        tls_server=tls_server,
+    )  # fmt: skip
     proc = run_nginx(procs, "nginx", work, conf, port)
     return Origin(
         kind="nginx",
@@ -166,6 +226,7 @@ def start_nginx(procs: Processes, workdir: Path, big_size: int = BIG_SIZE) -> Or
         mid_sha256=_sha256(docroot / "1m.bin"),
         small_body=SMALL_BODY,
         proc=proc,
+        tls_port=tls_port,
     )
 
 

@@ -1,10 +1,18 @@
 """``make bench``: tunnelgate against direct nginx, the nginx two-hop chain and PageKite,
-in one bounded run.
+in one bounded run, then the HTTPS rows.
 
     python -m bench.run                 # nginx + wrk + PageKite; writes bench/results/latest.*
     python -m bench.run --smoke --results DIR --workdir DIR
                                         # the Python origin, relays and load generator, tiny
                                         # durations
+
+HTTPS rows (``--https``): one test certificate for the run (:mod:`bench.tlscert`) served by
+nginx's origin itself (direct), by the front hop of the nginx two-hop chain, and by
+tunnelgate's ``--https`` listener; small GETs at 50 connections and one 100 MiB download
+each, reported beside the plain-HTTP rows as ratios. These systems are started together, and
+their downloads taken in turn, five each (:func:`bench.measure.interleaved_bulk`). The smoke
+run measures tunnelgate's HTTPS listener only (its Python origin and relays speak no TLS) and
+says so in the result.
 
 The run stops by itself within ``--budget`` seconds (steps that no longer fit are skipped
 and named), and every process it started is stopped by PID on the way out, also on error,
@@ -25,12 +33,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 from . import report
 from .loadgen import LoadGenerator, PyLoad, Wrk
-from .measure import Plan, SystemRun, idle_tunnels, run_bounded, say
+from .measure import Plan, SystemRun, idle_tunnels, interleaved_bulk, run_bounded, say
 from .origin import MID_SIZE, Origin, start_nginx, start_python_origin
 from .pagekite import PageKite
 from .procs import (
@@ -40,7 +49,8 @@ from .procs import (
     raise_nofile,
     raise_on_signals,
 )
-from .systems import Direct, System, Tunnelgate
+from .systems import DOMAIN, SUBDOMAIN, Direct, System, Tunnelgate
+from .tlscert import BenchCertificate, make_certificate
 from .twohop import TwoHop
 
 RESULTS: Final = ROOT / "bench" / "results"
@@ -50,6 +60,12 @@ SMOKE_BUDGET: Final = 60.0
 HARD_MARGIN: Final = 60.0  # seconds past the budget before the run is cut off, whatever it does
 ALL_SYSTEMS: Final = ("direct", "twohop", "tunnelgate", "pagekite")
 SMOKE_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")  # PageKite needs apt
+HTTPS_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")
+SMOKE_HTTPS_SYSTEMS: Final = ("tunnelgate",)
+NO_TLS_IN_SMOKE: Final = (
+    "not measured in the smoke run: its Python origin and relays speak no TLS "
+    "(nginx terminates TLS in make bench)"
+)
 
 
 def machine() -> dict[str, Any]:
@@ -104,6 +120,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         bulk_limit=5.0,
         parallel=2,
         tunnels=20,
+        interleaved_rounds=1,
     )
 
 
@@ -117,6 +134,19 @@ def _start_system(name: str, procs: Processes, origin: Origin, args: argparse.Na
     if name == "pagekite":
         return PageKite(procs, origin)
     raise BenchError(f"unknown system {name!r}")
+
+
+def _start_https_system(
+    name: str, procs: Processes, origin: Origin, args: argparse.Namespace, cert: BenchCertificate
+) -> System:
+    client = cert.client(f"{SUBDOMAIN}.{DOMAIN}")
+    if name == "direct":
+        return Direct(origin, client)
+    if name == "twohop":
+        return TwoHop(procs, origin, args.workdir, _twohop_kind(args), tls=cert, client_tls=client)
+    if name == "tunnelgate":
+        return Tunnelgate(procs, origin, tls=cert, client_tls=client)
+    raise BenchError(f"no HTTPS variant of {name!r}")
 
 
 def _twohop_kind(args: argparse.Namespace) -> str:
@@ -134,29 +164,105 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
         "twohop": _twohop_kind(args),
     }
     del result["config"]["deadline"]
+    result["config"]["https_systems"] = list(args.https)
+    cert = make_certificate(args.workdir, DOMAIN, f"{SUBDOMAIN}.{DOMAIN}") if args.https else None
     with Processes(args.workdir) as procs:
         if args.smoke:
             origin = start_python_origin(procs, big_size=MID_SIZE)
         else:
-            origin = start_nginx(procs, args.workdir)
+            origin = start_nginx(procs, args.workdir, tls=cert)
         result["config"].update(origin=origin.kind, big_bytes=origin.big_size)
         say(f"origin: {origin.kind} on port {origin.port}")
         for name in args.systems:
-            say(f"{name}: starting")
-            try:
-                system = _start_system(name, procs, origin, args)
-                result["systems"][name] = SystemRun(system, origin, plan, load).run()
-            except BenchError as exc:
-                say(f"{name}: FAILED: {exc}")
-                result["errors"].append(f"{name}: {exc}")
-            for proc in list(procs.procs):
-                if proc is not origin.proc:
-                    procs.stop(proc)  # one system at a time on the machine
+            start = partial(_start_system, name, procs, origin, args)
+            system = _measure(name, start, procs, origin, plan, load, result["errors"])
+            if system is not None:
+                result["systems"][name] = system
+        if cert is not None:
+            result["https"] = _https_header(args, cert, load)
+            measure_https(args, cert, procs, origin, plan, load, result)
         if "tunnelgate" in args.systems and plan.time_left() > 10 + plan.tunnels / 100:
             try:
                 result["idle_tunnels"] = idle_tunnels(procs, origin, plan.tunnels)
             except BenchError as exc:
                 result["errors"].append(f"idle tunnels: {exc}")
+
+
+def _measure(
+    label: str,
+    start: Callable[[], System],
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    errors: list[str],
+) -> dict[str, Any] | None:
+    """Start one system and measure it (None if it failed: the error is in `errors`), then
+    stop every process but the origin: one system at a time on the machine."""
+    say(f"{label}: starting")
+    try:
+        return SystemRun(start(), origin, plan, load).run()
+    except BenchError as exc:
+        say(f"{label}: FAILED: {exc}")
+        errors.append(f"{label}: {exc}")
+        return None
+    finally:
+        for proc in list(procs.procs):
+            if proc is not origin.proc:
+                procs.stop(proc)
+
+
+def measure_https(
+    args: argparse.Namespace,
+    cert: BenchCertificate,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    result: dict[str, Any],
+) -> None:
+    """The HTTPS systems, all started at once: small GETs one system after the other (the
+    others idle), then the downloads taken in turn (measure.interleaved_bulk)."""
+    found, errors = result["https"]["systems"], result["errors"]
+    runs: dict[str, SystemRun] = {}
+    try:
+        for name in args.https:
+            say(f"{name} (HTTPS): starting")
+            try:
+                system = _start_https_system(name, procs, origin, args, cert)
+            except BenchError as exc:
+                say(f"{name} (HTTPS): FAILED: {exc}")
+                errors.append(f"{name} (HTTPS): {exc}")
+                continue
+            runs[name] = SystemRun(system, origin, plan.https(), load)
+        for name, run in list(runs.items()):
+            try:
+                found[name] = run.run()
+            except BenchError as exc:
+                say(f"{name} (HTTPS): FAILED: {exc}")
+                errors.append(f"{name} (HTTPS): {exc}")
+                del runs[name]
+        say(f"HTTPS downloads, in turn: {', '.join(runs)}")
+        for name, bulk in interleaved_bulk(runs, plan.interleaved_rounds, errors).items():
+            found[name]["bulk_single"] = bulk
+    finally:
+        for proc in list(procs.procs):
+            if proc is not origin.proc:
+                procs.stop(proc)
+
+
+def _https_header(
+    args: argparse.Namespace, cert: BenchCertificate, load: LoadGenerator
+) -> dict[str, Any]:
+    left_out = [name for name in HTTPS_SYSTEMS if name not in args.https] if args.smoke else []
+    small = "wrk (verifies no certificate)" if load.name == "wrk" else f"the {load.name} one"
+    return {
+        "certificate": cert.describe(),
+        "clients": f"small GETs: {small}; downloads and checks: Python's ssl, verifying "
+        "against the run's CA",
+        "systems": {},
+        "not_measured": dict.fromkeys(left_out, NO_TLS_IN_SMOKE),
+    }
 
 
 def write(result: dict[str, Any], results: Path, stem: str = "latest") -> list[str]:
@@ -171,6 +277,8 @@ def write(result: dict[str, Any], results: Path, stem: str = "latest") -> list[s
     else:
         result["chart"] = f"{stem}.png"
     result["ratios"] = report.ratios(result)
+    if "https" in result:
+        result["https"]["ratios"] = report.https_ratios(result)
     problems = report.validate(result)
     result["problems"] = problems
     (results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -188,11 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole run")
     parser.add_argument("--systems", default=None, help=f"comma-separated, of {ALL_SYSTEMS}")
+    parser.add_argument(
+        "--https", default=None,
+        help=f"comma-separated, of {HTTPS_SYSTEMS} (smoke: {SMOKE_HTTPS_SYSTEMS}), or none",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.budget is None:
         args.budget = SMOKE_BUDGET if args.smoke else BUDGET
     default = SMOKE_SYSTEMS if args.smoke else ALL_SYSTEMS
     args.systems = tuple(args.systems.split(",")) if args.systems else default
+    https_default = SMOKE_HTTPS_SYSTEMS if args.smoke else HTTPS_SYSTEMS
+    if args.https is None:
+        args.https = https_default
+    else:
+        args.https = () if args.https == "none" else tuple(args.https.split(","))
     args.workdir = args.workdir.resolve()
     raise_on_signals()
     raise_nofile(65536)

@@ -4,19 +4,24 @@ Each system gives the load generator a :class:`~bench.probe.Target`, checks its 
 measurement (``ensure_route``) and names the processes whose CPU and memory count, by role:
 ``gateway`` (the public side) and ``client`` (the side next to the origin), plus ``origin``.
 The nginx two-hop chain is in :mod:`bench.twohop`, PageKite in :mod:`bench.pagekite`.
+
+For the HTTPS rows the same systems are started with the run's test certificate: the origin
+answers HTTPS itself (direct), and tunnelgate's gateway serves its public side on ``--https``
+with ``--tls-cert``/``--tls-key`` (the tunnel itself stays ``ws://`` on loopback, as the nginx
+chain's inner hops stay plain HTTP).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Final, Protocol
 
-from .origin import Origin
-from .probe import Target, answers, get
+from .origin import Origin, ServerCertificate
+from .probe import ClientTls, Target, answers, get
 from .procs import BenchError, ManagedProc, Processes, free_port, wait_until
 
 START_TIMEOUT: Final = 15.0
@@ -38,13 +43,19 @@ class System(Protocol):
 
 
 class Direct:
-    """The load generator straight to the origin: the yardstick."""
+    """The load generator straight to the origin: the yardstick (over HTTPS with
+    `client_tls`, to the origin's TLS port)."""
 
     name = "direct"
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, client_tls: ClientTls | None = None) -> None:
         self.origin = origin
-        self.target = Target(origin.port, f"127.0.0.1:{origin.port}")
+        if client_tls is None:
+            self.target = Target(origin.port, f"127.0.0.1:{origin.port}")
+        elif origin.tls_port is None:
+            raise BenchError(f"the {origin.kind} origin serves no HTTPS")
+        else:
+            self.target = Target(origin.tls_port, client_tls.server_name, tls=client_tls)
         self.restarts = 0
 
     def ensure_route(self) -> bool:
@@ -76,12 +87,19 @@ def healthy(port: int) -> bool:
 
 
 def start_gateway(
-    procs: Processes, name: str = "gateway", *, nofile: int | None = None, extra: Sequence[str] = ()
+    procs: Processes,
+    name: str = "gateway",
+    *,
+    nofile: int | None = None,
+    extra: Sequence[str] = (),
+    https: Callable[[], Sequence[str]] | None = None,
 ) -> tuple[ManagedProc, int]:
-    """``tunnelgate server --http 127.0.0.1:PORT`` on a free port, once /healthz answers."""
+    """``tunnelgate server --http 127.0.0.1:PORT`` on a free port, once /healthz answers;
+    `https` gives more arguments at each attempt (a fresh --https port)."""
     for attempt in range(START_ATTEMPTS):
         port = free_port()
-        argv = tunnelgate_argv("server", "--http", f"127.0.0.1:{port}", *extra)
+        more = https() if https is not None else ()
+        argv = tunnelgate_argv("server", "--http", f"127.0.0.1:{port}", *extra, *more)
         proc = procs.start(name, argv, nofile=nofile)
         try:
             wait_until("the gateway's /healthz", partial(healthy, port), START_TIMEOUT, proc)
@@ -113,15 +131,37 @@ def start_client(
 
 
 class Tunnelgate:
-    """wrk -> gateway (Host bench.localhost) -> tunnel -> client -> origin."""
+    """wrk -> gateway (Host bench.localhost) -> tunnel -> client -> origin; with `tls`, the
+    public side is the gateway's HTTPS listener serving that certificate to `client_tls`."""
 
     name = "tunnelgate"
 
-    def __init__(self, procs: Processes, origin: Origin) -> None:
+    def __init__(
+        self,
+        procs: Processes,
+        origin: Origin,
+        *,
+        tls: ServerCertificate | None = None,
+        client_tls: ClientTls | None = None,
+    ) -> None:
         self.origin = origin
-        self.gateway, port = start_gateway(procs)
+        https_port = 0
+
+        def https() -> list[str]:
+            nonlocal https_port
+            if tls is None:
+                return []
+            https_port = free_port()
+            return ["--https", f"127.0.0.1:{https_port}", "--tls-cert", str(tls.chain_file),
+                    "--tls-key", str(tls.key_file)]  # fmt: skip
+
+        self.gateway, port = start_gateway(procs, https=https)
         self.client = start_client(procs, port, origin.port)
-        self.target = Target(port, f"{SUBDOMAIN}.{DOMAIN}")
+        host = f"{SUBDOMAIN}.{DOMAIN}"
+        if tls is None:
+            self.target = Target(port, host)
+        else:
+            self.target = Target(https_port, host, tls=client_tls)
         self.restarts = 0
 
     def ensure_route(self) -> bool:

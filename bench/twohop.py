@@ -10,6 +10,10 @@ HTTP/1.1 upstream with no ``Connection`` header) and buffers nothing (``proxy_bu
 ``proxy_request_buffering off``), as a tunnel streams; access logs are off, as for the origin.
 The front hop sets ``X-Forwarded-*`` and both pass the public Host on, as tunnelgate does.
 
+With the run's test certificate the front hop terminates TLS (``listen ... ssl``, set up as
+tunnelgate's listener is: :func:`bench.origin.nginx_tls`) and talks plain HTTP to the back hop,
+as the gateway does to its tunnel: the HTTPS yardstick of the same path.
+
 The smoke run has no nginx (it uses the Python origin): there the hops are two Python TCP
 relays (:mod:`bench.relay`), and the report names them as such.
 """
@@ -21,8 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .origin import NGINX_HEAD, NOFILE, Origin, nginx_workdir, run_nginx
-from .probe import Target, answers
+from .origin import (
+    NGINX_HEAD,
+    NOFILE,
+    Origin,
+    ServerCertificate,
+    nginx_tls,
+    nginx_workdir,
+    run_nginx,
+)
+from .probe import ClientTls, Target, answers
 from .procs import (
     BenchError,
     ManagedProc,
@@ -49,8 +61,9 @@ PROXY_CONF: Final = (
         keepalive_timeout 75s;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port}{ssl} backlog=4096;
         server_name _;
+{tls}
         location / {{
             proxy_pass http://next_hop;
             proxy_http_version 1.1;
@@ -78,13 +91,20 @@ class Hop:
 
 
 def start_nginx_hop(
-    procs: Processes, workdir: Path, name: str, upstream: int, *, front: bool
+    procs: Processes,
+    workdir: Path,
+    name: str,
+    upstream: int,
+    *,
+    front: bool,
+    tls: ServerCertificate | None = None,
 ) -> Hop:
     work = nginx_workdir(workdir, name)
     port = free_port()
     conf = PROXY_CONF.format(
         work=work, nofile=NOFILE, connections=NOFILE // 2, port=port, upstream=upstream,
         idle=UPSTREAM_IDLE, forwarded=FORWARDED if front else "",
+        ssl=" ssl" if tls is not None else "", tls=nginx_tls(tls) if tls is not None else "",
     )  # fmt: skip
     proc = run_nginx(procs, name, work, conf, port)
     return Hop(proc, port, children(proc.pid)[0])
@@ -98,21 +118,38 @@ def start_python_hop(procs: Processes, name: str, upstream: int) -> Hop:
 
 
 class TwoHop:
-    """wrk -> front hop -> back hop -> origin; `kind` "nginx", or "python" (smoke run)."""
+    """wrk -> front hop -> back hop -> origin; `kind` "nginx", or "python" (smoke run);
+    with `tls` (nginx only) the front hop terminates HTTPS for `client_tls`."""
 
     name = "twohop"
 
-    def __init__(self, procs: Processes, origin: Origin, workdir: Path, kind: str) -> None:
+    def __init__(
+        self,
+        procs: Processes,
+        origin: Origin,
+        workdir: Path,
+        kind: str,
+        *,
+        tls: ServerCertificate | None = None,
+        client_tls: ClientTls | None = None,
+    ) -> None:
         self.origin = origin
         if kind == "nginx":
-            self.back = start_nginx_hop(procs, workdir, "twohop-back", origin.port, front=False)
-            self.front = start_nginx_hop(procs, workdir, "twohop-front", self.back.port, front=True)
+            suffix = "-tls" if tls is not None else ""
+            self.back = start_nginx_hop(
+                procs, workdir, f"twohop{suffix}-back", origin.port, front=False
+            )
+            self.front = start_nginx_hop(
+                procs, workdir, f"twohop{suffix}-front", self.back.port, front=True, tls=tls
+            )
+        elif tls is not None:
+            raise BenchError("the Python two-hop relays do not terminate TLS")
         elif kind == "python":
             self.back = start_python_hop(procs, "relay-back", origin.port)
             self.front = start_python_hop(procs, "relay-front", self.back.port)
         else:
             raise BenchError(f"unknown two-hop kind {kind!r}")
-        self.target = Target(self.front.port, f"{SUBDOMAIN}.{DOMAIN}")
+        self.target = Target(self.front.port, f"{SUBDOMAIN}.{DOMAIN}", tls=client_tls)
         self.restarts = 0
 
     def ensure_route(self) -> bool:

@@ -5,7 +5,9 @@ the origin and the systems, check routes, sweep concurrency, bulk downloads, CPU
 from /proc, integrity, idle tunnels, report) with the pure-Python origin
 (``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
 nothing from apt. The nginx two-hop chain is two Python TCP relays here (``bench.relay``), and
-the result and report say so. It times nothing: only the shape of the result is checked.
+the result and report say so. Of the HTTPS rows only tunnelgate's listener is measured (with
+the run's test certificate, and the Python clients over verified TLS); the nginx ones are
+named as not measured. It times nothing: only the shape of the result is checked.
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def _check_system(name: str, system: dict[str, Any]) -> None:
     assert system["route_failures"] == 0
 
 
+def _check_https(result: dict[str, Any]) -> None:
+    https = result["https"]
+    assert result["config"]["https_systems"] == ["tunnelgate"]
+    assert set(https["systems"]) == {"tunnelgate"}
+    assert set(https["not_measured"]) == {"direct", "twohop"}
+    assert "ECDSA P-256" in https["certificate"]["key"]
+    tunnelgate = https["systems"]["tunnelgate"]
+    assert [point["connections"] for point in tunnelgate["sweep"]] == [50]
+    assert tunnelgate["sweep"][0]["requests"] > 0
+    assert tunnelgate["sweep"][0]["errors"] == 0
+    assert tunnelgate["bulk_single"]["bytes"] > 0
+    assert tunnelgate["bulk_single"]["errors"] == 0
+    assert set(tunnelgate["bulk_single"]["cpu_ms_per_mib"]) == CPU_ROLES["tunnelgate"]
+    assert tunnelgate["bulk_parallel"] is None  # HTTPS: one download only
+    assert tunnelgate["integrity"]["ok"] is True
+    assert tunnelgate["tls"]["version"] == "TLSv1.3"
+    assert tunnelgate["skipped"] == []
+    over_http = https["ratios"]["tunnelgate https/http"]
+    assert isinstance(over_http["CPU per request, gateway / front end (µs)"], float)
+
+
 def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     result, results = _run_smoke(tmp_path)
 
@@ -78,11 +101,16 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert isinstance(tunnels["per_tunnel_kib"], float)
     assert tunnels["sample_routed"] == tunnels["sample_size"] == 20
 
+    _check_https(result)
+
     markdown = (results / "latest.md").read_text()
     assert "| small GET req/s, 50 connections |" in markdown
     assert "| two-hop (Python relays) |" in markdown
     assert "| tunnelgate / direct | tunnelgate / two-hop |" in markdown
     assert "## Targets (issue 3)" in markdown
+    assert "## HTTPS (issue 8)" in markdown
+    assert "| metric | tunnelgate --https | tunnelgate HTTPS / HTTP (CPU rows) |" in markdown
+    assert "not measured in the smoke run" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     else:  # `make test` installs only the dev extra: the report says why there is no chart
