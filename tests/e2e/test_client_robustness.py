@@ -108,7 +108,8 @@ async def test_tls_error_is_retried_and_counted() -> None:
             await assert_gives_up(proc, endpoint, retries=1)
             said = str(events(proc, "reconnecting")[0]["reason"]).lower()
             # A plaintext answer to a ClientHello: the TLS failure and OpenSSL's reason.
-            assert "tls failed" in said and "wrong_version_number" in said, proc.output()
+            assert "tls failed" in said, proc.output()
+            assert "wrong_version_number" in said, proc.output()
 
 
 # --- SIGINT / SIGTERM in every state -------------------------------------------------------------
