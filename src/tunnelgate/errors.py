@@ -11,11 +11,16 @@
     ├── HTTPError                   a public request we refuse, with its status
     ├── TunnelRejected              the gateway refused a registration (client side)
     ├── UnsupportedVersion          the gateway speaks no protocol version the client does
-    └── ConnectFailed               the client could not open a tunnel connection; retried
+    ├── ConnectFailed               the client could not open a tunnel connection; retried
+    └── ControllerUnavailable       the controller did not answer in time, failed (5xx) or
+                                    said something unreadable; the gateway fails closed
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
 socket is touched, once, and never leak past the transport layer; those of certificate
-files (OSError, ssl.SSLError, cryptography's ValueError) where they are read.
+files (OSError, ssl.SSLError, cryptography's ValueError) where they are read; a JWT's
+(PyJWT's PyJWTError) where it is checked (gateway/jwt_auth.py: a refused token); the
+controller's (aiohttp's ClientError, TimeoutError, a bad answer) where it is called
+(gateway/controller.py).
 """
 
 from __future__ import annotations
@@ -81,3 +86,9 @@ class ConnectFailed(TunnelgateError):
     """A tunnel connection attempt failed before the upgrade: refused, reset, timed out,
     TLS, closed or a bad answer before the 101. The message says which; the client
     retries it with back-off."""
+
+
+class ControllerUnavailable(TunnelgateError):
+    """The controller (--controller) gave no usable answer: a timeout, a connection error,
+    a 5xx or 3xx, or a body that is not the answer SPEC describes. The message says which;
+    the registration it was asked about is rejected `controller_unavailable`."""
