@@ -54,7 +54,7 @@ def read_public_keys(path: str) -> tuple[VerifyingKey, ...]:
         raise ConfigError(f"{OPTION}: cannot read {path!r}: {exc.strerror or exc}") from None
     if len(data) > limits.MAX_JWT_KEY_FILE_BYTES:
         raise _bad(path, f"larger than {limits.MAX_JWT_KEY_FILE_BYTES} bytes: not a key file")
-    if data.lstrip().startswith(b"{"):
+    if data.lstrip()[:1] in (b"{", b"["):  # JSON: a PEM file starts with "-----BEGIN"
         return _jwks(path, data)
     key = _pem_key(path, data)
     return (VerifyingKey(algorithm_for(key, lambda problem: _bad(path, problem)), key),)
