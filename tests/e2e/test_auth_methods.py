@@ -28,6 +28,7 @@ from tunnelgate.testing.processes import (
     start_client,
     start_gateway,
     start_local_app_proc,
+    tunnelgate_argv,
     wait_ready_async,
 )
 from tunnelgate.testing.tokens import SECRET, PrivateKey, make_jwt, new_key, public_jwk
@@ -256,7 +257,7 @@ async def test_names_reserved_for_an_account_are_refused_to_another(
     controller.allow("tok-acme", "acme", names=["shop"])
     controller.allow("tok-frank", "frank")  # a lax controller would let frank take it
     await serves(gw, clients.http(gw, "acme-home", "tok-acme"), "acme-home")
-    line = await refused(clients.http(gw, "shop", "tok-frank"), "not_authorized")
+    line = await refused(clients.http(gw, "shop", "tok-frank"), "name_reserved")
     assert "'shop' is reserved for another account" in line
     await serves(gw, clients.http(gw, "shop", "tok-acme"), "shop")
 
@@ -280,3 +281,15 @@ async def test_the_controller_down_is_controller_unavailable_but_local_tokens_wo
         assert "controller unavailable" in line
         # A token a local method knows is never sent to the controller.
         await serves(gw, clients.http(gw, "static-site", "static-token"), "static-site")
+
+
+def test_an_unusable_jwt_key_stops_start_up(tmp_path: Path) -> None:
+    weak = tmp_path / "weak.pem"
+    weak.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    for path, problem in [(tmp_path / "missing.pem", "cannot read"), (weak, "not a PEM public")]:
+        argv = ["server", "--http", f"127.0.0.1:{free_port()}", "--jwt-public-key", str(path)]
+        with Proc(tunnelgate_argv(*argv)) as proc:
+            assert proc.wait_exit(EXIT_TIMEOUT) == 2, proc.output()
+            (line,) = [line for line in proc.stderr_lines if line.strip()]
+            assert line.startswith("tunnelgate: --jwt-public-key: "), line
+            assert problem in line, line

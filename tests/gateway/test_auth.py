@@ -123,7 +123,7 @@ async def test_reserved_names_are_refused_to_other_accounts() -> None:
     acme, other = Identity("account:acme"), Identity("jwt:acme")  # not the same account
     assert await reservations.authorize(acme, want("shop")) == acme
     refusal = await reservations.authorize(other, want("shop"))
-    assert refusal == Refusal(RejectReason.NOT_AUTHORIZED, "'shop' is reserved for another account")
+    assert refusal == Refusal(RejectReason.NAME_RESERVED, "'shop' is reserved for another account")
     assert await reservations.authorize(other, want("blog")) == other
     assert await reservations.authorize(other, want(None)) == other
     assert reservations.reserved_for_other("www2", other)

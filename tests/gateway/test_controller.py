@@ -248,7 +248,7 @@ async def test_reserved_names_go_to_their_account_only(setup: Setup) -> None:
     setup.controller.allow("bob-token", "bob")  # a lax controller allows bob anything
     assert isinstance(await setup.register("acme-token", want("acme-web")), Identity)
     refusal = await setup.register("bob-token", want("shop"))
-    assert refusal == Refusal(RejectReason.NOT_AUTHORIZED, "'shop' is reserved for another account")
+    assert refusal == Refusal(RejectReason.NAME_RESERVED, "'shop' is reserved for another account")
     assert isinstance(await setup.register("acme-token", want("shop")), Identity)
     identity = await setup.connect("bob-token")
     assert identity is not None

@@ -204,7 +204,7 @@ async def test_a_controller_account_owns_its_tunnels(
         assert route.principal == "account:acme"
         refused = await answer(services, bob, http("shop"))
         assert refused == Rejected(
-            1, RejectReason.NOT_AUTHORIZED, "'shop' is reserved for another account"
+            1, RejectReason.NAME_RESERVED, "'shop' is reserved for another account"
         )
     finally:
         await auth.aclose()

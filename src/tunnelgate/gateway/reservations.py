@@ -65,7 +65,7 @@ class Reservations:
     def refusal(self, identity: Identity, name: str | None) -> Refusal | None:
         if name is None or not self.reserved_for_other(name, identity):
             return None
-        return Refusal(RejectReason.NOT_AUTHORIZED, f"{name!r} is reserved for another account")
+        return Refusal(RejectReason.NAME_RESERVED, f"{name!r} is reserved for another account")
 
     # --- auth.RegistrationCheck ---------------------------------------------------------
     async def authorize(self, identity: Identity, wanted: Wanted) -> Identity | Refusal:
