@@ -8,7 +8,7 @@ PURE_VENV := .venv-pure
 PURE_STAMP := $(PURE_VENV)/.installed
 PURE_TREE := $(PURE_VENV)/tree
 
-.PHONY: run test lint typecheck unit e2e-pure clean
+.PHONY: run test lint typecheck unit e2e-pure test-packages clean
 
 # The compiled modules are listed once, in src/tunnelgate/compiled.py (setup.py and the test
 # suite read it too). They are rebuilt whenever their sources change: an extension module left
@@ -55,12 +55,17 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests/e2e/conftest.py
 
-unit: $(STAMP)
+# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py),
+# installed with apt-get if missing; the tests start their own copies on loopback ports.
+test-packages:
+	$(PYTHON) -m bench.bootstrap tests
+
+unit: $(STAMP) test-packages
 	$(BIN)/pytest
 
 # The e2e tests once more, on the interpreted install: TUNNELGATE_PURE_PYTHON=1 tells the
 # test suite's guard (tests/conftest.py) to insist that nothing listed is compiled.
-e2e-pure: $(PURE_STAMP)
+e2e-pure: $(PURE_STAMP) test-packages
 	TUNNELGATE_PURE_PYTHON=1 $(PURE_VENV)/bin/pytest -p no:cacheprovider tests/e2e
 
 test: lint typecheck unit e2e-pure

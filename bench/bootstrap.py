@@ -1,9 +1,14 @@
-"""Install the Debian packages the benchmark needs (nginx, wrk, pagekite), if any is missing.
+"""Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
+pagekite) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`.
 
-Run by ``make bench`` and ``make bench-scale`` before the benchmark. When everything is
-there it does nothing; otherwise ``apt-get update`` once and ``apt-get install`` of what is
-missing, as root or through sudo. ``RUNLEVEL=1`` asks Debian's invoke-rc.d not to start the
-packages' services (nginx on port 80, pagekite.service): the benchmark runs its own copies.
+    python3 -m bench.bootstrap [bench|tests]       (default: bench)
+
+Run by ``make bench`` and ``make bench-scale`` before the benchmark, and by ``make test``
+before the tests (standard library only: it runs before the virtual environment exists
+for some targets). When everything is there it does nothing; otherwise ``apt-get update``
+once and ``apt-get install`` of what is missing, as root or through sudo. ``RUNLEVEL=1``
+asks Debian's invoke-rc.d not to start the packages' services (nginx on port 80,
+pagekite.service): the benchmark and the tests run their own copies.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-PACKAGES: Final = {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"}  # command: package
+# Each set: command -> the package that brings it.
+SETS: Final[Mapping[str, Mapping[str, str]]] = {
+    "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"},
+    "tests": {"pebble": "pebble", "pebble-challtestsrv": "pebble"},
+}
 APT_TIMEOUT: Final = 300.0  # seconds for each apt-get call
 
 
@@ -24,32 +34,39 @@ def installed(command: str) -> bool:
     return shutil.which(command) is not None or Path("/usr/sbin", command).exists()
 
 
-def missing() -> list[str]:
-    return [package for command, package in PACKAGES.items() if not installed(command)]
+def missing(packages: Mapping[str, str]) -> list[str]:
+    wanted = {package for command, package in packages.items() if not installed(command)}
+    return sorted(wanted)
 
 
-def main() -> int:
-    wanted = missing()
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args else "bench"
+    if name not in SETS or len(args) > 1:
+        print(f"usage: python3 -m bench.bootstrap [{'|'.join(SETS)}]", file=sys.stderr)
+        return 2
+    packages = SETS[name]
+    wanted = missing(packages)
     if not wanted:
-        print("bench: nginx, wrk and pagekite are installed")
+        print(f"{name}: {', '.join(sorted(set(packages.values())))} installed")
         return 0
     if os.geteuid() == 0:
         prefix: list[str] = []
     elif shutil.which("sudo"):
         prefix = ["sudo", "--preserve-env=DEBIAN_FRONTEND,RUNLEVEL"]
     else:
-        print(f"bench: please install {' '.join(wanted)} (apt-get, as root)", file=sys.stderr)
+        print(f"{name}: please install {' '.join(wanted)} (apt-get, as root)", file=sys.stderr)
         return 1
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
-    print(f"bench: installing {' '.join(wanted)} with apt-get")
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *wanted]):
-        done = subprocess.run([*prefix, *argv], env=env, timeout=APT_TIMEOUT, check=False)
+    print(f"{name}: installing {' '.join(wanted)} with apt-get")
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *wanted]):
+        done = subprocess.run([*prefix, *command], env=env, timeout=APT_TIMEOUT, check=False)
         if done.returncode != 0:
-            print(f"bench: {' '.join(argv)} failed ({done.returncode})", file=sys.stderr)
+            print(f"{name}: {' '.join(command)} failed ({done.returncode})", file=sys.stderr)
             return 1
-    still = missing()
+    still = missing(packages)
     if still:
-        print(f"bench: still missing after apt-get: {' '.join(still)}", file=sys.stderr)
+        print(f"{name}: still missing after apt-get: {' '.join(still)}", file=sys.stderr)
         return 1
     return 0
 

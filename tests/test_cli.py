@@ -77,8 +77,8 @@ def test_allow_anonymous_flag() -> None:
         (["server", "--bogus"], "tunnelgate: unrecognized arguments: --bogus"),
         (["server", "--http", "off"], "tunnelgate: --http: is off"),
         (
-            ["server", "--admin", ":9000", "--drain-timeout", "5"],
-            "tunnelgate: not implemented in this version: --admin, --drain-timeout",
+            ["server", "--redis", "redis://r", "--drain-timeout", "5"],
+            "tunnelgate: not implemented in this version: --redis, --drain-timeout",
         ),
         (["server", "--workers", "two"], "tunnelgate: --workers: must be an integer >= 1 or auto"),
         (["http"], "tunnelgate: the following arguments are required: PORT|HOST:PORT|URL"),
@@ -113,14 +113,14 @@ def test_server_help_documents_every_option(capsys: pytest.CaptureFixture[str]) 
     # Unimplemented options are listed apart, after the ones that work.
     todo = text.index("not implemented in this version")
     assert text.index("--https ADDR public HTTPS listener") < todo
-    assert text.index("--admin ADDR admin API") > todo
+    assert text.index("--redis URL cluster mode") > todo
     assert text.index("--grace-hold S seconds") > todo
     assert text.index("--max-connections-per-address N public") < todo
     assert "--workers N|auto processes sharing the listeners" in text
 
 
 def test_unimplemented_options_at_their_default_pass() -> None:
-    cfg = parse_args(["server", "--admin", "off", "--workers", "1", "--grace-hold", "0"], {})
+    cfg = parse_args(["server", "--workers", "1", "--grace-hold", "0"], {})
     assert cfg == GatewayConfig()
 
 

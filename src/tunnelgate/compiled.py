@@ -46,6 +46,7 @@ MODULES: Final = (
     "tunnelgate.transport.tunnel",
     "tunnelgate.gateway.edge",
     "tunnelgate.gateway.caps",
+    "tunnelgate.gateway.counters",
     "tunnelgate.gateway.routes",
     "tunnelgate.gateway.exchange",
     "tunnelgate.client.upstream",

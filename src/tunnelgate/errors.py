@@ -12,18 +12,23 @@
     ├── TunnelRejected              the gateway refused a registration (client side)
     ├── UnsupportedVersion          the gateway speaks no protocol version the client does
     ├── ConnectFailed               the client could not open a tunnel connection; retried
+    ├── AcmeError                   the ACME CA refused a request, limited our rate, or could
+    │                               not be reached; the order is retried with back-off
     └── ControllerUnavailable       the controller did not answer in time, failed (5xx) or
                                     said something unreadable; the gateway fails closed
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
 socket is touched, once, and never leak past the transport layer; those of certificate
-files (OSError, ssl.SSLError, cryptography's ValueError) where they are read; a JWT's
-(PyJWT's PyJWTError) where it is checked (gateway/jwt_auth.py: a refused token); the
-controller's (aiohttp's ClientError, TimeoutError, a bad answer) where it is called
+files (OSError, ssl.SSLError, cryptography's ValueError) where they are read; those of
+the ACME client (acme's problem documents, requests' errors) in gateway/acme_client.py;
+a JWT's (PyJWT's PyJWTError) where it is checked (gateway/jwt_auth.py: a refused token);
+the controller's (aiohttp's ClientError, TimeoutError, a bad answer) where it is called
 (gateway/controller.py).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class TunnelgateError(Exception):
@@ -86,6 +91,26 @@ class ConnectFailed(TunnelgateError):
     """A tunnel connection attempt failed before the upgrade: refused, reset, timed out,
     TLS, closed or a bad answer before the 101. The message says which; the client
     retries it with back-off."""
+
+
+# What an AcmeError means for what comes next: `refused`, the CA's answer about this
+# request (a failed challenge, a refused name: back off this host); `rate_limited`, over
+# one of the CA's limits (hold every order); `unavailable`, the CA could not be reached or
+# answered nonsense (hold every order, for less long).
+AcmeErrorKind = Literal["refused", "rate_limited", "unavailable"]
+
+
+class AcmeError(TunnelgateError):
+    """An ACME request that did not succeed. The message carries the CA's problem detail
+    (RFC 8555 section 6.7) when there was one; `retry_after` is the CA's Retry-After in
+    seconds, when it sent one."""
+
+    def __init__(
+        self, kind: AcmeErrorKind, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind: AcmeErrorKind = kind
+        self.retry_after = retry_after
 
 
 class ControllerUnavailable(TunnelgateError):

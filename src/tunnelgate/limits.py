@@ -141,6 +141,53 @@ MAX_CERT_FILE_BYTES: Final = 1 * MiB
 TCP_PORT_TRIES: Final = 256
 TCP_BACKLOG: Final = 1024  # per tunnel port; the public listener's is 4096
 
+# --- ACME: per-host certificates from a CA (gateway/acme*.py) --------------------
+# Orders in flight at once (one worker each). certbot orders one at a time; Let's
+# Encrypt allows 300 new orders per account per 3 hours and 20 requests a second per
+# address on its busiest endpoints, so four at once keep a burst of new tunnels moving
+# without coming near either.
+ACME_MAX_ORDERS: Final = 4
+# Hosts waiting for a worker; past it ensure() drops the host (its next handshake asks
+# again), so a burst of new names costs bounded memory.
+ACME_MAX_QUEUED: Final = 256
+# Certificates kept in memory with their SSLContext (a few KiB each); the least recently
+# used is dropped from memory, not from disk, and loaded again on its next handshake
+# (which gets the self-signed fallback meanwhile). Hosts in back-off: as many again.
+ACME_MAX_CACHED_HOSTS: Final = 1024
+# One HTTP exchange with the CA (requests' connect and read timeouts). certbot allows
+# 45 s; a CA this slow is treated as unavailable, and shutdown waits at most this long
+# for a worker thread that is in a call.
+ACME_REQUEST_TIMEOUT: Final = 10 * SECONDS
+# A whole order, newOrder to certificate: certbot's poll_and_finalize deadline.
+ACME_ORDER_TIMEOUT: Final = 90 * SECONDS
+# Polling an authorization or an order: once a second as certbot does, or when the CA's
+# Retry-After says, up to the max.
+ACME_POLL_INTERVAL: Final = 1 * SECONDS
+ACME_MAX_POLL_INTERVAL: Final = 10 * SECONDS
+# The CA refused an order for a host (failed challenge, refused name): that host waits
+# 5 min, doubling, at most 6 h apart (Caddy's certmagic waits 1 min to 6 h). Starting at
+# 5 min keeps a host that keeps failing under Let's Encrypt's 5 failed validations per
+# hostname per hour (4 attempts in the first hour).
+ACME_RETRY_INITIAL: Final = 300 * SECONDS
+ACME_RETRY_MAX: Final = 6 * 3600 * SECONDS
+# The CA could not be reached or failed (5xx, timeouts): every order waits, 5 s doubling
+# to at most 10 min, then goes on where it was.
+ACME_UNAVAILABLE_INITIAL: Final = 5 * SECONDS
+ACME_UNAVAILABLE_MAX: Final = 600 * SECONDS
+# Rate limited (HTTP 429, `rateLimited`): every order waits for the CA's Retry-After
+# (Let's Encrypt sends one), or this long without one; a Retry-After is believed up to
+# a day (its longest limits refill within a week, a day at a time).
+ACME_RATE_LIMIT_HOLD: Final = 3600 * SECONDS
+ACME_MAX_RETRY_AFTER: Final = 24 * 3600 * SECONDS
+# Renewal: 30 days before expiry, or once a third of the lifetime is left if that is
+# later (short-lived certificates). Let's Encrypt: renew 90-day certificates after 60
+# days; certbot: renew_before_expiry 30 days.
+ACME_RENEW_BEFORE: Final = 30 * 24 * 3600 * SECONDS
+ACME_RENEW_FRACTION: Final = 1 / 3
+# How often the certificates in memory are checked for renewal (each handshake's
+# ensure() checks its own too). certbot's timer runs twice a day.
+ACME_RENEW_CHECK_INTERVAL: Final = 3600 * SECONDS
+
 # --- tunnel sessions ----------------------------------------------------------
 HEARTBEAT_INTERVAL: Final = 10 * SECONDS
 HEARTBEAT_TIMEOUT: Final = 30 * SECONDS

@@ -326,14 +326,10 @@ EXTRA_OPTIONS = {"jwt-audience", "jwt-issuer"}
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
-    "admin": "127.0.0.1:9000",
-    "admin-token": "adm1n",
     "redis": "redis://localhost:6379/0",
     "cluster-secret": "cl4ster",
     "advertise": "10.0.0.5:8080",
     "workers": "auto",
-    "acme-email": "ops@example.com",
-    "acme-directory": "https://acme.example/directory",
     "drain-timeout": "30",
     "grace-hold": "2.5",
 }
@@ -374,10 +370,10 @@ def test_refusal_lists_every_unimplemented_option_in_table_order(tmp_path: Path)
     path = write(tmp_path, 'redis = "redis://r"\n')
     argv: dict[str, object] = {"drain_timeout": "5", "workers": "2"}
     with pytest.raises(ConfigError) as info:
-        gateway(argv, {"TUNNELGATE_ADMIN": "9000"}, path)
+        gateway(argv, {"TUNNELGATE_GRACE_HOLD": "3"}, path)
     assert str(info.value) == (
-        "not implemented in this version: TUNNELGATE_ADMIN, config file key 'redis', "
-        "--workers, --drain-timeout"
+        "not implemented in this version: config file key 'redis', --workers, "
+        "--drain-timeout, TUNNELGATE_GRACE_HOLD"
     )
 
 
@@ -393,7 +389,29 @@ def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> 
 
 def test_bad_values_are_named_before_the_refusal() -> None:
     with pytest.raises(ConfigError, match=r"^--tcp-ports: must be LO-HI with LO <= HI"):
-        gateway({"admin": "127.0.0.1:9000", "tcp_ports": "200-100"})
+        gateway({"workers": "2", "tcp_ports": "200-100"})
+
+
+def test_acme_options_are_checked_together() -> None:
+    https = {"https": "127.0.0.1:8443"}
+    cfg = gateway({**https, "acme_email": "ops@example.com", "acme_directory": "https://ca/dir"})
+    assert (cfg.acme_email, cfg.acme_directory) == ("ops@example.com", "https://ca/dir")
+    with pytest.raises(ConfigError, match="--acme-email: needs --https"):
+        gateway({"acme_email": "ops@example.com"})
+    with pytest.raises(ConfigError, match="per-host certificates replace --tls-cert"):
+        gateway({**https, "acme_email": "o@e.com", "tls_cert": "c", "tls_key": "k"})
+    with pytest.raises(ConfigError, match="--acme-directory: needs --acme-email"):
+        gateway({**https, "acme_directory": "https://ca/dir"})
+
+
+def test_admin_listener_and_token() -> None:
+    cfg = gateway({"admin": "127.0.0.1:9000", "admin_token": "adm1n"})
+    assert (cfg.admin, cfg.admin_token) == (("127.0.0.1", 9000), "adm1n")
+    assert "adm1n" not in repr(cfg)
+    with pytest.raises(ConfigError, match="give --admin-token"):
+        gateway({"admin": "0.0.0.0:9000", "tokens": "t"})
+    with pytest.raises(ConfigError, match="is a public listener's address"):
+        gateway({"admin": "127.0.0.1:8080"})
 
 
 def test_tcp_ports_and_bind() -> None:

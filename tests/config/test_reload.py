@@ -11,7 +11,10 @@ from config_support import gateway
 from tunnelgate.config import GATEWAY_OPTIONS, GatewayConfig, changed_options, restart_needed
 
 # What start-up builds once: the listening sockets, the hosts they answer for, the state dir.
-RESTART_ONLY = {"domain", "http", "https", "state-dir", "tcp-ports", "tcp-bind"}
+RESTART_ONLY = {
+    "domain", "http", "https", "state-dir", "tcp-ports", "tcp-bind", "acme-email",
+    "acme-directory", "admin",
+}  # fmt: skip
 
 
 def test_reload_marks_of_implemented_options() -> None:
@@ -28,8 +31,7 @@ def test_reload_marks_of_unimplemented_options() -> None:
     marks = {option.key: option.reload for option in GATEWAY_OPTIONS if not option.implemented}
     restart = {key for key, reload in marks.items() if not reload}
     assert restart == {
-        "admin", "redis", "cluster-secret", "advertise", "workers", "acme-email",
-        "acme-directory",
+        "redis", "cluster-secret", "advertise", "workers",
     }  # fmt: skip
 
 

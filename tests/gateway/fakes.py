@@ -12,6 +12,7 @@ from tunnelgate import limits
 from tunnelgate.config import GatewayConfig
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
+from tunnelgate.gateway.counters import RequestCounters, TunnelCounters
 from tunnelgate.gateway.hosts import HostRouter
 from tunnelgate.gateway.registry import MemoryRegistry
 from tunnelgate.gateway.routes import RouteTable
@@ -201,8 +202,15 @@ class Services:
         self.routes = RouteTable()
         self.registry = MemoryRegistry()
         self.tcp = None  # no TCP tunnels in these tests
+        self.acme = None
+        self.counters = RequestCounters()
+        self.tunnel_counters = TunnelCounters()
+        self.prepared: list[str] = []
         self.tunnels = FakeAcceptor()
         self.live = FakeLive()
+
+    def prepare_certificate(self, name: str) -> None:
+        self.prepared.append(name)
 
 
 class SessionLink:

@@ -35,6 +35,10 @@ class GatewayConfig:
     tls_key: str | None = None
     state_dir: str | None = None  # None: the user's data directory (gateway/selfsigned.py)
     redirect_http: bool = False
+    admin: Address | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    acme_email: str | None = None
+    acme_directory: str | None = None  # None: Let's Encrypt (gateway/acme.py)
     tcp_ports: tuple[int, int] | None = None  # None: no TCP tunnels
     tcp_bind: str = "127.0.0.1"
     tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -150,6 +154,19 @@ def _check_gateway(cfg: GatewayConfig) -> None:
         raise ConfigError(f"{missing}: needed with {given}")
     if cfg.tls_cert is not None and cfg.https is None:
         raise ConfigError("--tls-cert: serves nothing without --https")
+    if cfg.acme_email is not None and (cfg.https is None or cfg.http is None):
+        raise ConfigError("--acme-email: needs --https, and --http for the HTTP-01 challenges")
+    if cfg.acme_email is not None and cfg.tls_cert is not None:
+        raise ConfigError("--acme-email: per-host certificates replace --tls-cert; give one")
+    if cfg.acme_directory is not None and cfg.acme_email is None:
+        raise ConfigError("--acme-directory: needs --acme-email")
+    if cfg.admin is not None and cfg.admin_token is None and not _is_loopback(cfg.admin[0]):
+        raise ConfigError(
+            f"--admin: {format_address(cfg.admin)} is not a loopback address: give "
+            "--admin-token, which its requests must then carry"
+        )
+    if cfg.admin is not None and cfg.admin in (cfg.http, cfg.https):
+        raise ConfigError(f"--admin: {format_address(cfg.admin)} is a public listener's address")
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
     _check_jwt(cfg)

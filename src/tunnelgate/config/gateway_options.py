@@ -70,9 +70,9 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         "allow tunnels without auth on a non-loopback listener (without it, anonymous "
         "tunnels are allowed only while every listener is on loopback)", RELOAD),
     _gw("reserved", p.names, "NAMES", "comma-separated subdomains no tunnel may take", RELOAD),
-    _todo("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
+    _gw("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
           unset="off"),
-    _todo("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
+    _gw("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
     _gw("log-format", p.log_format, "text|json", "log lines as text, or one JSON object a line",
         RELOAD),
     _todo("redis", p.url("redis", "rediss", "unix"), "URL",
@@ -86,11 +86,11 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
           default=1),
     _gw("state-dir", p.string, "DIR", "self-signed and ACME certificates, kept across restarts",
         RESTART, path=True, unset="the user's data dir"),
-    _todo("acme-email", p.email, "E",
-          "per-host certificates from an ACME CA when no wildcard certificate is given",
-          RESTART, unset="off"),
-    _todo("acme-directory", p.url("https", "http"), "URL", "the ACME CA's directory URL",
-          RESTART, unset="Let's Encrypt"),
+    _gw("acme-email", p.email, "E",
+        "per-host certificates from an ACME CA (HTTP-01 on the HTTP listener) when no "
+        "wildcard certificate is given", RESTART, unset="off"),
+    _gw("acme-directory", p.url("https", "http"), "URL", "the ACME CA's directory URL",
+        RESTART, unset="Let's Encrypt"),
     _gw("redirect-http", p.boolean, None,
         "plain-HTTP requests to tunnel hosts get 308 to https (/connect and ACME challenges "
         "excepted)", RELOAD),

@@ -18,7 +18,11 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +33,27 @@ from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig, auth_methods
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
+from tunnelgate.proto.codes import ErrorCode, StreamKind
 from tunnelgate.transport.deadlines import Deadlines
 
+from .acme import LETS_ENCRYPT, AcmeManager
+from .admin import AdminConnection
 from .auth import Anonymous, AuthChain, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
 from .connect import TunnelAcceptor
+from .counters import RequestCounters, TunnelCounters
 from .edge import PublicConnection
 from .hosts import HostRouter
 from .jwt_auth import JwtTokens
 from .jwt_keys import load_keys
+from .metrics import make_registry
 from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Registry
 from .reservations import Reservations
-from .routes import RouteTable
+from .routes import Route, RouteTable
+from .selfsigned import default_state_dir
 from .state import GatewayState
 from .tcp import TcpPorts
 from .tls_front import HandshakeCounters, TlsFront, in_domain
@@ -66,8 +76,14 @@ class Gateway:
         self.deadlines = Deadlines()
         https_port = config.https[1] if config.https else None
         self.hosts = HostRouter(config.domain, config.http[1] if config.http else None, https_port)
-        self.certificates = CertificateStore(self._certificate_source()) if config.https else None
+        self.acme = self._acme() if config.acme_email else None
+        policy = self._acme_policy if self.acme is not None else None
+        self.certificates = (
+            CertificateStore(self._certificate_source(), policy=policy) if config.https else None
+        )
         self.handshakes = HandshakeCounters()
+        self.counters = RequestCounters()
+        self.tunnel_counters = TunnelCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
         ports = config.tcp_ports
@@ -86,6 +102,75 @@ class Gateway:
             Path(config.state_dir) if config.state_dir else None,
         )
 
+    def _acme(self) -> AcmeManager:
+        config = self.config
+        assert config.acme_email is not None
+        state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+        directory = config.acme_directory or LETS_ENCRYPT
+        return AcmeManager(
+            domain=config.domain, email=config.acme_email, directory=directory, state_dir=state_dir
+        )
+
+    def _acme_policy(self, server_name: str | None) -> ssl.SSLContext | None:
+        """In the handshake: a host's own ACME certificate, once there (else the default).
+        Certificates are asked for only for names a tunnel has: anyone can send any SNI,
+        and each order spends the CA's rate limits."""
+        acme = self.acme
+        if acme is None or server_name is None:
+            return None
+        name = self.hosts.tunnel_name(server_name.encode())
+        if name is None or self.routes.get(name, time.monotonic()) is None:
+            return None
+        acme.ensure(server_name)
+        return acme.context_for(server_name)
+
+    def prepare_certificate(self, name: str) -> None:
+        """A tunnel registered `name`: with ACME, get its certificate before the first
+        handshake needs it."""
+        if self.acme is not None:
+            self.acme.ensure(f"{name}.{self.config.domain}")
+
+    # --- what the admin API and the metrics read -------------------------------------------
+    def live_routes(self) -> Iterator[Route]:
+        yield from self.routes.routes()
+        if self.tcp is not None:
+            yield from self.tcp.routes()
+
+    def open_streams(self) -> int:
+        return sum(session.open_streams() for session in self.live.sessions)
+
+    def tunnel_connections(self) -> int:
+        return len(self.live.sessions)
+
+    def describe_tunnels(self) -> Iterator[dict[str, Any]]:
+        for route in self.live_routes():
+            yield {
+                "name": None if route.kind is StreamKind.TCP else route.name,
+                "port": route.port or None,
+                "protocol": route.kind.name.lower(),
+                "url": route.url,
+                "account": route.principal,
+                "client_addr": route.client_addr,
+                "connected_since": datetime.fromtimestamp(route.connected_since, UTC).isoformat(),
+                "requests": route.requests,
+                "bytes_in": route.bytes_in,
+                "bytes_out": route.bytes_out,
+            }
+
+    def kick(self, name: str, reason: str) -> bool:
+        """Close the connection of the tunnel `name` (or TCP port) with GOAWAY KICKED: the
+        client hears why and does not reconnect. Its other tunnels go with it."""
+        route: Route | None = None
+        if name.isdigit() and self.tcp is not None:
+            route = self.tcp.route(int(name))
+        else:
+            found = self.routes.get(name, time.monotonic())
+            route = found if isinstance(found, Route) else None
+        if route is None or route.target.closed:
+            return False
+        route.target.close(ErrorCode.KICKED, reason)
+        return True
+
     def reload(self) -> None:
         """SIGHUP: a new certificate for new handshakes (open connections keep theirs; a
         broken file is refused with a log line and the old one stays)."""
@@ -102,6 +187,8 @@ class Gateway:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
+        if self.acme is not None:
+            await self.acme.start()
         servers = await self._listen()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
         try:
@@ -146,6 +233,15 @@ class Gateway:
         if self.tcp is not None:
             tcp = self.tcp
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
+        if config.admin is not None:
+            registry, token = make_registry(self), config.admin_token
+            host, port = config.admin
+            server = await loop.create_server(
+                lambda: AdminConnection(self, registry, token), host, port, reuse_address=True
+            )
+            servers.append(server)
+            bound = server.sockets[0].getsockname()
+            log.info("listening", listener="admin", addr=f"{bound[0]}:{bound[1]}")
         return servers
 
     async def _shut_down(self, servers: list[asyncio.Server]) -> None:
@@ -160,6 +256,8 @@ class Gateway:
                 for server in servers:
                     await server.wait_closed()
         await self.live.aclose()
+        if self.acme is not None:
+            await self.acme.aclose()
         await self.registry.aclose()
         await self.auth.aclose()
         self.deadlines.close()

@@ -110,12 +110,15 @@ class TunnelAcceptor:
         address = address_key(client_addr.rsplit(":", 1)[0])
         now = time.monotonic()
         cooldown = self._failures.retry_after(address, now)
+        counters = self._sessions.tunnel_counters
         if cooldown:
+            counters.auth_rate_limited += 1
             message = "too many failed authentications; retry later"
             code = "too_many_auth_failures"
             _refuse(transport, client_addr, 429, code, message, math.ceil(cooldown))
             return
         self._failures.record_failure(address, now)
+        counters.auth_failures += 1
         message = "a valid token is required (Authorization: Bearer <token>)"
         _refuse(transport, client_addr, 401, "unauthorized", message)
 

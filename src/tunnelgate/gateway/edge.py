@@ -30,6 +30,7 @@ from tunnelgate.transport.deadlines import Deadlines
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
+from .counters import RequestCounters
 from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
@@ -65,6 +66,12 @@ class TunnelAcceptor(Protocol):
     ) -> None: ...
 
 
+class ChallengeResponder(Protocol):
+    """ACME HTTP-01 (gateway/acme.py): the key authorization for a pending token."""
+
+    def challenge_response(self, token: str) -> bytes | None: ...
+
+
 class LiveConnections(Protocol):
     """Where live public connections are tracked (state.GatewayState)."""
 
@@ -91,6 +98,10 @@ class EdgeServices(Protocol):
     def tunnels(self) -> TunnelAcceptor: ...
     @property
     def live(self) -> LiveConnections: ...
+    @property
+    def acme(self) -> ChallengeResponder | None: ...
+    @property
+    def counters(self) -> RequestCounters: ...
 
 
 class PublicConnection(Downstream):
@@ -99,7 +110,7 @@ class PublicConnection(Downstream):
     ) -> None:
         """`slot`: the place under the caps a TLS front end already took for this
         connection at accept (see tls_front.py); else it is taken here."""
-        super().__init__(scheme)
+        super().__init__(scheme, gateway.counters)
         self.gateway = gateway
         config = gateway.config
         self.parser = RequestParser(max_header_bytes=config.max_header_bytes, raw_chunks=True)
@@ -237,6 +248,9 @@ class PublicConnection(Downstream):
 
     def _start(self, head: RequestHead) -> None:
         self.disarm()
+        if head.target.startswith(ACME_CHALLENGE) and self.gateway.acme is not None:
+            self._answer_challenge(head)  # on any Host: the CA asks for the tunnel's own
+            return
         name = self.gateway.hosts.tunnel_name(head.host)
         if name is None:
             self._serve_gateway(head)
@@ -284,6 +298,16 @@ class PublicConnection(Downstream):
             self._write_final(plain_page(200, b"ok\n", close=not head.keep_alive), head, 200)
             return
         self._answer_error(head, 404, "not_found", f"{path.decode('latin-1')} is not served here")
+
+    def _answer_challenge(self, head: RequestHead) -> None:
+        acme = self.gateway.acme
+        assert acme is not None
+        token = head.target[len(ACME_CHALLENGE) :].decode("ascii", "replace")
+        answer = acme.challenge_response(token)
+        if answer is None:
+            self._answer_error(head, 404, "no_challenge", "no such ACME challenge here")
+            return
+        self._write_final(plain_page(200, answer, close=not head.keep_alive), head, 200)
 
     def _redirect_to_https(self, head: RequestHead) -> None:
         host = head.host.rsplit(b":", 1)[0].decode("ascii", "replace")

@@ -17,11 +17,8 @@ two. OSError and cryptography's ValueError are translated here, once.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import stat
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +33,7 @@ from tunnelgate.errors import CertificateError
 from tunnelgate.logs import EventLog
 
 from .certfile import CertificateFile, read_certificate
+from .statefiles import locked, owner_only, private_dir, write_private
 
 log = EventLog("tunnelgate.gateway.tls")
 
@@ -64,17 +62,17 @@ def ensure_self_signed(state_dir: Path, domain: str, now: datetime) -> SelfSigne
     folder = state_dir / SUBDIR
     chain_path, key_path = folder / "cert.pem", folder / "key.pem"
     try:
-        _private_dir(state_dir)
-        _private_dir(folder)
-        with _locked(folder / ".lock"):
+        private_dir(state_dir)
+        private_dir(folder)
+        with locked(folder / ".lock"):
             why = _unfit(chain_path, key_path, domain, now)
             if why is None:
                 for path in (chain_path, key_path):
-                    _owner_only(path, 0o600)
+                    owner_only(path, 0o600)
             else:
                 chain_pem, key_pem = make_self_signed(domain, now)
-                _write_private(key_path, key_pem)  # key first: a crash between the two
-                _write_private(chain_path, chain_pem)  # leaves a mismatch, made anew
+                write_private(key_path, key_pem)  # key first: a crash between the two
+                write_private(chain_path, chain_pem)  # leaves a mismatch, made anew
                 log.info("tls_self_signed_made", path=str(chain_path), domain=domain, why=why)
     except OSError as exc:
         where = exc.filename or folder
@@ -150,47 +148,3 @@ def _unfit(chain_path: Path, key_path: Path, domain: str, now: datetime) -> str 
     if info.not_after - now < timedelta(seconds=limits.CERT_EXPIRY_WARNING):
         return f"it expires on {info.not_after:%Y-%m-%d}"
     return None
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _owner_only(path, 0o700)
-
-
-def _owner_only(path: Path, mode: int) -> None:
-    """Tighten what someone else loosened (nothing here is for other users)."""
-    found = stat.S_IMODE(path.stat().st_mode)
-    if found & 0o077:
-        path.chmod(mode)
-        log.warning("tls_state_mode_fixed", path=str(path), was=oct(found), now=oct(mode))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (mode 0600) so that a reader sees the old file or the whole
-    new one, never a part: a temporary file beside it, synced, then renamed over it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)  # left by a crash; we hold the lock
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)  # the rename itself survives a crash
-    finally:
-        os.close(folder)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock

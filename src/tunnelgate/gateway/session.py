@@ -21,6 +21,7 @@ from tunnelgate.proto.messages import ControlMessage, Register, Registered, Reje
 from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConnection
 
 from .auth import Identity
+from .counters import TunnelCounters
 from .hosts import HostRouter
 from .registrar import Registrar, Taken
 from .registry import Lease, Registry
@@ -58,6 +59,10 @@ class SessionServices(Protocol):
     def tcp(self) -> TcpPorts | None: ...
     @property
     def live(self) -> SessionTracker: ...
+    @property
+    def tunnel_counters(self) -> TunnelCounters: ...
+
+    def prepare_certificate(self, name: str) -> None: ...
 
 
 class SessionTracker(Protocol):
@@ -123,6 +128,10 @@ class GatewaySession:
     def shut_down(self, reason: str) -> None:
         self._close(ErrorCode.SHUTDOWN, reason)
 
+    def open_streams(self) -> int:
+        connection = self.connection
+        return connection.mux.open_streams if connection is not None else 0
+
     # --- SessionHooks ----------------------------------------------------------------
     def on_stream_opened(self, stream_id: int, metadata: bytes) -> StreamHandler | None:
         return None  # clients open no streams (the mux refuses them before this)
@@ -158,6 +167,7 @@ class GatewaySession:
             holds = self._unroute(tunnels, end)  # at once: the edge answers 502 from now on
             work = self._wind_up(tunnels, end, holds)
             self.services.live.spawn(work, f"wind up {self.client_addr}")
+        self.services.tunnel_counters.disconnect(_cause(end))
         if end.code in _MISBEHAVING and not end.by_peer:
             log.warning(
                 "tunnel_disconnected",
@@ -183,6 +193,7 @@ class GatewaySession:
                     return
                 if isinstance(answer, Rejected):
                     self._rejected.append((request, answer))
+                    self.services.tunnel_counters.reject(answer.reason.value)
                 connection.send_control(answer)
         finally:
             self._registering = False
@@ -212,7 +223,14 @@ class GatewaySession:
             return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
         if route.kind is not StreamKind.TCP:
             self.services.routes.add(route)
+        if route.kind is StreamKind.HTTP:
+            self.services.prepare_certificate(lease.name)
         self.tunnels[request.id] = (lease, route)
+        counters = self.services.tunnel_counters
+        if taken.reclaimed:
+            counters.reconnected += 1
+        else:
+            counters.registered += 1
         event = "tunnel_reconnected" if taken.reclaimed else "tunnel_registered"
         log.info(event, name=lease.name, url=route.url, client=self.client_addr)
         if route.kind is StreamKind.TCP:
@@ -303,6 +321,15 @@ class GatewaySession:
     def _close(self, code: int, reason: str) -> None:
         if self.connection is not None:
             self.connection.close(code, reason)
+
+
+def _cause(end: ConnectionEnd) -> str:
+    """How a connection ended, as a metrics label: clean, dropped, or our code's name."""
+    if frees_names(end):
+        return "clean"
+    if end.code is None or end.by_peer:
+        return "dropped"
+    return code_name(end.code)
 
 
 def _expire(routes: RouteTable, name: str, held: Held) -> None:

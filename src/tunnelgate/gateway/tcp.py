@@ -73,6 +73,9 @@ class TcpPorts:
     def route(self, port: int) -> Route | None:
         return self._routes.get(port)
 
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
     async def open(self, route: Route) -> OSError | None:
         """Start listening on `route.port` for it; the error if the port cannot be bound
         (another program has it)."""

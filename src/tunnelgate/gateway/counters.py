@@ -1,0 +1,85 @@
+"""What the gateway counts as it goes, read by the metrics collector at scrape time.
+
+Per-request counts are plain ints in a compiled class: a prometheus_client counter takes a
+lock and a dict lookup per call, several per request. Here a request costs a handful of
+native integer additions, and `gateway/metrics.py` turns the totals into Prometheus
+families only when `/metrics` is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Request-duration histogram bounds in seconds: Prometheus' default buckets.
+DURATION_BOUNDS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class RequestCounters:
+    """Public HTTP requests: by status class, bytes each way, durations, cut-offs."""
+
+    def __init__(self) -> None:
+        self.status_1xx = 0
+        self.status_2xx = 0
+        self.status_3xx = 0
+        self.status_4xx = 0
+        self.status_5xx = 0
+        self.aborted = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.duration_sum = 0.0
+        # Observations per bucket (not cumulative): index i counts durations up to
+        # DURATION_BOUNDS[i] and above the bound before; the last counts the rest.
+        self.duration_buckets = [0] * (len(DURATION_BOUNDS) + 1)
+
+    def request(
+        self, status: int, seconds: float, bytes_in: int, bytes_out: int, aborted: bool
+    ) -> None:
+        if status < 200:
+            self.status_1xx += 1
+        elif status < 300:
+            self.status_2xx += 1
+        elif status < 400:
+            self.status_3xx += 1
+        elif status < 500:
+            self.status_4xx += 1
+        else:
+            self.status_5xx += 1
+        if aborted:
+            self.aborted += 1
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self.duration_sum += seconds
+        bucket = 0
+        for bound in DURATION_BOUNDS:
+            if seconds <= bound:
+                break
+            bucket += 1
+        self.duration_buckets[bucket] += 1
+
+    @property
+    def total(self) -> int:
+        return (
+            self.status_1xx
+            + self.status_2xx
+            + self.status_3xx
+            + self.status_4xx
+            + (self.status_5xx)
+        )
+
+
+class TunnelCounters:
+    """Tunnel sessions: registrations by outcome, reconnects, ends by cause, auth."""
+
+    def __init__(self) -> None:
+        self.registered = 0
+        self.reconnected = 0
+        self.rejected: dict[str, int] = {}  # by reason (a closed list: bounded labels)
+        self.disconnected: dict[str, int] = {}  # by cause: clean, dropped, or a code name
+        self.auth_failures = 0  # /connect answered 401
+        self.auth_rate_limited = 0  # /connect answered 429
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def disconnect(self, cause: str) -> None:
+        self.disconnected[cause] = self.disconnected.get(cause, 0) + 1
