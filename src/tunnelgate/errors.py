@@ -12,13 +12,18 @@
     ├── TunnelRejected              the gateway refused a registration (client side)
     ├── UnsupportedVersion          the gateway speaks no protocol version the client does
     ├── ConnectFailed               the client could not open a tunnel connection; retried
-    └── AcmeError                   the ACME CA refused a request, limited our rate, or could
-                                    not be reached; the order is retried with back-off
+    ├── AcmeError                   the ACME CA refused a request, limited our rate, or could
+    │                               not be reached; the order is retried with back-off
+    └── ControllerUnavailable       the controller did not answer in time, failed (5xx) or
+                                    said something unreadable; the gateway fails closed
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
 socket is touched, once, and never leak past the transport layer; those of certificate
 files (OSError, ssl.SSLError, cryptography's ValueError) where they are read; those of
-the ACME client (acme's problem documents, requests' errors) in gateway/acme_client.py.
+the ACME client (acme's problem documents, requests' errors) in gateway/acme_client.py;
+a JWT's (PyJWT's PyJWTError) where it is checked (gateway/jwt_auth.py: a refused token);
+the controller's (aiohttp's ClientError, TimeoutError, a bad answer) where it is called
+(gateway/controller.py).
 """
 
 from __future__ import annotations
@@ -106,3 +111,9 @@ class AcmeError(TunnelgateError):
         super().__init__(message)
         self.kind: AcmeErrorKind = kind
         self.retry_after = retry_after
+
+
+class ControllerUnavailable(TunnelgateError):
+    """The controller (--controller) gave no usable answer: a timeout, a connection error,
+    a 5xx or 3xx, or a body that is not the answer SPEC describes. The message says which;
+    the registration it was asked about is rejected `controller_unavailable`."""

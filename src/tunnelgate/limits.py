@@ -202,6 +202,51 @@ SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 
+# --- JWT and the controller (gateway/jwt_auth.py, controller.py) ---------------
+# Clock skew forgiven on a JWT's exp, nbf and iat. RFC 7519 (4.1.4) allows "some small
+# leeway, usually no more than a few minutes"; Spring Security's JwtTimestampValidator
+# forgives 60 s by default. Clocks kept by NTP are well inside it; an expired token is
+# still refused a minute after its exp at most.
+JWT_LEEWAY: Final = 60 * SECONDS
+# RFC 7518 (3.2): an HS256 key must be at least as long as the hash, 256 bits; a shorter
+# --jwt-secret could be brute-forced offline from any one token.
+MIN_JWT_SECRET_BYTES: Final = 32
+# RSA keys shorter than this are refused at start-up: NIST SP 800-131A disallows them
+# for signatures, and PyJWT warns below the same size.
+MIN_RSA_KEY_BITS: Final = 2048
+# Largest --jwt-public-key file read: a PEM key or certificate is a few KiB, a JWKS with a
+# key or two in rotation about as much. Anything bigger is the wrong file.
+MAX_JWT_KEY_FILE_BYTES: Final = 256 * KiB
+# Keys one JWKS may hold: an issuer publishes two or three while it rotates.
+MAX_JWKS_KEYS: Final = 32
+# Entries in a token's "tunnelgate" claim lists (names, ports), and the length of its
+# subject: a token is sent on every connect and sits under MAX_HEADER_BYTES anyway.
+MAX_CLAIM_ENTRIES: Final = 256
+MAX_SUBJECT_LENGTH: Final = 256
+# --controller-timeout and --controller-cache-ttl (SPEC). 3 s is well above a healthy
+# controller's answer and well below the client's CONNECT_TIMEOUT.
+CONTROLLER_TIMEOUT: Final = 3 * SECONDS
+CONTROLLER_CACHE_TTL: Final = 60 * SECONDS
+# Positive answers kept for reuse (least recently used go first), about 300 bytes each:
+# 3 MB at most, and more tunnels than one gateway serves.
+MAX_CONTROLLER_CACHE: Final = 10_000
+# Tokens the controller allowed, remembered this long: from an address on a failed-auth
+# cool-down they are still asked about (SPEC). As long as the longest cool-down
+# (gateway/ratelimit.py), so a user behind a noisy NAT is never locked out by it.
+CONTROLLER_KNOWN_TOKEN_TTL: Final = 3600 * SECONDS
+# Names the controller reserved for its accounts, kept by the gateway (the oldest go
+# first past it): far more than accounts name their subdomains.
+MAX_RESERVED_NAMES: Final = 100_000
+# Names one answer may reserve, and the largest answer read: an answer is a small JSON
+# object; a controller that sends megabytes is broken, and is treated as unavailable.
+MAX_CONTROLLER_NAMES: Final = 1000
+MAX_CONTROLLER_ANSWER: Final = 64 * KiB
+# A controller's refusal reason is shown to the client (stderr): one line, this long at most.
+MAX_CONTROLLER_REASON: Final = 200
+# Connections to the controller at once (aiohttp's default connector limit); more calls
+# wait for one, within the same timeout.
+MAX_CONTROLLER_CONNECTIONS: Final = 100
+
 # --- client -------------------------------------------------------------------
 LOCAL_CONNECT_TIMEOUT: Final = 5 * SECONDS
 # Dev servers restart: a refused local connection is retried for this long before a 502.

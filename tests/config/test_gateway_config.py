@@ -10,7 +10,7 @@ import pytest
 from config_support import gateway, write
 
 from tunnelgate import limits
-from tunnelgate.config import GATEWAY_OPTIONS, GatewayConfig, parsers
+from tunnelgate.config import GATEWAY_OPTIONS, GatewayConfig, auth_methods, parsers
 from tunnelgate.errors import ConfigError
 
 # --- gateway: defaults and precedence ----------------------------------------------------
@@ -209,7 +209,7 @@ def test_secrets_are_not_echoed() -> None:
     cfg = gateway({"tokens": ["s3cret"]})
     assert "s3cret" not in repr(cfg)
     with pytest.raises(ConfigError) as info:
-        gateway({"jwt_secret": "also-s3cret", "admin_token": "bad token"})
+        gateway({"jwt_secret": "also-s3cret" * 4, "admin_token": "bad token"})
     assert "s3cret" not in str(info.value)
     assert str(info.value).startswith("--admin-token: ")
 
@@ -320,18 +320,16 @@ SPEC_OPTIONS = {
     "max-streams", "max-tunnels-per-token", "auth-fail-rate", "max-connections",
     "max-connections-per-address", "handshake-timeout", "drain-timeout", "grace-hold",
 }  # fmt: skip
+# Options beyond SPEC's table, each for something SPEC asks of a listed one: the JWT
+# section checks aud/iss "when configured", and these configure them.
+EXTRA_OPTIONS = {"jwt-audience", "jwt-issuer"}
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
-    "jwt-secret": "s3cret",
-    "jwt-public-key": "jwt.pem",
-    "controller": "http://ctl.internal",
     "redis": "redis://localhost:6379/0",
     "cluster-secret": "cl4ster",
     "advertise": "10.0.0.5:8080",
     "workers": "auto",
-    "controller-timeout": "5",
-    "controller-cache-ttl": "0",
     "drain-timeout": "30",
     "grace-hold": "2.5",
 }
@@ -340,7 +338,7 @@ UNIMPLEMENTED: dict[str, object] = {
 def test_the_table_is_the_spec() -> None:
     keys = [option.key for option in GATEWAY_OPTIONS]
     assert len(keys) == len(set(keys))
-    assert set(keys) == SPEC_OPTIONS
+    assert set(keys) == SPEC_OPTIONS | EXTRA_OPTIONS
     assert {o.key for o in GATEWAY_OPTIONS if not o.implemented} == set(UNIMPLEMENTED)
 
 
@@ -458,3 +456,75 @@ def test_https_with_its_certificate_and_options() -> None:
     assert cfg.redirect_http
     assert cfg.handshake_timeout == 2.5
     assert gateway({"http": "off", "https": "127.0.0.1:8443"}).http is None
+
+
+# --- JWT and the controller -----------------------------------------------------------------
+SECRET = "0123456789abcdef0123456789abcdef"  # 32 bytes: the shortest HS256 secret accepted
+
+
+def test_jwt_and_controller_options() -> None:
+    cfg = gateway(
+        {
+            "jwt_secret": SECRET,
+            "jwt_public_key": "keys/jwks.json",
+            "jwt_audience": "tunnels",
+            "jwt_issuer": "https://auth.example",
+            "controller": "https://ctl.example/base/",
+            "controller_timeout": "0.5",
+            "controller_cache_ttl": "0",
+        }
+    )
+    assert (cfg.jwt_secret, cfg.jwt_public_key) == (SECRET, "keys/jwks.json")
+    assert (cfg.jwt_audience, cfg.jwt_issuer) == ("tunnels", "https://auth.example")
+    assert (cfg.controller, cfg.controller_timeout, cfg.controller_cache_ttl) == (
+        "https://ctl.example/base/",
+        0.5,
+        0.0,
+    )
+    assert SECRET not in repr(cfg)
+    assert auth_methods(cfg) == ("jwt", "controller")
+
+
+def test_controller_defaults_are_specs() -> None:
+    cfg = GatewayConfig()
+    assert (cfg.controller_timeout, cfg.controller_cache_ttl) == (3.0, 60.0)
+    assert auth_methods(cfg) == ()
+    assert auth_methods(gateway({"tokens": "t", "controller": "http://c"})) == (
+        "token",
+        "controller",
+    )
+
+
+def test_a_short_jwt_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        gateway({"jwt_secret": "short-s3cret"})
+    assert str(info.value).startswith("--jwt-secret: must be at least 32 bytes")
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["jwt_audience", "jwt_issuer"])
+def test_audience_and_issuer_need_a_jwt_key(key: str) -> None:
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"^{flag}: checks JWTs, and neither --jwt-secret"):
+        gateway({key: "x"})
+    assert gateway({key: "x", "jwt_secret": SECRET})
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"jwt_secret": SECRET},
+        {"jwt_public_key": "key.pem"},
+        {"controller": "http://127.0.0.1:9"},
+    ],
+    ids=["jwt-secret", "jwt-public-key", "controller"],
+)
+def test_each_auth_method_lifts_the_anonymous_rule(auth: dict[str, object]) -> None:
+    assert gateway({"http": ":80", **auth}).http == ("0.0.0.0", 80)
+
+
+def test_the_anonymous_rule_names_every_auth_method() -> None:
+    with pytest.raises(ConfigError) as info:
+        gateway({"http": ":80"})
+    for flag in ("--token", "--jwt-secret", "--jwt-public-key", "--controller"):
+        assert flag in str(info.value)

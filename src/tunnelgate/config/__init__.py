@@ -23,7 +23,7 @@ spelled it. Secrets (tokens, the JWT secret) are never echoed in messages or `re
 from __future__ import annotations
 
 from .client import CLIENT_DEFAULTS, CLIENT_OPTIONS, ClientConfig, load_client_config
-from .gateway import GATEWAY_DEFAULTS, GatewayConfig, load_gateway_config
+from .gateway import GATEWAY_DEFAULTS, GatewayConfig, auth_methods, load_gateway_config
 from .gateway_options import GATEWAY_OPTIONS
 from .options import ENV_PREFIX, Option, describe_default
 from .parsers import Address, LogFormat
@@ -42,6 +42,7 @@ __all__ = [
     "LogFormat",
     "Option",
     "TunnelSpec",
+    "auth_methods",
     "changed_options",
     "describe_default",
     "load_client_config",

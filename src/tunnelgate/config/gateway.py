@@ -43,6 +43,13 @@ class GatewayConfig:
     tcp_bind: str = "127.0.0.1"
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None  # a file: PEM key or certificate, or JWKS
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    controller: str | None = None
+    controller_timeout: float = limits.CONTROLLER_TIMEOUT
+    controller_cache_ttl: float = limits.CONTROLLER_CACHE_TTL
     allow_anonymous: bool = False
     reserved: tuple[str, ...] = ("tunnel", "www", "api", "admin")
     log_format: LogFormat = "text"
@@ -162,15 +169,41 @@ def _check_gateway(cfg: GatewayConfig) -> None:
         raise ConfigError(f"--admin: {format_address(cfg.admin)} is a public listener's address")
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
+    _check_jwt(cfg)
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.
     if cfg.tcp_ports is not None:
         listeners.append(("--tcp-bind", (cfg.tcp_bind, cfg.tcp_ports[0])))
-    if cfg.tokens or cfg.allow_anonymous:
+    if cfg.allow_anonymous or any(auth_methods(cfg)):
         return
     for key, addr in listeners:
         if not _is_loopback(addr[0]):
             raise ConfigError(
                 f"{key}: {format_address(addr)} is not a loopback address and no "
-                "authentication is configured (--token, --tokens-file); configure one, or "
+                "authentication is configured (--token, --tokens-file, --jwt-secret, "
+                "--jwt-public-key, --controller); configure one, or "
                 "pass --allow-anonymous to accept anonymous tunnels from anywhere"
             )
+
+
+def _check_jwt(cfg: GatewayConfig) -> None:
+    least = limits.MIN_JWT_SECRET_BYTES
+    if cfg.jwt_secret is not None and len(cfg.jwt_secret.encode()) < least:
+        raise ConfigError(
+            f"--jwt-secret: must be at least {least} bytes (RFC 7518: an HS256 key as long "
+            "as the hash)"
+        )
+    jwt = cfg.jwt_secret is not None or cfg.jwt_public_key is not None
+    for key, value in (("--jwt-audience", cfg.jwt_audience), ("--jwt-issuer", cfg.jwt_issuer)):
+        if value is not None and not jwt:
+            message = "checks JWTs, and neither --jwt-secret nor --jwt-public-key is set"
+            raise ConfigError(f"{key}: {message}")
+
+
+def auth_methods(cfg: GatewayConfig) -> tuple[str, ...]:
+    """The ways tokens are checked, in the order they are tried (gateway/app.py)."""
+    methods = (
+        ("token", bool(cfg.tokens)),
+        ("jwt", cfg.jwt_secret is not None or cfg.jwt_public_key is not None),
+        ("controller", cfg.controller is not None),
+    )
+    return tuple(name for name, on in methods if on)

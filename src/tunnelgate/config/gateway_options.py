@@ -52,11 +52,19 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("token", p.tokens, "T", "an accepted token (repeatable)", RELOAD, repeatable=True),
     _gw("tokens-file", p.string, "F", "file of accepted tokens: one a line, # comments",
         RELOAD, path=True),
-    _todo("jwt-secret", p.secret, "S", "accept HS256 JWTs signed with this secret", RELOAD),
-    _todo("jwt-public-key", p.string, "F",
-          "accept RS256/ES256/EdDSA JWTs checked with this PEM key", RELOAD, path=True),
-    _todo("controller", p.url("http", "https"), "URL",
-          "ask this controller (POST URL/v1/authorize) to authorize each tunnel", RELOAD),
+    _gw("jwt-secret", p.secret, "S",
+        "accept HS256 JWTs signed with this secret (at least 32 bytes)", RELOAD),
+    _gw("jwt-public-key", p.string, "F",
+        "accept RS256/ES256/EdDSA JWTs checked with this key: a PEM public key or "
+        "certificate, or a JWKS (JSON) file; the key's type decides the algorithm", RELOAD,
+        path=True),
+    # SPEC checks aud/iss "when configured": these configure them.
+    _gw("jwt-audience", p.string, "AUD",
+        "JWTs must name this audience in aud (unset: a JWT with an aud is refused)", RELOAD),
+    _gw("jwt-issuer", p.string, "ISS", "JWTs must have been issued by this iss", RELOAD),
+    _gw("controller", p.url("http", "https"), "URL",
+        "ask this controller (POST URL/v1/authorize) to authorize each tunnel registration "
+        "whose token no local check (--token, --jwt-*) accepts", RELOAD),
     # Policy, checked against the listeners each time a config is loaded.
     _gw("allow-anonymous", p.boolean, None,
         "allow tunnels without auth on a non-loopback listener (without it, anonymous "
@@ -86,10 +94,10 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("redirect-http", p.boolean, None,
         "plain-HTTP requests to tunnel hosts get 308 to https (/connect and ACME challenges "
         "excepted)", RELOAD),
-    _todo("controller-timeout", p.seconds(True), "S",
-          "seconds a controller call may take (then fail closed)", RELOAD, default=3.0),
-    _todo("controller-cache-ttl", p.seconds(False), "S",
-          "seconds a controller's allow is reused", RELOAD, default=60.0),
+    _gw("controller-timeout", p.seconds(True), "S",
+        "seconds a controller call may take (then fail closed)", RELOAD),
+    _gw("controller-cache-ttl", p.seconds(False), "S",
+        "seconds a controller's allow is reused, 0 = ask every time", RELOAD),
     # --- timeouts and limits: each applies to connections accepted after a reload
     _gw("heartbeat-interval", p.seconds(True), "S", "ping period in seconds", RELOAD,
         group="limits"),

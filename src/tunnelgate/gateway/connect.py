@@ -5,10 +5,12 @@ upgrade or the client does not speak our protocol version, 401 for a missing or 
 token, 429 for one from an address on a failed-auth cool-down. Authentication is async
 (a controller is a network call away), so the socket is paused meanwhile.
 
-Order of checks: local authenticators first (static tokens; JWT next); a token that checks
-out passes whatever its address did (many users share a NAT address). Only a token that
-fails them meets the failed-auth limit, and a remote check (the controller, to come) is
-not asked about it from an address on cool-down.
+Order of checks (auth.AuthChain): static tokens, then JWTs, then the controller; a token
+that checks out locally passes whatever its address did (many users share a NAT
+address). Only a token that fails them meets the failed-auth limit: from an address on
+cool-down it gets 429, and the controller, which is asked at each registration, is not
+asked about it unless it has allowed that token before (controller_auth.py, which shares
+this limiter and counts the controller's denials against the address).
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ class TunnelAcceptor:
         self,
         config: GatewayConfig,
         authenticator: Authenticator,
+        failures: FailedAuthLimiter,
         sessions: SessionServices,
         tasks: Spawner,
     ) -> None:
         self._config = config
         self._authenticator = authenticator
-        self._failures = FailedAuthLimiter(config.auth_fail_rate)
+        self._failures = failures
         self._sessions = sessions
         self._tasks = tasks
 
@@ -95,7 +98,7 @@ class TunnelAcceptor:
         release_slot: Callable[[], None],
     ) -> None:
         credential = bearer_token(_header(head, b"authorization"))
-        identity = await self._authenticator.authenticate(credential)
+        identity = await self._authenticator.authenticate(credential, client_addr)
         if transport.is_closing():
             return  # the client went away meanwhile (the edge released its slot)
         if identity is None:

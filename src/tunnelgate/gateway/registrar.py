@@ -1,16 +1,21 @@
 """What a `register` asks for, checked and claimed: a name (http, tls) or a port (tcp).
 
-The checks a registration passes, in order: the protocol is served here, the tunnel id is
-new on its connection, the connection and the owner have room, then the name or port is
-valid and claimed from the registry (and, for a port, bound). The result is a lease and the
-route the session serves it on, or the rejection to send.
+The checks a registration passes, in order: the protocol is served here, the connection
+has room, the name or port is valid here (a DNS label not in --reserved nor already this
+connection's; a port in range); then
+it is authorized (auth.py: the identity's own bounds, a JWT's claim; then its check: the
+controller, or the names the controller reserved for other accounts), which may name the
+account it is made for; that owner has room; then the name or port is claimed from the
+registry (and, for a port, bound). The result is a lease and the route the session serves
+it on, or the rejection to send. The cheap local checks come first, so a controller is
+never asked about a registration that would be refused anyway.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from tunnelgate import limits
@@ -20,7 +25,7 @@ from tunnelgate.proto.messages import Register, Rejected
 from tunnelgate.proto.names import normalize_name, random_name
 from tunnelgate.transport.tunnel import TunnelConnection
 
-from .auth import Identity
+from .auth import Identity, Refusal, Wanted, bounds_refusal
 from .hosts import HostRouter
 from .registry import Claimed, Lease, Owner, Registry
 from .routes import Route
@@ -67,7 +72,7 @@ class Registrar:
         def reject(reason: RejectReason, message: str) -> Rejected:
             return Rejected(request.id, reason, message)
 
-        services, identity = self._services, self._identity
+        services = self._services
         kind = _KINDS[request.protocol]
         if kind is StreamKind.TCP and services.tcp is None:
             return reject(RejectReason.PROTOCOL_UNSUPPORTED, "TCP tunnels are not enabled here")
@@ -76,38 +81,71 @@ class Registrar:
             return reject(RejectReason.PROTOCOL_UNSUPPORTED, message)
         if len(held) >= limits.MAX_TUNNELS_PER_CONNECTION:
             return reject(RejectReason.TOO_MANY_TUNNELS, "too many tunnels on one connection")
+        wanted = self._wanted(request, kind, held)
+        if isinstance(wanted, Rejected):
+            return wanted
+        identity = await self._authorize(wanted)
+        if isinstance(identity, Refusal):
+            return reject(identity.reason, identity.message)
+        self._identity = identity  # the registration's owner from here on
         limit = identity.max_tunnels or services.config.max_tunnels_per_token
         if not identity.anonymous and await services.registry.count(identity.principal) >= limit:
             return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
         owner = Owner(identity.principal, request.client_id, identity.anonymous)
         if kind is StreamKind.TCP:
             return await self._port(request, owner, connection)
-        return await self._name(request, kind, owner, connection, held)
+        return await self._name(request, wanted.name, kind, owner, connection)
+
+    def _wanted(
+        self, request: Register, kind: StreamKind, held: Collection[Lease]
+    ) -> Wanted | Rejected:
+        """What `request` asks for, once it is valid here (before anyone is asked)."""
+        wanted = Wanted(request.protocol, None, None, self._client_addr)
+        if kind is StreamKind.TCP:
+            tcp = self._services.tcp
+            assert tcp is not None
+            if request.port is not None and not tcp.in_range(request.port):
+                message = f"port {request.port} is outside {tcp.low}-{tcp.high}"
+                return Rejected(request.id, RejectReason.PORT_OUT_OF_RANGE, message)
+            return replace(wanted, port=request.port)
+        if request.name is None:
+            if kind is StreamKind.TLS:
+                return Rejected(request.id, RejectReason.NAME_INVALID, "a TLS tunnel needs a name")
+            return wanted
+        name = normalize_name(request.name)
+        if name is None:
+            message = f"{request.name!r} is not a DNS label"
+            return Rejected(request.id, RejectReason.NAME_INVALID, message)
+        if name in self._services.config.reserved:
+            return Rejected(request.id, RejectReason.NAME_RESERVED, f"{name!r} is reserved")
+        if any(lease.name == name for lease in held):
+            message = f"{name!r} is already yours here"
+            return Rejected(request.id, RejectReason.NAME_TAKEN, message)
+        return replace(wanted, name=name)
+
+    async def _authorize(self, wanted: Wanted) -> Identity | Refusal:
+        """The identity `wanted` is taken under, or why it may not be."""
+        identity = self._identity
+        refusal = bounds_refusal(identity, wanted)
+        if refusal is not None:
+            return refusal
+        if identity.check is None:
+            return identity
+        return await identity.check.authorize(identity, wanted)
 
     # --- names --------------------------------------------------------------------------
     async def _name(
         self,
         request: Register,
+        name: str | None,
         kind: StreamKind,
         owner: Owner,
         connection: TunnelConnection,
-        held: Collection[Lease],
     ) -> Taken | Rejected:
-        config, registry = self._services.config, self._services.registry
-        if request.name is None:
-            if kind is StreamKind.TLS:
-                return Rejected(request.id, RejectReason.NAME_INVALID, "a TLS tunnel needs a name")
+        registry = self._services.registry
+        if name is None:
             claimed = await self._random_name(owner)
         else:
-            name = normalize_name(request.name)
-            if name is None:
-                message = f"{request.name!r} is not a DNS label"
-                return Rejected(request.id, RejectReason.NAME_INVALID, message)
-            if name in config.reserved:
-                return Rejected(request.id, RejectReason.NAME_RESERVED, f"{name!r} is reserved")
-            if any(lease.name == name for lease in held):
-                message = f"{name!r} is already yours here"
-                return Rejected(request.id, RejectReason.NAME_TAKEN, message)
             result = await registry.claim(name, owner, self._services.node)
             if isinstance(result, RejectReason):
                 return Rejected(request.id, result, f"{name!r} is already in use")
@@ -120,10 +158,11 @@ class Registrar:
         return Taken(claimed.lease, route, claimed.reclaimed)
 
     async def _random_name(self, owner: Owner) -> Claimed:
-        reserved = self._services.config.reserved
+        reserved, check = self._services.config.reserved, self._identity.check
         while True:  # 36^10 names: a collision is rare and a retry cheap
             name = random_name(limits.RANDOM_NAME_LENGTH)
-            if name in reserved:
+            taken = check is not None and check.reserved_for_other(name, self._identity)
+            if name in reserved or taken:
                 continue
             claimed = await self._services.registry.claim(name, owner, self._services.node)
             if isinstance(claimed, Claimed):
@@ -136,18 +175,20 @@ class Registrar:
         tcp = self._services.tcp
         assert tcp is not None
         if request.port is not None:
-            if not tcp.in_range(request.port):
-                message = f"port {request.port} is outside {tcp.low}-{tcp.high}"
-                return Rejected(request.id, RejectReason.PORT_OUT_OF_RANGE, message)
             taken = await self._take_port(request, request.port, owner, connection)
             if isinstance(taken, str):
                 return Rejected(request.id, RejectReason.PORT_TAKEN, taken)
             return taken
-        for port in tcp.candidates():
+        bound = self._identity.ports  # a token bound to some ports gets one of those
+        candidates = tcp.candidates() if bound is None else filter(tcp.in_range, bound)
+        for port in candidates:
             taken = await self._take_port(request, port, owner, connection)
             if not isinstance(taken, str):
                 return taken
-        message = f"no free port left in {tcp.low}-{tcp.high}"
+        if bound is None:
+            message = f"no free port left in {tcp.low}-{tcp.high}"
+        else:
+            message = f"no port this token may take is free in {tcp.low}-{tcp.high}"
         return Rejected(request.id, RejectReason.PORT_TAKEN, message)
 
     async def _take_port(

@@ -21,6 +21,9 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
 - :mod:`tunnelgate.testing.memory_tunnel`: a real ``TunnelConnection`` on a fake WebSocket,
   facing a sans-IO peer the test drives frame by frame.
 - :mod:`tunnelgate.testing.clock`: a fake clock with timers, for the timer wheel.
+- :mod:`tunnelgate.testing.controller`: a controller (``--controller``) over real HTTP that
+  allows, denies, reserves names, stalls or fails as the test says, and records each request.
+- :mod:`tunnelgate.testing.tokens`: JWTs and keys for tests (HS256, RS256, ES256, EdDSA).
 
 This package deliberately imports nothing on its own, so that
 ``python -m tunnelgate.testing.local_app`` starts cleanly.
