@@ -15,7 +15,7 @@ from tunnelgate import limits
 from tunnelgate.errors import RemoteProtocolError
 from tunnelgate.proto.codes import ErrorCode, RejectReason, StreamKind
 
-TunnelProtocol = Literal["http", "tcp"]
+TunnelProtocol = Literal["http", "tcp", "tls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Register:
 
     id: int
     protocol: TunnelProtocol
-    name: str | None = None  # http: the wanted subdomain, None = pick one
+    name: str | None = None  # http: the wanted subdomain, None = pick one; tls: required
     port: int | None = None  # tcp: the wanted public port, None = pick one
     host_header: str | None = None  # http: send this Host to the local app instead
     # Random per client process: with no token, proves a reconnect is the same owner.
@@ -82,7 +82,7 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
     kind = body.get("type")
     if kind == "register":
         protocol = _field(body, "protocol", str)
-        if protocol not in ("http", "tcp"):
+        if protocol not in ("http", "tcp", "tls"):
             raise RemoteProtocolError(ErrorCode.PROTOCOL_ERROR, "unknown tunnel protocol")
         return Register(
             id=_field(body, "id", int),
