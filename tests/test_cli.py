@@ -139,7 +139,7 @@ def test_python_dash_m_help() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("usage: tunnelgate ")
-    for command in ("server", "http", "tcp", "start"):
+    for command in ("server", "http", "tcp", "tls", "start"):
         assert command in result.stdout
 
 
@@ -173,6 +173,54 @@ def test_tcp_command_and_env() -> None:
 def test_tcp_has_no_subdomain() -> None:
     with pytest.raises(ConfigError, match="unrecognized arguments: --subdomain"):
         parse_args(["tcp", "5432", "--subdomain", "x"], {})
+
+
+def test_tcp_proxy_protocol() -> None:
+    cfg = parse_args(["tcp", "5432", "--proxy-protocol", "v1"], {})
+    assert isinstance(cfg, ClientConfig)
+    assert cfg.tunnels[0].proxy_protocol == "v1"
+
+
+def test_tls_command() -> None:
+    argv = ["tls", "localhost:8443", "--subdomain", "secure", "--proxy-protocol", "v2"]
+    cfg = parse_args(argv, {})
+    assert isinstance(cfg, ClientConfig)
+    (spec,) = cfg.tunnels
+    assert (spec.name, spec.protocol, spec.local_host, spec.local_port) == (
+        "tls",
+        "tls",
+        "localhost",
+        8443,
+    )
+    assert (spec.subdomain, spec.proxy_protocol) == ("secure", "v2")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tls", "8443"], "--subdomain: required for tls tunnels"),
+        (["tls", "8443", "--subdomain", "x", "--remote-port", "1"], "unrecognized arguments"),
+        (["tls", "8443", "--subdomain", "x", "--proxy-protocol", "v9"], "must be v1 or v2"),
+        (["http", "3000", "--proxy-protocol", "v1"], "unrecognized arguments"),
+    ],
+)
+def test_tls_and_proxy_protocol_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tls_and_tcp_help_document_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tls", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--subdomain NAME" in text
+    assert "(required)" in text
+    assert "--proxy-protocol v1|v2" in text
+    assert "PROXY protocol header" in text
+    assert "unopened" in text
+    assert main(["tcp", "--help"]) == 0
+    assert "--proxy-protocol v1|v2" in capsys.readouterr().out
 
 
 def test_start_command(tmp_path: Path) -> None:

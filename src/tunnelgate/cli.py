@@ -3,6 +3,7 @@
     tunnelgate server [options]                       the gateway
     tunnelgate http PORT|HOST:PORT|URL [...]          one HTTP tunnel
     tunnelgate tcp PORT|HOST:PORT [...]               one TCP tunnel
+    tunnelgate tls PORT|HOST:PORT --subdomain NAME    one TLS-passthrough tunnel
     tunnelgate start --config tunnels.toml            several tunnels, one connection
 
 The CLI only builds the config (the config package holds every option, its parser and help);
@@ -122,6 +123,26 @@ def _add_clients(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     tcp.add_argument("addr", metavar="PORT|HOST:PORT", help="the local service")
     tcp.add_argument("--remote-port", metavar="N", help="ask for this public port (default any)")
+    _add_proxy_protocol(tcp)
+
+    tls = commands.add_parser(
+        "tls",
+        parents=[common],
+        help="expose a local TLS service, passed through unopened",
+        description=(
+            "Expose a local TLS service at NAME.<domain> on the gateway's HTTPS listener. "
+            "The gateway routes by the TLS server name (SNI) and passes the bytes through "
+            "unopened: the local service terminates TLS with its own certificate and key."
+        ),
+        argument_default=argparse.SUPPRESS,
+        epilog=_CLIENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tls.add_argument("addr", metavar="PORT|HOST:PORT", help="the local TLS service")
+    tls.add_argument(
+        "--subdomain", metavar="NAME", help="the name to route by (required): NAME.<domain>"
+    )
+    _add_proxy_protocol(tls)
 
     start = commands.add_parser(
         "start",
@@ -135,10 +156,19 @@ def _add_clients(commands: argparse._SubParsersAction[_Parser]) -> None:
     start.add_argument("--config", metavar="PATH", required=True, help="the tunnels.toml")
 
 
+def _add_proxy_protocol(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proxy-protocol",
+        metavar="v1|v2",
+        help="send the local service a PROXY protocol header (HAProxy's, version 1 text or "
+        "2 binary) with the public client's address before the first byte (default none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tunnelgate",
-        description="A tunnel gateway (tunnelgate server) and its client (http, tcp, start).",
+        description="A tunnel gateway (tunnelgate server) and its client (http, tcp, tls, start).",
     )
     parser.add_argument("--version", action="version", version=f"tunnelgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

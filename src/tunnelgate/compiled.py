@@ -50,6 +50,7 @@ MODULES: Final = (
     "tunnelgate.gateway.routes",
     "tunnelgate.gateway.exchange",
     "tunnelgate.client.upstream",
+    "tunnelgate.client.raw",
     "tunnelgate.client.output",
 )
 PACKAGE: Final = Path(__file__).resolve().parent  # the tunnelgate package this file is in

@@ -41,6 +41,7 @@ def every_event(output: Output) -> None:
     output.connecting("ws://127.0.0.1:8080/connect")
     output.tunnel_ready("http", "http://foo.localhost:8080", "http://127.0.0.1:3000")
     output.request("http", "GET", "/path?q=1", 200, 12.345, 10, 2000)
+    output.connection("db", "tcp", "203.0.113.9:4000", "closed", 1503.25, 12, 3400)
     output.reconnecting(2, 1.5, "connection lost")
     output.rejected("web", "name_taken", "name foo is taken")
     output.closed("interrupted")
@@ -75,6 +76,16 @@ def test_json_lines_parse_and_have_the_fields() -> None:
             "bytes_in": 10,
             "bytes_out": 2000,
         },
+        {
+            "event": "connection",
+            "tunnel": "db",
+            "protocol": "tcp",
+            "client": "203.0.113.9:4000",
+            "end": "closed",
+            "duration_ms": 1503.25,
+            "bytes_in": 12,
+            "bytes_out": 3400,
+        },
         {"event": "reconnecting", "attempt": 2, "delay": 1.5, "reason": "connection lost"},
         {
             "event": "rejected",
@@ -97,6 +108,7 @@ def test_text_lines() -> None:
     assert streams.out_lines() == [
         "Forwarding  http://foo.localhost:8080 -> http://127.0.0.1:3000",
         "GET /path?q=1 200 12.3 ms",
+        "TCP 203.0.113.9:4000 closed 1503.2 ms in=12 out=3400",
     ]
     assert streams.err_lines() == [
         "Connecting to ws://127.0.0.1:8080/connect",
@@ -130,6 +142,8 @@ def test_text_names_the_tunnel_when_there_are_several() -> None:
     output.tunnel_ready("db", "tcp://localhost:20001", "127.0.0.1:5432")
     output.request("web", "POST", "/form", 303, 4.0, 100, 0)
     assert streams.out_lines()[-1] == "[web] POST /form 303 4.0 ms"
+    output.connection("db", "tcp", "[2001:db8::7]:4000", "local_reset", 2.0, 1, 0)
+    assert streams.out_lines()[-1] == "[db] TCP [2001:db8::7]:4000 local_reset 2.0 ms in=1 out=0"
 
 
 @pytest.mark.parametrize(

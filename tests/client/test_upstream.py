@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
 from tunnelgate import limits
 from tunnelgate.client.dialer import LocalDialer
-from tunnelgate.client.upstream import LocalConnection, LocalPool
+from tunnelgate.client.upstream import LocalPool
 from tunnelgate.config import TunnelSpec
 from tunnelgate.proto.codes import ErrorCode, StreamKind
 from tunnelgate.proto.messages import OpenInfo
@@ -19,6 +21,7 @@ from tunnelgate.testing.fakes import FakeStreamTarget, FakeTransport
 from tunnelgate.transport.deadlines import Deadlines
 
 SPEC = TunnelSpec("web", "http", "127.0.0.1", 3000)
+P = TypeVar("P", bound=asyncio.Protocol)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
 
@@ -38,6 +41,9 @@ class Sink:
     ) -> None:
         self.requests.append((method, path, status, bytes_in, bytes_out))
 
+    def connection(self, *args: object) -> None:
+        raise AssertionError("an HTTP stream is not a raw connection")
+
 
 class LocalApp:
     """The local app as the dialer reaches it: each connect gets a FakeTransport."""
@@ -48,14 +54,14 @@ class LocalApp:
         self.hang: asyncio.Event | None = None
         self.bug = False
 
-    async def connect(self, spec: TunnelSpec, pool: LocalPool) -> LocalConnection:
+    async def connect(self, spec: TunnelSpec, factory: Callable[[], P]) -> P:
         if self.hang is not None:
             await self.hang.wait()
         if self.bug:
             raise RuntimeError("bug in connect")
         if self.refuse:
             raise ConnectionRefusedError(111, "refused")
-        local = LocalConnection(pool)
+        local = factory()
         self.transports.append(FakeTransport(local))
         return local
 

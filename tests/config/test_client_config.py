@@ -15,7 +15,7 @@ from tunnelgate.errors import ConfigError
 
 # --- client: addr parsing ----------------------------------------------------------------
 
-Command = Literal["http", "tcp"]
+Command = Literal["http", "tcp", "tls"]
 
 ADDRS: list[tuple[Command, str, tuple[str, str, int]]] = [
     ("http", "3000", ("http", "127.0.0.1", 3000)),
@@ -31,12 +31,15 @@ ADDRS: list[tuple[Command, str, tuple[str, str, int]]] = [
     ("http", "HTTPS://[::1]:8443", ("https", "::1", 8443)),
     ("tcp", "5432", ("http", "127.0.0.1", 5432)),
     ("tcp", "db.internal:5432", ("http", "db.internal", 5432)),
+    ("tls", "8443", ("http", "127.0.0.1", 8443)),
+    ("tls", "[::1]:8443", ("http", "::1", 8443)),
 ]
 
 
 @pytest.mark.parametrize(("command", "addr", "expected"), ADDRS)
 def test_addr_parsing(command: Command, addr: str, expected: tuple[str, str, int]) -> None:
-    cfg = load_client_config(command, {"addr": addr}, {})
+    name = {"subdomain": "app"} if command == "tls" else {}
+    cfg = load_client_config(command, {"addr": addr, **name}, {})
     (spec,) = cfg.tunnels
     assert (spec.local_scheme, spec.local_host, spec.local_port) == expected
     assert spec.name == command
@@ -57,11 +60,12 @@ def test_addr_parsing(command: Command, addr: str, expected: tuple[str, str, int
         ("http", "http://user@x:3000"),
         ("http", "http://x:port"),
         ("tcp", "http://localhost:5432"),
+        ("tls", "https://localhost:8443"),
     ],
 )
 def test_bad_addrs(command: Command, addr: str) -> None:
     with pytest.raises(ConfigError, match=r"^--addr: "):
-        load_client_config(command, {"addr": addr}, {})
+        load_client_config(command, {"addr": addr, "subdomain": "x"}, {})
 
 
 def test_http_options() -> None:
@@ -105,6 +109,38 @@ def test_tcp_options() -> None:
     assert spec.local_url == "127.0.0.1:5432"
     with pytest.raises(ConfigError, match=r"^--subdomain: not allowed for tcp"):
         load_client_config("tcp", {"addr": "5432", "subdomain": "x"}, {})
+
+
+def test_tcp_proxy_protocol() -> None:
+    argv = {"addr": "5432", "proxy_protocol": "v2"}
+    (spec,) = load_client_config("tcp", argv, {}).tunnels
+    assert spec == TunnelSpec("tcp", "tcp", "127.0.0.1", 5432, proxy_protocol="v2")
+
+
+def test_tls_options() -> None:
+    argv = {"addr": "8443", "subdomain": "Secure", "proxy_protocol": "v1"}
+    (spec,) = load_client_config("tls", argv, {}).tunnels
+    assert spec == TunnelSpec(
+        "tls", "tls", "127.0.0.1", 8443, subdomain="secure", proxy_protocol="v1"
+    )
+    assert spec.local_url == "127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "message"),
+    [
+        ("tls", {"addr": "8443"}, "--subdomain: required for tls tunnels"),
+        ("tls", {"addr": "8443", "subdomain": "x", "remote_port": "1"}, "--remote-port: not "),
+        ("tls", {"addr": "8443", "subdomain": "x", "host_header": "rewrite"}, "--host-header: "),
+        ("tls", {"addr": "8443", "subdomain": "x", "proxy_protocol": "v3"}, "--proxy-protocol: "),
+        ("tcp", {"addr": "5432", "proxy_protocol": "V1"}, "--proxy-protocol: must be v1 or v2"),
+        ("http", {"addr": "3000", "proxy_protocol": "v1"}, "--proxy-protocol: not allowed for"),
+    ],
+)
+def test_tcp_and_tls_errors(command: Command, argv: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_client_config(command, argv, {})
+    assert str(info.value).startswith(message)
 
 
 def test_local_host_header_omits_default_port() -> None:
@@ -187,6 +223,12 @@ addr = "https://localhost:8443"
 proto = "tcp"
 addr = "5432"
 remote-port = 20001
+proxy_protocol = "v2"
+[tunnels.secure]
+proto = "tls"
+addr = "[::1]:8443"
+subdomain = "secure"
+proxy-protocol = "v1"
 """
 
 
@@ -199,7 +241,8 @@ def test_tunnels_toml(tmp_path: Path) -> None:
         tunnels=(
             TunnelSpec("web", "http", "127.0.0.1", 3000, subdomain="web", host_header_rewrite=True),
             TunnelSpec("api", "http", "localhost", 8443, local_scheme="https"),
-            TunnelSpec("db", "tcp", "127.0.0.1", 5432, remote_port=20001),
+            TunnelSpec("db", "tcp", "127.0.0.1", 5432, remote_port=20001, proxy_protocol="v2"),
+            TunnelSpec("secure", "tls", "::1", 8443, subdomain="secure", proxy_protocol="v1"),
         ),
     )
 
@@ -232,16 +275,29 @@ def _tunnels(count: int) -> str:
             '[tunnels.a]\nproto = "http"\naddr = "1"\nport = 2',
             "config file key 'tunnels.a.port': unknown",
         ),
-        ('[tunnels.a]\naddr = "1"', "config file key 'tunnels.a.proto': must be http or tcp"),
+        ('[tunnels.a]\naddr = "1"', "config file key 'tunnels.a.proto': must be http, tcp or tls"),
         (
             '[tunnels.a]\nproto = "udp"\naddr = "1"',
-            "config file key 'tunnels.a.proto': must be http or",
+            "config file key 'tunnels.a.proto': must be http, tcp or tls",
         ),
         ('[tunnels.a]\nproto = "http"', "config file key 'tunnels.a.addr': missing"),
         ('[tunnels.a]\nproto = "http"\naddr = "x"', "config file key 'tunnels.a.addr': must be"),
         (
             '[tunnels.a]\nproto = "tcp"\naddr = "1"\nsubdomain = "x"',
             "config file key 'tunnels.a.subdomain': not allowed for tcp tunnels",
+        ),
+        (
+            '[tunnels.a]\nproto = "tls"\naddr = "1"',
+            "config file key 'tunnels.a.subdomain': required for tls tunnels",
+        ),
+        (
+            '[tunnels.a]\nproto = "tcp"\naddr = "1"\nproxy_protocol = 2',
+            "config file key 'tunnels.a.proxy_protocol': must be v1 or v2",
+        ),
+        (
+            '[tunnels.a]\nproto = "http"\naddr = "1"\nsubdomain = "x"\n'
+            '[tunnels.b]\nproto = "tls"\naddr = "2"\nsubdomain = "x"',
+            "config file key 'tunnels.b.subdomain': 'x' is also asked for by tunnels.a",
         ),
         (
             '[tunnels.a]\nproto = "http"\naddr = "1"\nremote_port = 5',

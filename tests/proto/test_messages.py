@@ -24,8 +24,10 @@ ROUND_TRIP: list[ControlMessage] = [
     Register(id=2, protocol="http", name="demo", host_header="localhost:3000"),
     Register(id=3, protocol="tcp", port=20001),
     Register(id=2**40, protocol="tcp"),
+    Register(id=6, protocol="tls", name="secure"),
     Registered(id=1, url="http://demo.localhost:8080", name="demo"),
     Registered(id=3, url="tcp://localhost:20001", port=20001),
+    Registered(id=6, url="tls://secure.localhost:8443", name="secure"),
     *[Rejected(id=4, reason=reason, message=f"because {reason}") for reason in RejectReason],
     Rejected(id=5, reason=RejectReason.NAME_TAKEN, message='caf\u00e9 \u2603 "quoted"\n'),
 ]

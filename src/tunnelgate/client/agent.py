@@ -3,8 +3,8 @@
 A rejection by the gateway is final (exit status 2, one line on stderr). Every other failure
 before all tunnels are registered (refused, reset, timed out, TLS, a bad answer to the
 upgrade, a close before the registrations are answered) and a lost connection are retried
-with exponential back-off and full jitter, up to `--max-retries` in a row; the names the
-tunnels had are asked for again, so public URLs survive a reconnect.
+with exponential back-off and full jitter, up to `--max-retries` in a row; the names and
+TCP ports the tunnels had are asked for again, so public URLs survive a reconnect.
 
 SIGINT/SIGTERM end the client at once in every state: whatever it waits for (a connect
 attempt, a back-off, the open connection) runs as a task the stop request cancels, and an
@@ -64,7 +64,9 @@ class Agent:
         self.output = output
         self.client_id = secrets.token_hex(16)
         self.specs = dict(enumerate(config.tunnels, start=1))
-        self.names: dict[int, str] = {}  # names the gateway gave us, asked for again
+        # What the gateway gave each tunnel, asked for again after a reconnect.
+        self.names: dict[int, str] = {}
+        self.ports: dict[int, int] = {}
         self.dialer: LocalDialer | None = None  # while running
         self.stopping = False
         self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
@@ -186,8 +188,10 @@ class Agent:
 
     def on_registered(self, message: Registered) -> None:
         spec = self.specs[message.id]
-        if message.name is not None:
+        if message.name is not None and spec.protocol != "tcp":
             self.names[message.id] = message.name
+        if message.port is not None and spec.protocol == "tcp":
+            self.ports[message.id] = message.port
         self.output.tunnel_ready(spec.name, message.url, spec.local_url)
 
     def on_rejected(self, message: Rejected) -> None:
@@ -201,11 +205,12 @@ class Agent:
     # --- helpers ------------------------------------------------------------------
     def _register_message(self, tid: int, spec: TunnelSpec) -> Register:
         host_header = spec.local_host_header if spec.host_header_rewrite else None
+        tcp = spec.protocol == "tcp"
         return Register(
             id=tid,
             protocol=spec.protocol,
-            name=self.names.get(tid, spec.subdomain),
-            port=spec.remote_port,
+            name=None if tcp else self.names.get(tid, spec.subdomain),
+            port=self.ports.get(tid, spec.remote_port) if tcp else None,
             host_header=host_header,
             client_id=self.client_id,
         )

@@ -1,10 +1,12 @@
 """Streams to local relays: which tunnel a stream is for, and the local connection it needs.
 
-For each stream the gateway opens, the dialer reads its OPEN metadata, makes a
-`LocalRelay`, and gives it a pooled keep-alive connection to the local app or connects
-one. Connects run as tasks of a TaskGroup that lives exactly as long as one tunnel
-connection (`serving()`): when the connection ends, the ones still trying are cancelled
-and awaited, so no task outlives the connection whose streams it served.
+For each stream the gateway opens, the dialer reads its OPEN metadata and checks that the
+stream's kind is the one its tunnel carries (HTTP on http tunnels, TCP on tcp, TLS on tls;
+anything else is refused). An HTTP stream gets a `LocalRelay` with a pooled keep-alive
+connection to the local app, or a new one; a TCP or TLS stream a `RawRelay` with a new
+connection of its own. Connects run as tasks of a TaskGroup that lives exactly as long as
+one tunnel connection (`serving()`): when the connection ends, the ones still trying are
+cancelled and awaited, so no task outlives the connection whose streams it served.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import functools
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Final, Protocol, TypeVar
 
 from tunnelgate import limits
 from tunnelgate.config import TunnelSpec
@@ -22,11 +25,32 @@ from tunnelgate.logs import EventLog
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.proto.messages import OpenInfo
 
+from .raw import ConnectionSink, RawConnection, RawRelay
 from .upstream import LocalConnection, LocalPool, LocalRelay, RequestSink, StreamTarget
 
 log = EventLog("tunnelgate.client")
-# Opens a connection to a tunnel's local app; raises OSError or TimeoutError on failure.
-Connect = Callable[[TunnelSpec, LocalPool], Awaitable[LocalConnection]]
+P = TypeVar("P", bound=asyncio.Protocol)
+# The kind of stream each tunnel protocol carries (docs/protocol.md §7).
+_KIND: Final = {"http": StreamKind.HTTP, "tcp": StreamKind.TCP, "tls": StreamKind.TLS}
+
+
+class Connect(Protocol):
+    """Opens a connection to a tunnel's local service with the protocol object `factory`
+    makes, and returns that object; raises OSError or TimeoutError on failure."""
+
+    def __call__(self, spec: TunnelSpec, factory: Callable[[], P]) -> Awaitable[P]: ...
+
+
+class Sink(RequestSink, ConnectionSink, Protocol):
+    """Where relays report (the client's Output): requests and raw connections."""
+
+
+class _Dialing(Protocol):
+    """What the connect loop needs of a relay waiting for its local connection."""
+
+    @property
+    def done(self) -> bool: ...
+    def fail_connect(self) -> None: ...
 
 
 class LocalDialer:
@@ -34,17 +58,17 @@ class LocalDialer:
         self,
         specs: Mapping[int, TunnelSpec],
         pools: Mapping[int, LocalPool],
-        sink: RequestSink,
+        sink: Sink,
         *,
         connect: Connect | None = None,
         retry_for: float = limits.LOCAL_CONNECT_RETRY,
     ) -> None:
-        """`connect` opens a local connection (TCP, or TLS for https://, by default);
-        refused connections are retried for `retry_for` seconds."""
+        """`connect` opens a local connection (TCP, or TLS for an https:// local app, by
+        default); refused connections are retried for `retry_for` seconds."""
         self.specs = specs
         self.pools = pools
         self.sink = sink
-        self._connect = self._connect_tcp if connect is None else connect
+        self._connect: Connect = self._connect_tcp if connect is None else connect
         self._retry_for = retry_for
         self._group: asyncio.TaskGroup | None = None
         self._connecting: set[asyncio.Task[None]] = set()
@@ -68,7 +92,7 @@ class LocalDialer:
 
     def open_relay(
         self, target: StreamTarget, stream_id: int, metadata: bytes
-    ) -> LocalRelay | None:
+    ) -> LocalRelay | RawRelay | None:
         """The relay for a new stream; None refuses it (REFUSED_STREAM): bad metadata, an
         unknown tunnel or a kind of stream the tunnel does not carry."""
         group = self._group
@@ -79,46 +103,64 @@ class LocalDialer:
         except RemoteProtocolError:
             return None
         spec = self.specs.get(info.tunnel_id)
-        if spec is None or info.kind is not StreamKind.HTTP:
-            return None  # only http tunnels so far
+        if spec is None or info.kind is not _KIND[spec.protocol]:
+            return None
+        if info.kind is not StreamKind.HTTP:
+            raw = RawRelay(target, stream_id, info, spec, self.sink)
+            # Its connection attaches itself (RawConnection.connection_made).
+            self._start(
+                raw, spec, functools.partial(self._connect, spec, lambda: RawConnection(raw))
+            )
+            return raw
         pool = self.pools[info.tunnel_id]
         relay = LocalRelay(target, stream_id, info, spec, pool, self.sink)
         local = pool.take()
         if local is not None:
             relay.attach(local)
         else:
-            task = group.create_task(self._dial(relay, spec, pool))
-            self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
+            self._start(relay, spec, functools.partial(self._attach_new, relay, spec, pool))
         return relay
 
-    async def _dial(self, relay: LocalRelay, spec: TunnelSpec, pool: LocalPool) -> None:
+    def _start(
+        self, relay: _Dialing, spec: TunnelSpec, connect: Callable[[], Awaitable[object]]
+    ) -> None:
+        assert self._group is not None
+        task = self._group.create_task(self._dial(relay, spec, connect))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _attach_new(self, relay: LocalRelay, spec: TunnelSpec, pool: LocalPool) -> None:
+        relay.attach(await self._connect(spec, lambda: LocalConnection(pool)))
+
+    async def _dial(
+        self, relay: _Dialing, spec: TunnelSpec, connect: Callable[[], Awaitable[object]]
+    ) -> None:
         """Connect for `relay`; a refused connection is retried briefly (dev servers
-        restart), then the stream is reset (CONNECT_ERROR) and the gateway answers 502."""
+        restart), then the stream is reset (CONNECT_ERROR): the gateway answers 502, or
+        closes the public TCP connection."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for
         try:
             while not relay.done:
                 try:
-                    local = await self._connect(spec, pool)
+                    await connect()
                 except (OSError, TimeoutError):
                     if loop.time() >= deadline:
                         relay.fail_connect()
                         return
                     await asyncio.sleep(limits.LOCAL_CONNECT_RETRY_INTERVAL)
                     continue
-                relay.attach(local)
                 return
         except Exception:  # the root of this task: a bug fails this stream only
             log.exception("local_connect_failed", tunnel=spec.name)
             relay.fail_connect()
 
-    async def _connect_tcp(self, spec: TunnelSpec, pool: LocalPool) -> LocalConnection:
+    async def _connect_tcp(self, spec: TunnelSpec, factory: Callable[[], P]) -> P:
         loop = asyncio.get_running_loop()
         tls = self._local_tls if spec.local_scheme == "https" else None
         async with asyncio.timeout(limits.LOCAL_CONNECT_TIMEOUT):
             _, local = await loop.create_connection(
-                lambda: LocalConnection(pool),
+                factory,
                 spec.local_host,
                 spec.local_port,
                 ssl=tls,

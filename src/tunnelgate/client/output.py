@@ -1,11 +1,16 @@
-"""What the client tells its user: tunnel URLs, forwarded requests, connection trouble.
+"""What the client tells its user: tunnel URLs, forwarded requests and connections,
+connection trouble.
 
 Two renderings behind one `Output` protocol:
 
 - "text", for people: `Forwarding  http://foo.localhost:8080 -> http://127.0.0.1:3000`,
-  then one line per request (`GET /path 200 12.3 ms`) on stdout; connection news on stderr.
+  then one line per request (`GET /path 200 12.3 ms`) or, for TCP and TLS tunnels, per
+  public connection once it ended (`TCP 203.0.113.9:4000 closed 1503.2 ms in=12 out=3400`)
+  on stdout; connection news on stderr.
 - "json", for scripts: one JSON object a line on stdout, "event" first:
-  `{"event": "tunnel_ready", "name": "http", "url": "...", "local": "..."}`.
+  `{"event": "tunnel_ready", "name": "http", "url": "...", "local": "..."}`,
+  `{"event": "request", ...}`, `{"event": "connection", "tunnel", "protocol", "client",
+  "end", "duration_ms", "bytes_in", "bytes_out"}`.
 
 A rejection is always also one line on stderr, `tunnelgate: tunnel NAME rejected: ...`, so
 it is seen whichever format was asked for. Lines are flushed at the end of each event-loop turn:
@@ -37,6 +42,17 @@ class Output(Protocol):
         method: str,
         path: str,
         status: int,
+        duration_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None: ...
+
+    def connection(
+        self,
+        tunnel: str,
+        protocol: str,
+        client: str,
+        end: str,
         duration_ms: float,
         bytes_in: int,
         bytes_out: int,
@@ -104,6 +120,23 @@ class TextOutput:
         line = f"{prefix}{_safe(method, 32)} {_safe(path)} {status} {duration_ms:.1f} ms"
         _write(self._out, line)
 
+    def connection(
+        self,
+        tunnel: str,
+        protocol: str,
+        client: str,
+        end: str,
+        duration_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        prefix = f"[{tunnel}] " if len(self._tunnels) > 1 else ""
+        line = (
+            f"{prefix}{protocol.upper()} {_safe(client, 64)} {end} {duration_ms:.1f} ms "
+            f"in={bytes_in} out={bytes_out}"
+        )
+        _write(self._out, line)
+
     def reconnecting(self, attempt: int, delay: float, reason: str) -> None:
         _write(self._err, f"Connection lost ({reason}); reconnecting in {delay:.1f} s "
                           f"(attempt {attempt})")  # fmt: skip
@@ -150,6 +183,27 @@ class JsonOutput:
             method=method,
             path=path,
             status=status,
+            duration_ms=round(duration_ms, 3),
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+        )
+
+    def connection(
+        self,
+        tunnel: str,
+        protocol: str,
+        client: str,
+        end: str,
+        duration_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        self._event(
+            "connection",
+            tunnel=tunnel,
+            protocol=protocol,
+            client=client,
+            end=end,
             duration_ms=round(duration_ms, 3),
             bytes_in=bytes_in,
             bytes_out=bytes_out,

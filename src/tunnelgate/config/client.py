@@ -1,8 +1,8 @@
-"""The client's frozen config (`tunnelgate http|tcp|start`) and its loader.
+"""The client's frozen config (`tunnelgate http|tcp|tls|start`) and its loader.
 
 The connection options come from the command line, the environment and, for `start`,
 the top of the tunnels.toml; the tunnels themselves from the command line (`http`,
-`tcp`: one tunnel) or from the file's [tunnels.NAME] tables (`start`).
+`tcp`, `tls`: one tunnel) or from the file's [tunnels.NAME] tables (`start`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _cli_label(key: str) -> str:
 
 
 def load_client_config(
-    command: Literal["http", "tcp", "start"],
+    command: Literal["http", "tcp", "tls", "start"],
     argv_values: Mapping[str, object],
     env: Mapping[str, str],
     config_path: str | None = None,
@@ -83,8 +83,9 @@ def load_client_config(
     """Build the client's config.
 
     `argv_values` maps what the command line gave: the common options by field name
-    (server, token, ca, insecure, log_format, max_retries) and, for `http`/`tcp`, the
-    tunnel's addr, subdomain, host_header and remote_port. `start` reads its tunnels,
+    (server, token, ca, insecure, log_format, max_retries) and, for `http`/`tcp`/`tls`,
+    the tunnel's addr, subdomain, host_header, remote_port and proxy_protocol (which of
+    them each protocol takes: tunnels.py). `start` reads its tunnels,
     and optionally the common options, from the TOML file at `config_path`.
     """
     common = {k: v for k, v in argv_values.items() if k not in TUNNEL_KEYS}

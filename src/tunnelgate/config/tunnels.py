@@ -1,5 +1,15 @@
 """`TunnelSpec`: one tunnel the client asks for, from the command line (`tunnelgate http
 3000 --subdomain web`) or from a [tunnels.NAME] table of a tunnels.toml (`tunnelgate start`).
+
+Which keys each protocol takes:
+
+    http   addr (PORT, HOST:PORT or URL), subdomain, host_header
+    tcp    addr (PORT or HOST:PORT), remote_port, proxy_protocol
+    tls    addr (PORT or HOST:PORT), subdomain (required: the SNI routes to it), proxy_protocol
+
+`proxy_protocol` is not offered for http: X-Forwarded-For already carries the client's
+address, and a keep-alive local connection serves requests of many public clients, while a
+PROXY header names one client for the whole connection.
 """
 
 from __future__ import annotations
@@ -12,13 +22,23 @@ from urllib.parse import urlsplit
 
 from tunnelgate import limits
 from tunnelgate.errors import ConfigError
+from tunnelgate.proto.messages import TunnelProtocol
 from tunnelgate.proto.names import normalize_name
+from tunnelgate.proxy_header import ProxyVersion
 
 from .parsers import Invalid, format_address, host, port, split_host_port, string
 from .sources import file_label, normalize_keys
 
 Scheme = Literal["http", "https"]
-TUNNEL_KEYS: Final = frozenset({"addr", "subdomain", "host_header", "remote_port"})
+TUNNEL_KEYS: Final = frozenset(
+    {"addr", "subdomain", "host_header", "remote_port", "proxy_protocol"}
+)
+# The keys each protocol takes besides addr.
+_ALLOWED: Final[dict[str, frozenset[str]]] = {
+    "http": frozenset({"subdomain", "host_header"}),
+    "tcp": frozenset({"remote_port", "proxy_protocol"}),
+    "tls": frozenset({"subdomain", "proxy_protocol"}),
+}
 _FILE_KEYS: Final = {"proto", *TUNNEL_KEYS}
 _TUNNEL_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
 
@@ -28,13 +48,14 @@ class TunnelSpec:
     """One tunnel the client asks for, and the local service it forwards to."""
 
     name: str
-    protocol: Literal["http", "tcp"]
+    protocol: TunnelProtocol
     local_host: str
     local_port: int
     local_scheme: Scheme = "http"
-    subdomain: str | None = None  # http only; None = the gateway picks one
+    subdomain: str | None = None  # http: None = the gateway picks one; tls: required
     host_header_rewrite: bool = False  # http only: send the local address as Host
     remote_port: int | None = None  # tcp only; None = the gateway picks one
+    proxy_protocol: ProxyVersion | None = None  # tcp, tls: a PROXY header to the local service
 
     @property
     def local_address(self) -> str:
@@ -43,8 +64,9 @@ class TunnelSpec:
 
     @property
     def local_url(self) -> str:
-        """'http://127.0.0.1:3000' for http, '127.0.0.1:5432' for tcp, as output shows it."""
-        if self.protocol == "tcp":
+        """'http://127.0.0.1:3000' for http, '127.0.0.1:5432' for tcp and tls, as output
+        shows it."""
+        if self.protocol != "http":
             return self.local_address
         return f"{self.local_scheme}://{self.local_address}"
 
@@ -99,6 +121,12 @@ def _host_header(value: object) -> bool:
     return True
 
 
+def _proxy_protocol(value: object) -> ProxyVersion:
+    if value == "v1" or value == "v2":
+        return value
+    raise Invalid(f"must be v1 or v2, got {value!r}")
+
+
 def tunnel(name: str, values: Mapping[str, Any], label: Callable[[str], str]) -> TunnelSpec:
     """One TunnelSpec from raw values (proto, addr, ...); `label` names a key in messages."""
 
@@ -111,14 +139,19 @@ def tunnel(name: str, values: Mapping[str, Any], label: Callable[[str], str]) ->
             raise ConfigError(f"{label(key)}: {exc}") from None
 
     protocol = values.get("proto")
-    if protocol not in ("http", "tcp"):
-        raise ConfigError(f"{label('proto')}: must be http or tcp, got {protocol!r}")
+    if protocol not in ("http", "tcp", "tls"):
+        raise ConfigError(f"{label('proto')}: must be http, tcp or tls, got {protocol!r}")
     if "addr" not in values:
         raise ConfigError(f"{label('addr')}: missing")
     scheme, local_host, local_port = parse("addr", lambda v: _local_addr(v, protocol))
-    for key in ("subdomain", "host_header") if protocol == "tcp" else ("remote_port",):
+    for key in sorted(TUNNEL_KEYS - _ALLOWED[protocol] - {"addr"}):
         if values.get(key) is not None:
             raise ConfigError(f"{label(key)}: not allowed for {protocol} tunnels")
+    if protocol == "tls" and values.get("subdomain") is None:
+        raise ConfigError(
+            f"{label('subdomain')}: required for tls tunnels (the TLS server name, "
+            "NAME.DOMAIN, is what routes a connection to the tunnel)"
+        )
     return TunnelSpec(
         name=name,
         protocol=protocol,
@@ -128,6 +161,7 @@ def tunnel(name: str, values: Mapping[str, Any], label: Callable[[str], str]) ->
         subdomain=parse("subdomain", _subdomain),
         host_header_rewrite=bool(parse("host_header", _host_header)),
         remote_port=parse("remote_port", port),
+        proxy_protocol=parse("proxy_protocol", _proxy_protocol),
     )
 
 

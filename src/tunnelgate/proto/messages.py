@@ -24,7 +24,7 @@ class Register:
 
     id: int
     protocol: TunnelProtocol
-    name: str | None = None  # http: the wanted subdomain, None = pick one
+    name: str | None = None  # http: the wanted subdomain, None = pick one; tls: required
     port: int | None = None  # tcp: the wanted public port, None = pick one
     host_header: str | None = None  # http: send this Host to the local app instead
     # Random per client process: with no token, proves a reconnect is the same owner.

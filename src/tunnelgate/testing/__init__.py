@@ -8,12 +8,19 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
   upgrades, ``Expect: 100-continue``). It is written from scratch on asyncio and httptools and
   shares no code with the gateway, so it can catch the gateway's mistakes. Run it with
   ``python -m tunnelgate.testing.local_app --port 0``.
+- :mod:`tunnelgate.testing.tcp_app`: a raw TCP echo to put behind a TCP or TLS tunnel; it can
+  expect a PROXY header (and records the address it names) and speak TLS after it. Run it with
+  ``python -m tunnelgate.testing.tcp_app --port 0 [--proxy-protocol v1|v2|any]``.
+- :mod:`tunnelgate.testing.proxy_header`: a PROXY protocol (v1, v2) header reader, written apart
+  from the client's encoder.
 - :mod:`tunnelgate.testing.http_client`: a raw-socket HTTP/1.1 client for tests that must
   control every byte (keep-alive, pipelining, chunked bodies, upgrades).
 - :mod:`tunnelgate.testing.websocket`: client-side WebSocket frames for the raw client.
 - :mod:`tunnelgate.testing.endpoints`: broken and hostile tunnel endpoints (closing, resetting,
   silent, bad statuses, a 101 and then nothing, rejecting) to test how a client copes with the
   network or an attacker in front of the gateway.
+- :mod:`tunnelgate.testing.scripted_gateway`: a gateway stand-in that takes a real client's
+  tunnel, accepts its registrations and opens TCP or TLS streams to it when a test says.
 - :mod:`tunnelgate.testing.processes`: start the gateway, the client and the local app as real
   processes, wait on their output with deadlines, and always kill them by PID.
 - :mod:`tunnelgate.testing.fakes`: fakes for component tests in milliseconds: the tunnel

@@ -33,7 +33,7 @@ from tunnelgate.proto.messages import Register, Rejected
 from tunnelgate.proto.mux import Connection, Role
 from tunnelgate.testing import websocket as ws
 
-__all__ = ["Behaviour", "BrokenEndpoint"]
+__all__ = ["Behaviour", "BrokenEndpoint", "switching_protocols"]
 
 SUBPROTOCOL = "tunnelgate.v2"
 RELAY_PIECE = 64 * 1024
@@ -189,10 +189,10 @@ class BrokenEndpoint:
             writer.write(_status_response(400, "X-Tunnelgate-Error: unsupported_version\r\n"))
             await writer.drain()
         elif behaviour is Behaviour.UPGRADE_THEN_CLOSE:
-            writer.write(_switching_protocols(head))
+            writer.write(switching_protocols(head))
             await writer.drain()
         else:
-            writer.write(_switching_protocols(head))
+            writer.write(switching_protocols(head))
             await self._speak_tunnel(behaviour is Behaviour.REJECT, reader, writer)
 
     async def _speak_tunnel(
@@ -252,7 +252,8 @@ def _header(head: bytes, name: str) -> str:
     return ""
 
 
-def _switching_protocols(head: bytes) -> bytes:
+def switching_protocols(head: bytes) -> bytes:
+    """A valid 101 to the client's upgrade request `head`, choosing tunnelgate.v2."""
     accept = ws.accept_key(_header(head, "Sec-WebSocket-Key"))
     return (
         "HTTP/1.1 101 Switching Protocols\r\n"
