@@ -1,5 +1,5 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
-pagekite) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`,
+pagekite, socat: the plain TCP relay of the TCP rows) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`,
 `tls-scan` (testssl.sh) for `make tls-scan`.
 
     python3 -m bench.bootstrap [bench|tests|tls-scan]       (default: bench)
@@ -24,7 +24,7 @@ from typing import Final
 
 # Each set: command -> the package that brings it.
 SETS: Final[Mapping[str, Mapping[str, str]]] = {
-    "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite"},
+    "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite", "socat": "socat"},
     "tests": {"pebble": "pebble", "pebble-challtestsrv": "pebble"},
     "tls-scan": {"testssl": "testssl.sh"},
 }

@@ -14,6 +14,15 @@ their downloads taken in turn, five each (:func:`bench.measure.interleaved_bulk`
 run measures tunnelgate's HTTPS listener only (its Python origin and relays speak no TLS) and
 says so in the result.
 
+TCP rows (issue 9, :mod:`bench.tcprows`): one 100 MiB transfer and new connections per second
+through a TCP tunnel, against the local TCP service alone and against socat, in turn. Metrics
+row (issue 10, :mod:`bench.metrics_ab`): small GETs through tunnelgate with the admin API off,
+and on with /metrics scraped every 0.5 s, in turn.
+
+    python -m bench.run --only tcp,metrics
+                                        # just those phases (about 2 minutes); writes
+                                        # bench/results/phases.{json,md}, not latest.*
+
 The run stops by itself within ``--budget`` seconds (steps that no longer fit are skipped
 and named), and every process it started is stopped by PID on the way out, also on error,
 Ctrl-C or SIGTERM. Exit status: 0 when the results were written and are well formed (missed
@@ -49,7 +58,9 @@ from .procs import (
     raise_nofile,
     raise_on_signals,
 )
+from .metrics_ab import MetricsPlan, measure_metrics
 from .systems import DOMAIN, SUBDOMAIN, Direct, System, Tunnelgate
+from .tcprows import SMOKE_TRANSFER_BYTES, SYSTEMS as TCP_SYSTEMS, TcpPlan, measure_tcp
 from .tlscert import BenchCertificate, make_certificate
 from .twohop import TwoHop
 
@@ -62,6 +73,12 @@ ALL_SYSTEMS: Final = ("direct", "twohop", "tunnelgate", "pagekite")
 SMOKE_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")  # PageKite needs apt
 HTTPS_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")
 SMOKE_HTTPS_SYSTEMS: Final = ("tunnelgate",)
+PHASES: Final = ("http", "https", "tcp", "metrics")  # --only picks among them
+ONLY_STEM: Final = "phases"  # --only writes phases.{json,md}: latest.* stays a whole run
+SMOKE_TCP: Final = TcpPlan(rounds=1, transfer_bytes=SMOKE_TRANSFER_BYTES, duration=0.3)
+SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=0.5, warmup=0.2)
+TCP_NEEDS: Final = 60.0  # seconds left before the TCP phase is started (it takes ~40)
+METRICS_NEEDS: Final = 75.0  # seconds left before the metrics phase is started (~60)
 NO_TLS_IN_SMOKE: Final = (
     "not measured in the smoke run: its Python origin and relays speak no TLS "
     "(nginx terminates TLS in make bench)"
@@ -165,27 +182,86 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
     }
     del result["config"]["deadline"]
     result["config"]["https_systems"] = list(args.https)
+    result["config"]["phases"] = list(args.only)
     cert = make_certificate(args.workdir, DOMAIN, f"{SUBDOMAIN}.{DOMAIN}") if args.https else None
     with Processes(args.workdir) as procs:
+        if args.only == ("tcp",):  # no origin needed
+            measure_tcp_phase(args, procs, plan, result)
+            return
         if args.smoke:
             origin = start_python_origin(procs, big_size=MID_SIZE)
         else:
             origin = start_nginx(procs, args.workdir, tls=cert)
         result["config"].update(origin=origin.kind, big_bytes=origin.big_size)
         say(f"origin: {origin.kind} on port {origin.port}")
-        for name in args.systems:
+        for name in args.systems if "http" in args.only else ():
             start = partial(_start_system, name, procs, origin, args)
             system = _measure(name, start, procs, origin, plan, load, result["errors"])
             if system is not None:
                 result["systems"][name] = system
-        if cert is not None:
+        if cert is not None and "https" in args.only:
             result["https"] = _https_header(args, cert, load)
             measure_https(args, cert, procs, origin, plan, load, result)
-        if "tunnelgate" in args.systems and plan.time_left() > 10 + plan.tunnels / 100:
+        idle = "http" in args.only and "tunnelgate" in args.systems
+        if idle and plan.time_left() > 10 + plan.tunnels / 100:
             try:
                 result["idle_tunnels"] = idle_tunnels(procs, origin, plan.tunnels)
             except BenchError as exc:
                 result["errors"].append(f"idle tunnels: {exc}")
+        if "metrics" in args.only:
+            measure_metrics_phase(args, procs, origin, plan, load, result)
+        if "tcp" in args.only:
+            _stop_all_but(procs, origin)
+            measure_tcp_phase(args, procs, plan, result)
+
+
+def _stop_all_but(procs: Processes, origin: Origin) -> None:
+    for proc in list(procs.procs):
+        if proc is not origin.proc:
+            procs.stop(proc)
+
+
+def measure_tcp_phase(
+    args: argparse.Namespace, procs: Processes, plan: Plan, result: dict[str, Any]
+) -> None:
+    """The TCP rows; every process they started is stopped afterwards."""
+    if plan.time_left() < TCP_NEEDS and not args.smoke:
+        result["errors"].append("TCP rows: skipped (time budget)")
+        return
+    say(f"TCP rows: {', '.join(TCP_SYSTEMS)}, in turn")
+    before = set(procs.procs)
+    try:
+        tcp_plan = SMOKE_TCP if args.smoke else TcpPlan()
+        result["tcp"] = measure_tcp(procs, tcp_plan, TCP_SYSTEMS, result["errors"])
+    except BenchError as exc:
+        result["errors"].append(f"TCP rows: {exc}")
+    finally:
+        for proc in list(procs.procs):
+            if proc not in before:
+                procs.stop(proc)
+
+
+def measure_metrics_phase(
+    args: argparse.Namespace,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    result: dict[str, Any],
+) -> None:
+    """The metrics on/off row; its gateways and clients are stopped afterwards."""
+    if plan.time_left() < METRICS_NEEDS and not args.smoke:
+        result["errors"].append("metrics row: skipped (time budget)")
+        return
+    say("metrics row: tunnelgate with the admin API off and on (scraped), in turn")
+    try:
+        result["metrics"] = measure_metrics(
+            procs, origin, load, SMOKE_METRICS if args.smoke else MetricsPlan()
+        )
+    except BenchError as exc:
+        result["errors"].append(f"metrics row: {exc}")
+    finally:
+        _stop_all_but(procs, origin)
 
 
 def _measure(
@@ -276,7 +352,12 @@ def write(result: dict[str, Any], results: Path, stem: str = "latest") -> list[s
         result["chart"] = "not drawn: matplotlib is missing (pip install -e '.[bench]')"
     else:
         result["chart"] = f"{stem}.png"
+    if not result["systems"]:  # --only without the plain-HTTP phase: nothing to draw
+        render = None
+        result["chart"] = "not drawn: no plain-HTTP rows in this run"
     result["ratios"] = report.ratios(result)
+    if "tcp" in result:
+        result["tcp"]["ratios"] = report.tcp_ratios(result)
     if "https" in result:
         result["https"]["ratios"] = report.https_ratios(result)
     problems = report.validate(result)
@@ -300,7 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         "--https", default=None,
         help=f"comma-separated, of {HTTPS_SYSTEMS} (smoke: {SMOKE_HTTPS_SYSTEMS}), or none",
     )  # fmt: skip
+    parser.add_argument(
+        "--only", default=None,
+        help=f"comma-separated phases, of {PHASES}; writes {ONLY_STEM}.* instead of latest.*",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    args.only = tuple(args.only.split(",")) if args.only else PHASES
+    if unknown := set(args.only) - set(PHASES):
+        parser.error(f"unknown phases {sorted(unknown)}; choose among {PHASES}")
+    stem = "latest" if args.only == PHASES else ONLY_STEM
     if args.budget is None:
         args.budget = SMOKE_BUDGET if args.smoke else BUDGET
     default = SMOKE_SYSTEMS if args.smoke else ALL_SYSTEMS
@@ -310,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         args.https = https_default
     else:
         args.https = () if args.https == "none" else tuple(args.https.split(","))
+    if "https" not in args.only:
+        args.https = ()
+    if "http" not in args.only:
+        args.systems = ()
     args.workdir = args.workdir.resolve()
     raise_on_signals()
     raise_nofile(65536)
@@ -324,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not run_bounded(args.budget + HARD_MARGIN, lambda r: measure_all(args, r), result):
         return 130
-    problems = write(result, args.results)
+    problems = write(result, args.results, stem)
     say(f"results in {args.results} after {result['duration_s']} s")
-    print((args.results / "latest.md").read_text())
+    print((args.results / f"{stem}.md").read_text())
     for problem in problems:
         say(f"problem: {problem}")
     return 1 if problems or result["errors"] else 0

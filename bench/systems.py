@@ -132,7 +132,8 @@ def start_client(
 
 class Tunnelgate:
     """wrk -> gateway (Host bench.localhost) -> tunnel -> client -> origin; with `tls`, the
-    public side is the gateway's HTTPS listener serving that certificate to `client_tls`."""
+    public side is the gateway's HTTPS listener serving that certificate to `client_tls`;
+    with `admin`, the gateway also serves its admin API (/metrics) on `admin_port`."""
 
     name = "tunnelgate"
 
@@ -143,17 +144,23 @@ class Tunnelgate:
         *,
         tls: ServerCertificate | None = None,
         client_tls: ClientTls | None = None,
+        admin: bool = False,
     ) -> None:
         self.origin = origin
         https_port = 0
+        self.admin_port: int | None = None
 
         def https() -> list[str]:
             nonlocal https_port
+            more: list[str] = []
+            if admin:
+                self.admin_port = free_port()
+                more = ["--admin", f"127.0.0.1:{self.admin_port}"]
             if tls is None:
-                return []
+                return more
             https_port = free_port()
-            return ["--https", f"127.0.0.1:{https_port}", "--tls-cert", str(tls.chain_file),
-                    "--tls-key", str(tls.key_file)]  # fmt: skip
+            return [*more, "--https", f"127.0.0.1:{https_port}", "--tls-cert",
+                    str(tls.chain_file), "--tls-key", str(tls.key_file)]  # fmt: skip
 
         self.gateway, port = start_gateway(procs, https=https)
         self.client = start_client(procs, port, origin.port)
