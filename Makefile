@@ -75,7 +75,7 @@ clean:
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.
-.PHONY: bench bench-scale tls-scan
+.PHONY: bench bench-scale bench-tcp tls-scan
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -85,6 +85,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.bootstrap
 	$(BIN)/python -m bench.run
+
+# Only the TCP rows (issue 9) and the metrics on/off row (issue 10), about 2 minutes:
+# bench/results/phases.{md,json} (latest.* is left to whole runs).
+bench-tcp: $(BENCH_STAMP)
+	$(BIN)/python -m bench.bootstrap
+	$(BIN)/python -m bench.run --only tcp,metrics
 
 bench-scale: $(BENCH_STAMP)
 	$(BIN)/python -m bench.bootstrap

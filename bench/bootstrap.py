@@ -1,6 +1,6 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
-pagekite, socat: the plain TCP relay of the TCP rows) for the benchmark, `tests` (pebble, the ACME test CA) for `make test`,
-`tls-scan` (testssl.sh) for `make tls-scan`.
+pagekite, and socat: the plain TCP relay of the TCP rows) for the benchmark, `tests`
+(pebble, the ACME test CA) for `make test`, `tls-scan` (testssl.sh) for `make tls-scan`.
 
     python3 -m bench.bootstrap [bench|tests|tls-scan]       (default: bench)
 

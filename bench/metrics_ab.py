@@ -138,9 +138,13 @@ def measure_metrics(
     paired = _median(ratios)
     say(f"metrics on/off: {of_medians} (medians), {paired} (median of the rounds' ratios)")
     return {
-        "config": {"rounds": plan.rounds, "duration_s": plan.duration,
-                   "connections": CONNECTIONS, "load_generator": load.name,
-                   "scrape_interval_s": SCRAPE_INTERVAL},  # fmt: skip
+        "config": {
+            "rounds": plan.rounds,
+            "duration_s": plan.duration,
+            "connections": CONNECTIONS,
+            "load_generator": load.name,
+            "scrape_interval_s": SCRAPE_INTERVAL,
+        },
         "off": off,
         "on": on,
         "on_over_off": None if of_medians is None else round(of_medians, 4),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 SCHEMA: Final = 1
+PHASES: Final = ("http", "https", "tcp", "metrics")
 NAMES: Final = {
     "direct": "direct",
     "twohop": "nginx two-hop",
@@ -355,6 +356,164 @@ def _https_section(result: Result) -> list[str]:
     return [*out, ""]
 
 
+# --- TCP (issue 9) -----------------------------------------------------------------
+TCP_NAMES: Final = {
+    "direct": "direct (the service)",
+    "socat": "socat relay",
+    "tunnelgate": "tunnelgate tcp",
+}
+TCP_RATIOS: Final = (("tunnelgate", "direct"), ("tunnelgate", "socat"), ("socat", "direct"))
+
+
+def _front(s: Result, key: str, unit: str) -> Any:
+    """The public side's CPU: tunnelgate's gateway, socat's relay."""
+    cpu = _get(s, key, unit) or {}
+    return cpu.get("gateway", cpu.get("relay"))
+
+
+TCP_ROWS: Final = (
+    Row("one 100 MiB transfer (MB/s)", lambda s, r: _get(s, "transfer", "mb_per_s"), True,
+        "{:,.1f}"),
+    Row("new connections per second", lambda s, r: _get(s, "connections", "per_s"), True),
+    Row("p50 / connection (ms)", lambda s, r: _get(s, "connections", "p50_ms"), False,
+        "{:,.3f}"),
+    Row("p99 / connection (ms)", lambda s, r: _get(s, "connections", "p99_ms"), False,
+        "{:,.3f}"),
+    Row("CPU per MiB, gateway / relay (ms)",
+        lambda s, r: _front(s, "transfer", "cpu_ms_per_mib"), False, "{:,.3f}"),
+    Row("CPU per MiB, client (ms)",
+        lambda s, r: _get(s, "transfer", "cpu_ms_per_mib", "client"), False, "{:,.3f}"),
+    Row("CPU per MiB, service (ms)",
+        lambda s, r: _get(s, "transfer", "cpu_ms_per_mib", "service"), False, "{:,.3f}"),
+    Row("CPU per connection, gateway / relay (µs)",
+        lambda s, r: _front(s, "connections", "cpu_us_per_connection"), False, "{:,.1f}"),
+    Row("CPU per connection, client (µs)",
+        lambda s, r: _get(s, "connections", "cpu_us_per_connection", "client"), False,
+        "{:,.1f}"),
+    Row("CPU per connection, service (µs)",
+        lambda s, r: _get(s, "connections", "cpu_us_per_connection", "service"), False,
+        "{:,.1f}"),
+)  # fmt: skip
+
+
+def _pair_quotients(
+    systems: Mapping[str, Result],
+    pairs: Collection[tuple[str, str]],
+    rows: tuple[Row, ...],
+    result: Result,
+) -> dict[str, dict[str, float | None]]:
+    found: dict[str, dict[str, float | None]] = {}
+    for top, bottom in pairs:
+        if top not in systems or bottom not in systems:
+            continue
+        quotients = {}
+        for row in rows:
+            q = _quotient(row.value(systems[top], result), row.value(systems[bottom], result))
+            quotients[row.label] = None if q is None else round(q, 3)
+        found[f"{top}/{bottom}"] = quotients
+    return found
+
+
+def tcp_ratios(result: Result) -> dict[str, dict[str, float | None]]:
+    """The TCP rows as ratios between the systems of this run, for the JSON."""
+    return _pair_quotients(_get(result, "tcp", "systems") or {}, TCP_RATIOS, TCP_ROWS, result)
+
+
+def tcp_table(result: Result) -> str:
+    systems = _get(result, "tcp", "systems") or {}
+    shown = [name for name in TCP_NAMES if name in systems]
+    pairs = [(a, b) for a, b in TCP_RATIOS if a in shown and b in shown]
+    head = ["metric", *(TCP_NAMES[n] for n in shown), *(f"{a} / {b}" for a, b in pairs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in TCP_ROWS:
+        values = {n: row.value(systems[n], result) for n in shown}
+        cells = [row.label, *(_cell(row, values[n]) for n in shown)]
+        cells += [_ratio(values[a], values[b]) for a, b in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _tcp_section(result: Result) -> list[str]:
+    tcp = result.get("tcp")
+    if not isinstance(tcp, Mapping):
+        return []
+    config = tcp.get("config") or {}
+    size = (config.get("transfer_bytes") or 0) / 2**20
+    out = [
+        "## TCP tunnels (issue 9)",
+        "",
+        "- the local service: a uvloop TCP source in its own process (`bench/tcpsource.py`): "
+        "a byte count and a newline in, that many random bytes out, then it closes",
+        "- direct: the client connects to the service; socat: `socat TCP-LISTEN:P,fork,"
+        "reuseaddr TCP:127.0.0.1:SERVICE` (one process forked per connection); tunnelgate: "
+        "`tunnelgate server --tcp-ports P-P` and `tunnelgate tcp SERVICE --remote-port P` "
+        "(tunnel ws:// on loopback)",
+        f"- transfer: one {size:,.0f} MiB download over one connection; connections: "
+        f"{config.get('workers')} threads of this process each connecting, sending a request "
+        f"line, reading {config.get('exchange_bytes')} bytes and the service's close, for "
+        f"{config.get('duration_s')} s per system per round (latency = one whole exchange)",
+        f"- the three systems run side by side and are measured in turn, {config.get('rounds')} "
+        "rounds (the order rotated each round), the median shown; CPU over all rounds, "
+        "socat's forked children included",
+        "- direct's connection rate is the Python connector's own ceiling, not the service's: "
+        "tunnelgate / direct understates the tunnel's cost per connection on that row",
+        "",
+        tcp_table(result),
+        "",
+    ]  # fmt: skip
+    out += [f"- {TCP_NAMES.get(n, n)}: not measured: {why}"
+            for n, why in (tcp.get("not_measured") or {}).items()]  # fmt: skip
+    return out
+
+
+# --- metrics on/off (issue 10) -----------------------------------------------------
+def _metrics_section(result: Result) -> list[str]:
+    found = result.get("metrics")
+    if not isinstance(found, Mapping):
+        return []
+    config = found.get("config") or {}
+    off, on = found.get("off") or {}, found.get("on") or {}
+    within = found.get("within") or 0.03
+    ratio, paired = found.get("on_over_off"), found.get("on_over_off_paired")
+    scrapes = on.get("scrapes") or {}
+
+    def cells(side: Mapping[str, Any]) -> str:
+        rps = side.get("rps")
+        runs = ", ".join(f"{x:,.0f}" for x in side.get("runs_rps") or ())
+        p99, cpu = side.get("p99_ms"), side.get("gateway_cpu_us_per_request")
+        return (f"{'n/a' if rps is None else f'{rps:,.0f}'} | {runs} | "
+                f"{'n/a' if p99 is None else f'{p99:,.2f}'} | "
+                f"{'n/a' if cpu is None else f'{cpu:,.1f}'} | {side.get('errors')}")  # fmt: skip
+
+    value = "n/a" if ratio is None else f"{ratio:.3f} (rounds' ratios, median: {paired})"
+    met = None if ratio is None else ratio >= 1 - within
+    return [
+        "## Metrics on/off (issue 10)",
+        "",
+        f"- tunnelgate, small GETs at {config.get('connections')} connections "
+        f"({config.get('load_generator')}, {config.get('duration_s')} s each), two "
+        "gateway+client pairs side by side: **off** without `--admin`; **on** with `--admin "
+        f"127.0.0.1:PORT` and /metrics fetched every {config.get('scrape_interval_s')} s during "
+        "the load",
+        f"- {config.get('rounds')} rounds, each side in turn, the order swapped every round; "
+        "the median of each side shown",
+        f"- scrapes during the load: {scrapes.get('ok')} answered, {scrapes.get('failed')} "
+        f"failed; the last was {scrapes.get('last_bytes'):,} bytes"
+        if scrapes else "- no scrapes recorded",
+        "",
+        "| admin API | req/s (median) | req/s, each round | p99 (ms, median) | "
+        "gateway CPU per request (µs, median) | errors |",
+        "|---|---|---|---|---|---|",
+        f"| off | {cells(off)} |",
+        f"| on, /metrics scraped | {cells(on)} |",
+        "",
+        "| target | wanted | measured | met |",
+        "|---|---|---|---|",
+        f"| small GET req/s, metrics on / off | >= {1 - within:.2f} | {value} | {_mark(met)} |",
+        "",
+    ]  # fmt: skip
+
+
 def targets(result: Result, scale: Result | None = None) -> list[Target]:
     rps = _quotient(_c50(result, "tunnelgate", "rps"), _c50(result, "direct", "rps"))
     p99 = _quotient(_c50(result, "tunnelgate", "p99_ms"), _c50(result, "direct", "p99_ms"))
@@ -453,6 +612,30 @@ def _twohop_line(result: Result) -> str:
     )
 
 
+def _phases(result: Result) -> tuple[str, ...]:
+    """The phases the run was asked for (a run before --only existed: all of them)."""
+    return tuple(_get(result, "config", "phases") or PHASES)
+
+
+def _http_section(result: Result, scale: Result | None) -> list[str]:
+    out = [
+        table(result),
+        "",
+        "## Targets (issue 3)",
+        "",
+        "| target | wanted | measured | met |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {t.metric} | {t.wanted} | {t.value} | {_mark(t.met)} |"
+            for t in targets(result, scale)]  # fmt: skip
+    chart = result.get("chart", "latest.png")
+    if chart.endswith(".png"):
+        out += ["", f"![req/s and p99 latency against concurrency]({chart})", ""]
+    else:
+        out += ["", f"(chart {chart})", ""]
+    return out
+
+
 def markdown(result: Result, scale: Result | None = None) -> str:
     m, sw = result.get("machine", {}), result.get("software", {})
     commit = sw.get("commit") or "?"
@@ -473,21 +656,15 @@ def markdown(result: Result, scale: Result | None = None) -> str:
         f"- {_twohop_line(result)}",
         "- ratios: the first system's value over the second's, both from this run",
         "",
-        table(result),
-        "",
-        "## Targets (issue 3)",
-        "",
-        "| target | wanted | measured | met |",
-        "|---|---|---|---|",
     ]
-    out += [f"| {t.metric} | {t.wanted} | {t.value} | {_mark(t.met)} |"
-            for t in targets(result, scale)]  # fmt: skip
-    chart = result.get("chart", "latest.png")
-    if chart.endswith(".png"):
-        out += ["", f"![req/s and p99 latency against concurrency]({chart})", ""]
+    if "http" in _phases(result):
+        out += _http_section(result, scale)
     else:
-        out += ["", f"(chart {chart})", ""]
+        out += [f"Only these phases were run: {', '.join(_phases(result))} "
+                "(`python -m bench.run --only ...`).", ""]  # fmt: skip
     out += _https_section(result)
+    out += _tcp_section(result)
+    out += _metrics_section(result)
     notes = _notes(result)
     if notes:
         out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
@@ -509,12 +686,15 @@ def validate(result: Result) -> list[str]:
     problems += [f"missing machine.{k}" for k in ("nproc", "cpu_model", "kernel")
                  if _get(result, "machine", k) is None]  # fmt: skip
     asked = _get(result, "config", "systems") or ()
-    for name in dict.fromkeys([*REQUIRED_SYSTEMS, *asked]):
+    required = REQUIRED_SYSTEMS if "http" in _phases(result) else ()
+    for name in dict.fromkeys([*required, *asked]):
         if name not in result.get("systems", {}):
             problems.append(f"no results for {name}")
     for name, system in result.get("systems", {}).items():
         problems += [f"{name}: {p}" for p in _validate_system(system, result)]
     problems += _validate_https(result)
+    problems += _validate_tcp(result)
+    problems += _validate_metrics(result)
     if "tunnelgate" in result.get("systems", {}):
         tunnels = result.get("idle_tunnels") or {}
         if not isinstance(tunnels.get("per_tunnel_kib"), int | float):
@@ -541,6 +721,40 @@ def _validate_system(system: Result, result: Result) -> list[str]:
     if _get(system, "integrity", "ok") is not True:
         problems.append("integrity check failed or missing")
     return problems
+
+
+def _validate_tcp(result: Result) -> list[str]:
+    if "tcp" not in _phases(result):
+        return []
+    systems = _get(result, "tcp", "systems")
+    if not isinstance(systems, Mapping):
+        return ["no TCP results"]
+    problems = []
+    for name in ("direct", "tunnelgate"):
+        system = systems.get(name)
+        if not isinstance(system, Mapping):
+            problems.append(f"no TCP results for {name}")
+            continue
+        if not _get(system, "transfer", "mb_per_s"):
+            problems.append(f"TCP {name}: no transfer")
+        elif _get(system, "transfer", "truncated"):
+            problems.append(f"TCP {name}: a transfer was cut short")
+        if not _get(system, "connections", "per_s"):
+            problems.append(f"TCP {name}: no connections")
+        if _get(system, "connections", "errors"):
+            problems.append(f"TCP {name}: connections failed")
+    return problems
+
+
+def _validate_metrics(result: Result) -> list[str]:
+    if "metrics" not in _phases(result):
+        return []
+    found = result.get("metrics")
+    if not isinstance(found, Mapping) or found.get("on_over_off") is None:
+        return ["no metrics on/off result"]
+    if not _get(found, "on", "scrapes", "ok"):
+        return ["metrics on: /metrics was never scraped"]
+    return []
 
 
 def _validate_https(result: Result) -> list[str]:

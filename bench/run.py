@@ -49,6 +49,7 @@ from typing import Any, Final
 from . import report
 from .loadgen import LoadGenerator, PyLoad, Wrk
 from .measure import Plan, SystemRun, idle_tunnels, interleaved_bulk, run_bounded, say
+from .metrics_ab import MetricsPlan, measure_metrics
 from .origin import MID_SIZE, Origin, start_nginx, start_python_origin
 from .pagekite import PageKite
 from .procs import (
@@ -58,9 +59,9 @@ from .procs import (
     raise_nofile,
     raise_on_signals,
 )
-from .metrics_ab import MetricsPlan, measure_metrics
 from .systems import DOMAIN, SUBDOMAIN, Direct, System, Tunnelgate
-from .tcprows import SMOKE_TRANSFER_BYTES, SYSTEMS as TCP_SYSTEMS, TcpPlan, measure_tcp
+from .tcprows import SMOKE_TRANSFER_BYTES, TcpPlan, measure_tcp
+from .tcprows import SYSTEMS as TCP_SYSTEMS
 from .tlscert import BenchCertificate, make_certificate
 from .twohop import TwoHop
 
@@ -76,7 +77,7 @@ SMOKE_HTTPS_SYSTEMS: Final = ("tunnelgate",)
 PHASES: Final = ("http", "https", "tcp", "metrics")  # --only picks among them
 ONLY_STEM: Final = "phases"  # --only writes phases.{json,md}: latest.* stays a whole run
 SMOKE_TCP: Final = TcpPlan(rounds=1, transfer_bytes=SMOKE_TRANSFER_BYTES, duration=0.3)
-SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=0.5, warmup=0.2)
+SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=1.2, warmup=0.2)  # >= 2 scrapes
 TCP_NEEDS: Final = 60.0  # seconds left before the TCP phase is started (it takes ~40)
 METRICS_NEEDS: Final = 75.0  # seconds left before the metrics phase is started (~60)
 NO_TLS_IN_SMOKE: Final = (

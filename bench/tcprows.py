@@ -250,8 +250,10 @@ class _Tally:
                 "runs_mb_per_s": self.mb_per_s,
                 "bytes": self.transfer_bytes,
                 "truncated": self.truncated,
-                "cpu_ms_per_mib": {role: round(s * 1e3 / mib, 3) if mib else None
-                                   for role, s in self.transfer_cpu.items()},  # fmt: skip
+                "cpu_ms_per_mib": {
+                    role: round(s * 1e3 / mib, 3) if mib else None
+                    for role, s in self.transfer_cpu.items()
+                },
             },
             "connections": {
                 "per_s": _median(per_s),
@@ -260,8 +262,10 @@ class _Tally:
                 "p99_ms": _median([c["p99_ms"] for c in self.conns if c["p99_ms"] is not None]),
                 "made": made,
                 "errors": sum(c["errors"] for c in self.conns),
-                "cpu_us_per_connection": {role: round(s * 1e6 / made, 1) if made else None
-                                          for role, s in self.conn_cpu.items()},  # fmt: skip
+                "cpu_us_per_connection": {
+                    role: round(s * 1e6 / made, 1) if made else None
+                    for role, s in self.conn_cpu.items()
+                },
             },
         }
 
@@ -322,7 +326,7 @@ def measure_tcp(
     tallies = {system.name: _Tally() for system in systems}
     failed: set[str] = set()
     for index in range(plan.rounds):
-        order = systems[index % len(systems):] + systems[:index % len(systems)] if systems else []
+        order = systems[index % len(systems) :] + systems[: index % len(systems)] if systems else []
         for system in order:
             if system.name in failed:
                 continue
@@ -333,9 +337,13 @@ def measure_tcp(
                 errors.append(f"TCP {system.name}: {exc}")
                 failed.add(system.name)
     return {
-        "config": {"rounds": plan.rounds, "transfer_bytes": plan.transfer_bytes,
-                   "workers": plan.workers, "duration_s": plan.duration,
-                   "exchange_bytes": EXCHANGE},  # fmt: skip
+        "config": {
+            "rounds": plan.rounds,
+            "transfer_bytes": plan.transfer_bytes,
+            "workers": plan.workers,
+            "duration_s": plan.duration,
+            "exchange_bytes": EXCHANGE,
+        },
         "systems": {name: tally.summary() for name, tally in tallies.items() if tally.conns},
         "not_measured": not_measured,
     }

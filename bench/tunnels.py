@@ -70,6 +70,18 @@ class _Recorder:
     ) -> None:
         pass
 
+    def connection(
+        self,
+        tunnel: str,
+        protocol: str,
+        client: str,
+        end: str,
+        duration_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        pass  # TCP and TLS tunnels only; these are HTTP tunnels
+
     def reconnecting(self, attempt: int, delay: float, reason: str) -> None:
         self.tally.reconnects += 1
         self.tally.reasons[reason] = self.tally.reasons.get(reason, 0) + 1
