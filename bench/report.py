@@ -485,7 +485,9 @@ def _metrics_section(result: Result) -> list[str]:
                 f"{'n/a' if p99 is None else f'{p99:,.2f}'} | "
                 f"{'n/a' if cpu is None else f'{cpu:,.1f}'} | {side.get('errors')}")  # fmt: skip
 
-    value = "n/a" if ratio is None else f"{ratio:.3f} (rounds' ratios, median: {paired})"
+    rounds = found.get("round_ratios") or []
+    spread = f", from {min(rounds):.3f} to {max(rounds):.3f}" if rounds else ""
+    value = "n/a" if ratio is None else f"{ratio:.3f} (each round's ratio: median {paired}{spread})"
     met = None if ratio is None else ratio >= 1 - within
     return [
         "## Metrics on/off (issue 10)",
