@@ -1,15 +1,16 @@
 """The metrics row (issue 10): small-GET req/s with the admin API on and scraped, over off.
 
 The gateway counts always; ``--admin 127.0.0.1:PORT`` adds the admin API and its /metrics.
-Two tunnelgate systems (gateway and client each) run side by side in front of the same origin:
-**off**, no admin API; **on**, ``--admin`` with /metrics fetched every 0.5 s (on a fresh
-connection, as Prometheus without keep-alive would) from a thread of this process while the
-load runs. The same small-GET load as the plain-HTTP rows (50 connections) is run on each in
-turn for ``rounds`` rounds, the order swapped every round (off on, on off, ...) so that
-neither side always goes first; reported: each side's median req/s, the on/off ratio of the
-medians and the median of the per-round ratios (each round's pair is minutes apart from the
-next, seconds apart from each other), and the gateway's CPU per request on each side, which
-the machine's load moves much less than req/s. Issue 10 wants on within 3 % of off.
+Three tunnelgate systems (gateway and client each) run side by side in front of the same
+origin: **off**, no admin API; **on**, ``--admin`` with /metrics fetched every 0.5 s (on a
+fresh connection, as Prometheus without keep-alive would) from a thread of this process while
+the load runs; and **control**, a second *off*, the A/A yardstick: what two identical pairs
+differ by here (on the shared 2-core machine, up to tens of percent in one round). The same
+small-GET load as the plain-HTTP rows (50 connections) is run on each in turn for ``rounds``
+rounds, the order rotated every round so that no side always goes first; reported: each
+side's median req/s, the on/off (and control/off) ratio of the medians, the median of the
+per-round ratios (the sides of one round are seconds apart, rounds are a minute apart), and
+the gateway's CPU per request on each side. Issue 10 wants on within 3 % of off.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ WITHIN: Final = 0.03  # issue 10: on within 3 % of off
 class MetricsPlan:
     # Many short pairs rather than a few long ones: on the shared machine the load moves by
     # tens of percent within a minute, and only the two halves of one pair share it.
-    rounds: int = 10
+    rounds: int = 9
     duration: float = 3.0  # seconds of load per system per round
     warmup: float = 1.0
 
@@ -121,25 +122,35 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 4) if top and bottom else None
+
+
 def measure_metrics(
     procs: Processes, origin: Origin, load: LoadGenerator, plan: MetricsPlan
 ) -> dict[str, Any]:
-    """Both sides started, warmed up, then measured in turn, the order swapped each round."""
+    """All three sides started, warmed up, then measured in turn, the order rotated each
+    round; `control` is a second `off`, whose ratio to `off` shows what two identical
+    gateway+client pairs differ by on this machine (the noise the on/off ratio sits in)."""
     sides = [_Side("off", Tunnelgate(procs, origin)),
+             _Side("control", Tunnelgate(procs, origin)),
              _Side("on", Tunnelgate(procs, origin, admin=True))]  # fmt: skip
     for side in sides:
         load.run(side.system.target, origin.small_path, 10, plan.warmup)
-    ratios = []
+    ratios: dict[str, list[float]] = {"on": [], "control": []}
     for index in range(plan.rounds):
+        shift = index % len(sides)
         rps = {}
-        for side in sides if index % 2 == 0 else sides[::-1]:
+        for side in sides[shift:] + sides[:shift]:
             rps[side.name] = side.measure(load, origin.small_path, plan.duration)
-        if rps["off"]:
-            ratios.append(round(rps["on"] / rps["off"], 4))
-    off, on = sides[0].summary(), sides[1].summary()
-    of_medians = on["rps"] / off["rps"] if on["rps"] and off["rps"] else None
-    paired = _median(ratios)
-    say(f"metrics on/off: {of_medians} (medians), {paired} (median of the rounds' ratios)")
+        for name, found in ratios.items():
+            if (quotient := _ratio(rps[name], rps["off"])) is not None:
+                found.append(quotient)
+    off, control, on = (side.summary() for side in sides)
+    of_medians = _ratio(on["rps"], off["rps"])
+    paired = _median(ratios["on"])
+    say(f"metrics on/off: {of_medians} (medians), {paired} (median of the rounds' ratios); "
+        f"control/off: {_median(ratios['control'])}")  # fmt: skip
     return {
         "config": {
             "rounds": plan.rounds,
@@ -150,8 +161,12 @@ def measure_metrics(
         },
         "off": off,
         "on": on,
-        "on_over_off": None if of_medians is None else round(of_medians, 4),
-        "round_ratios": ratios,
+        "control": control,
+        "on_over_off": of_medians,
+        "round_ratios": ratios["on"],
         "on_over_off_paired": paired,
+        "control_over_off": _ratio(control["rps"], off["rps"]),
+        "control_round_ratios": ratios["control"],
+        "control_over_off_paired": _median(ratios["control"]),
         "within": WITHIN,
     }

@@ -473,6 +473,7 @@ def _metrics_section(result: Result) -> list[str]:
         return []
     config = found.get("config") or {}
     off, on = found.get("off") or {}, found.get("on") or {}
+    control = found.get("control") or {}
     within = found.get("within") or 0.03
     ratio, paired = found.get("on_over_off"), found.get("on_over_off_paired")
     scrapes = on.get("scrapes") or {}
@@ -496,6 +497,21 @@ def _metrics_section(result: Result) -> list[str]:
     cpu = _quotient(on.get("gateway_cpu_us_per_request"), off.get("gateway_cpu_us_per_request"))
     cpu_value = "n/a" if cpu is None else f"{cpu:.3f}"
     cpu_met = None if cpu is None else cpu <= 1 + within
+    aa = _quotient(control.get("rps"), off.get("rps"))
+    aa_rounds = found.get("control_round_ratios") or []
+    aa_cpu = _quotient(
+        control.get("gateway_cpu_us_per_request"), off.get("gateway_cpu_us_per_request")
+    )
+    aa_value = (
+        "n/a"
+        if aa is None
+        else (
+            f"req/s {aa:.3f} (each round's: median {found.get('control_over_off_paired')}"
+            + (f", from {min(aa_rounds):.3f} to {max(aa_rounds):.3f}" if aa_rounds else "")
+            + ")"
+            + ("" if aa_cpu is None else f"; gateway CPU per request {aa_cpu:.3f}")
+        )
+    )
     return [
         "## Metrics on/off (issue 10)",
         "",
@@ -504,8 +520,10 @@ def _metrics_section(result: Result) -> list[str]:
         "gateway+client pairs side by side: **off** without `--admin`; **on** with `--admin "
         f"127.0.0.1:PORT` and /metrics fetched every {config.get('scrape_interval_s')} s during "
         "the load",
-        f"- {config.get('rounds')} rounds, each side in turn, the order swapped every round; "
-        "the median of each side shown",
+        f"- {config.get('rounds')} rounds, each side in turn, the order rotated every round; "
+        "the median of each side shown"
+        + ("; **control** is a second *off* pair, measured like the others: how far two "
+           "identical pairs drift apart here" if control else ""),
         f"- scrapes during the load: {scrapes.get('ok')} answered, {scrapes.get('failed')} "
         f"failed; the last was {scrapes.get('last_bytes'):,} bytes"
         if scrapes else "- no scrapes recorded",
@@ -515,6 +533,7 @@ def _metrics_section(result: Result) -> list[str]:
         "|---|---|---|---|---|---|",
         f"| off | {cells(off)} |",
         f"| on, /metrics scraped | {cells(on)} |",
+        *([f"| control: off again (A/A) | {cells(control)} |"] if control else []),
         "",
         "| target | wanted | measured | met |",
         "|---|---|---|---|",
@@ -522,6 +541,8 @@ def _metrics_section(result: Result) -> list[str]:
         f"| gateway CPU per small GET, metrics on / off (the machine's load moves it less; "
         f"on two busy cores req/s follows CPU per request) | <= {1 + within:.2f} | {cpu_value} "
         f"| {_mark(cpu_met)} |",
+        *([f"| for reference, control / off: two identical pairs (A/A), the noise floor | "
+           f"1.00 | {aa_value} | — |"] if control else []),
         "",
     ]  # fmt: skip
 

@@ -79,7 +79,7 @@ ONLY_STEM: Final = "phases"  # --only writes phases.{json,md}: latest.* stays a 
 SMOKE_TCP: Final = TcpPlan(rounds=1, transfer_bytes=SMOKE_TRANSFER_BYTES, duration=0.3)
 SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=1.2, warmup=0.2)  # >= 2 scrapes
 TCP_NEEDS: Final = 60.0  # seconds left before the TCP phase is started (it takes ~40)
-METRICS_NEEDS: Final = 90.0  # seconds left before the metrics phase is started (~75)
+METRICS_NEEDS: Final = 110.0  # seconds left before the metrics phase is started (~95)
 NO_TLS_IN_SMOKE: Final = (
     "not measured in the smoke run: its Python origin and relays speak no TLS "
     "(nginx terminates TLS in make bench)"
