@@ -29,6 +29,7 @@ from .procs import BenchError, Processes, cpu_meter
 from .systems import Tunnelgate
 
 SCRAPE_INTERVAL: Final = 0.5  # seconds between /metrics fetches, as issue 10 says
+COST_SCRAPES: Final = 100  # back-to-back scrapes of the idle gateway, to price one
 CONNECTIONS: Final = 50
 WITHIN: Final = 0.03  # issue 10: on within 3 % of off
 
@@ -80,6 +81,7 @@ class _Side:
         self.name, self.system = name, system
         self.points: list[dict[str, Any]] = []
         self.scrapes = {"ok": 0, "failed": 0, "last_bytes": 0}
+        self.gateway_cpu = 0.0  # seconds, over all its loaded runs
 
     def measure(self, load: LoadGenerator, path: str, duration: float) -> float:
         if not self.system.ensure_route():
@@ -94,6 +96,7 @@ class _Side:
                 self.scrapes["ok"] += scraper.ok
                 self.scrapes["failed"] += scraper.failed
                 self.scrapes["last_bytes"] = scraper.last_bytes
+        self.gateway_cpu += used.get("gateway", 0.0)
         point = asdict(result)
         point["cpu_us_per_request"] = {
             role: round(s * 1e6 / result.requests, 1) if result.requests else None
@@ -115,7 +118,24 @@ class _Side:
         }
         if self.system.admin_port is not None:
             found["scrapes"] = self.scrapes
+            found["scrape_cpu_us"] = self._scrape_cost()
+            if found["scrape_cpu_us"] is not None and self.gateway_cpu:
+                spent = found["scrape_cpu_us"] * 1e-6 * self.scrapes["ok"]
+                found["scrape_share_of_gateway_cpu"] = round(spent / self.gateway_cpu, 5)
         return found
+
+    def _scrape_cost(self) -> float | None:
+        """The gateway's CPU per /metrics scrape (µs), over back-to-back scrapes, idle."""
+        port = self.system.admin_port
+        assert port is not None
+        target = Target(port, f"127.0.0.1:{port}")
+        try:
+            with cpu_meter({"gateway": self.system.gateway.pid}) as used:
+                for _ in range(COST_SCRAPES):
+                    get(target, "/metrics", timeout=2.0)
+        except (OSError, http.client.HTTPException):
+            return None
+        return round(used["gateway"] * 1e6 / COST_SCRAPES, 1)
 
 
 def _median(values: list[float]) -> float | None:

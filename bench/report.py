@@ -467,6 +467,9 @@ def _tcp_section(result: Result) -> list[str]:
 
 
 # --- metrics on/off (issue 10) -----------------------------------------------------
+COST_SCRAPES_TEXT: Final = "100 back-to-back scrapes of the idle gateway, after the load"
+
+
 def _metrics_section(result: Result) -> list[str]:
     found = result.get("metrics")
     if not isinstance(found, Mapping):
@@ -516,8 +519,9 @@ def _metrics_section(result: Result) -> list[str]:
         "## Metrics on/off (issue 10)",
         "",
         f"- tunnelgate, small GETs at {config.get('connections')} connections "
-        f"({config.get('load_generator')}, {config.get('duration_s')} s each), two "
-        "gateway+client pairs side by side: **off** without `--admin`; **on** with `--admin "
+        f"({config.get('load_generator')}, {config.get('duration_s')} s each), "
+        f"{'three' if control else 'two'} gateway+client pairs side by side: **off** "
+        "without `--admin`; **on** with `--admin "
         f"127.0.0.1:PORT` and /metrics fetched every {config.get('scrape_interval_s')} s during "
         "the load",
         f"- {config.get('rounds')} rounds, each side in turn, the order rotated every round; "
@@ -527,6 +531,10 @@ def _metrics_section(result: Result) -> list[str]:
         f"- scrapes during the load: {scrapes.get('ok')} answered, {scrapes.get('failed')} "
         f"failed; the last was {scrapes.get('last_bytes'):,} bytes"
         if scrapes else "- no scrapes recorded",
+        *([f"- one scrape costs the gateway {on['scrape_cpu_us']:,.0f} µs of CPU "
+           f"({COST_SCRAPES_TEXT}); the scrapes during the load were "
+           f"{on.get('scrape_share_of_gateway_cpu', 0):.3%} of the gateway's CPU meanwhile"]
+          if on.get("scrape_cpu_us") is not None else []),
         "",
         "| admin API | req/s (median) | req/s, each round | p99 (ms, median) | "
         "gateway CPU per request (µs, median) | errors |",
@@ -832,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
     from .chart import render
 
     path.with_suffix(".md").write_text(markdown(result, load(path.with_name("scale.json"))))
-    render(result, path.with_suffix(".png"))
+    if result.get("systems"):  # a run of --only phases without plain HTTP has no chart
+        render(result, path.with_suffix(".png"))
     print(path.with_suffix(".md").read_text())
     return 0
 
