@@ -467,6 +467,7 @@ def _tcp_section(result: Result) -> list[str]:
 
 
 # --- metrics on/off (issue 10) -----------------------------------------------------
+MIN_ROUNDS: Final = 3  # fewer rounds (the smoke run's one) give no verdict
 COST_SCRAPES_TEXT: Final = "100 back-to-back scrapes of the idle gateway, after the load"
 
 
@@ -492,19 +493,24 @@ def _metrics_section(result: Result) -> list[str]:
     rounds = found.get("round_ratios") or []
     spread = f", from {min(rounds):.3f} to {max(rounds):.3f}" if rounds else ""
     value = "n/a" if ratio is None else f"{ratio:.3f} (each round's ratio: median {paired}{spread})"
-    # Rounds whose ratios spread wider than the tolerance itself cannot tell 3 % apart.
-    noisy = bool(rounds) and (max(rounds) - min(rounds)) > 2 * within
+    aa = _quotient(control.get("rps"), off.get("rps"))
+    # No verdict where the run cannot tell 3 % apart: too few rounds, rounds that spread wider
+    # than twice the tolerance, or two identical pairs (control) further apart than it.
+    noisy = len(rounds) < MIN_ROUNDS or (max(rounds) - min(rounds)) > 2 * within
+    noisy = noisy or (aa is not None and abs(aa - 1) > within)
     met = None if ratio is None or noisy else ratio >= 1 - within
     if noisy and ratio is not None:
         value += f"; too noisy to tell {within:.0%} apart"
     cpu = _quotient(on.get("gateway_cpu_us_per_request"), off.get("gateway_cpu_us_per_request"))
     cpu_value = "n/a" if cpu is None else f"{cpu:.3f}"
-    cpu_met = None if cpu is None else cpu <= 1 + within
-    aa = _quotient(control.get("rps"), off.get("rps"))
     aa_rounds = found.get("control_round_ratios") or []
     aa_cpu = _quotient(
         control.get("gateway_cpu_us_per_request"), off.get("gateway_cpu_us_per_request")
     )
+    cpu_noisy = len(rounds) < MIN_ROUNDS or (aa_cpu is not None and abs(aa_cpu - 1) > within)
+    cpu_met = None if cpu is None or cpu_noisy else cpu <= 1 + within
+    if cpu_noisy and cpu is not None:
+        cpu_value += f"; too noisy to tell {within:.0%} apart"
     aa_value = (
         "n/a"
         if aa is None
