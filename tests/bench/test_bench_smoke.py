@@ -5,9 +5,11 @@ the origin and the systems, check routes, sweep concurrency, bulk downloads, CPU
 from /proc, integrity, idle tunnels, report) with the pure-Python origin
 (``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
 nothing from apt. The nginx two-hop chain is two Python TCP relays here (``bench.relay``), and
-the result and report say so. Of the HTTPS rows only tunnelgate's listener is measured (with
-the run's test certificate, and the Python clients over verified TLS); the nginx ones are
-named as not measured. It times nothing: only the shape of the result is checked.
+the result and report say so. The TCP rows (direct, socat if installed, a tunnelgate TCP
+tunnel) and the metrics on/off row run too, one short round each. Of the HTTPS rows only
+tunnelgate's listener is measured (with the run's test certificate, and the Python clients
+over verified TLS); the nginx ones are named as not measured. It times nothing: only the
+shape of the result is checked.
 """
 
 from __future__ import annotations
@@ -81,6 +83,33 @@ def _check_https(result: dict[str, Any]) -> None:
     assert isinstance(over_http["CPU per request, gateway / front end (µs)"], float)
 
 
+def _check_tcp(result: dict[str, Any]) -> None:
+    tcp = result["tcp"]
+    # socat comes from apt (make bench installs it); without it its column is named as not
+    # measured, and the run is still complete.
+    assert set(tcp["systems"]) | set(tcp["not_measured"]) == {"direct", "socat", "tunnelgate"}
+    assert {"direct", "tunnelgate"} <= set(tcp["systems"])
+    for system in tcp["systems"].values():
+        assert system["transfer"]["bytes"] > 0
+        assert system["transfer"]["truncated"] == 0
+        assert system["connections"]["made"] > 0
+        assert system["connections"]["errors"] == 0
+    cpu = tcp["systems"]["tunnelgate"]["transfer"]["cpu_ms_per_mib"]
+    assert set(cpu) == {"gateway", "client", "service"}
+    assert isinstance(tcp["ratios"]["tunnelgate/direct"]["one 100 MiB transfer (MB/s)"], float)
+
+
+def _check_metrics(result: dict[str, Any]) -> None:
+    metrics = result["metrics"]
+    for side in ("off", "on", "control"):
+        assert metrics[side]["rps"] > 0
+        assert metrics[side]["errors"] == 0
+    assert metrics["on"]["scrapes"]["ok"] > 0
+    assert metrics["on"]["scrapes"]["failed"] == 0
+    assert metrics["on"]["scrape_cpu_us"] is not None
+    assert isinstance(metrics["on_over_off"], float)
+
+
 def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     result, results = _run_smoke(tmp_path)
 
@@ -102,6 +131,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert tunnels["sample_routed"] == tunnels["sample_size"] == 20
 
     _check_https(result)
+    _check_tcp(result)
+    _check_metrics(result)
 
     markdown = (results / "latest.md").read_text()
     assert "| small GET req/s, 50 connections |" in markdown
@@ -111,6 +142,9 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert "## HTTPS (issue 8)" in markdown
     assert "| metric | tunnelgate --https | tunnelgate HTTPS / HTTP (CPU rows) |" in markdown
     assert "not measured in the smoke run" in markdown
+    assert "## TCP tunnels (issue 9)" in markdown
+    assert "## Metrics on/off (issue 10)" in markdown
+    assert "| small GET req/s, metrics on / off | >= 0.97 |" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     else:  # `make test` installs only the dev extra: the report says why there is no chart
