@@ -73,6 +73,11 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
           unset="off"),
     _gw("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
+    # Beyond SPEC (issue 10): a series per live tunnel is opt-in, so the label set stays
+    # bounded by what the operator chose to expose; the collector is built at start-up.
+    _gw("metrics-per-tunnel", p.boolean, None,
+        "/metrics also gives requests and bytes per live tunnel (label tunnel=NAME, or the "
+        "port of a TCP tunnel); a tunnel's series go when it does", RESTART),
     _gw("log-format", p.log_format, "text|json", "log lines as text, or one JSON object a line",
         RELOAD),
     _todo("redis", p.url("redis", "rediss", "unix"), "URL",
