@@ -50,8 +50,9 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         unset="off"),
     _gw("tcp-bind", p.host, "HOST", "address the TCP tunnel ports listen on", RESTART),
     _gw("token", p.tokens, "T", "an accepted token (repeatable)", RELOAD, repeatable=True),
-    _gw("tokens-file", p.string, "F", "file of accepted tokens: one a line, # comments",
-        RELOAD, path=True),
+    _gw("tokens-file", p.string, "F",
+        "file of accepted tokens: one a line, the token or sha256:<its SHA-256 in hex>, "
+        "# comments; read again on SIGHUP", RELOAD, path=True),
     _gw("jwt-secret", p.secret, "S",
         "accept HS256 JWTs signed with this secret (at least 32 bytes)", RELOAD),
     _gw("jwt-public-key", p.string, "F",
