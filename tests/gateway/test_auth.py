@@ -122,7 +122,7 @@ async def test_the_chain_binds_local_identities_to_the_reservations() -> None:
 
 # --- static tokens --------------------------------------------------------------------------
 async def test_static_tokens_by_digest_and_replaced() -> None:
-    tokens = StaticTokens([token_digest("alpha"), hashlib.sha256(b"beta").hexdigest()])
+    tokens = StaticTokens([token_digest("alpha"), hashlib.sha256(b"beta").hexdigest().upper()])
     assert len(tokens) == 2
     assert await tokens.authenticate("alpha", CLIENT) == Identity(token_principal("alpha"))
     # A token given by its hash is the same principal as given plain: who owns its names

@@ -174,7 +174,7 @@ class StaticTokens:
     def replace(self, digests: Iterable[str]) -> None:
         """Accept the tokens whose hex SHA-256 digests are `digests` (and no others)."""
         accepted = {}
-        for digest in digests:
+        for digest in map(str.lower, digests):
             raw = bytes.fromhex(digest)
             accepted[raw] = (raw, "token:" + digest[:16])  # as token_principal(token)
         self._accepted = accepted
