@@ -3,6 +3,7 @@ the refusal of the options this version does not implement."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -236,16 +237,33 @@ def test_listen_addresses(value: str, expected: tuple[str, int] | None) -> None:
         assert gateway({"http": value, "allow_anonymous": True}).http == expected
 
 
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def test_tokens_from_cli_env_file_and_tokens_file(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text("# accepted tokens\n\n  alpha  \nbeta # the old one\nalpha\n")
     cfg = gateway({"tokens": ["one", "two"], "tokens_file": str(tokens)})
-    assert cfg.tokens == ("one", "two", "alpha", "beta")
+    assert cfg.tokens == ("one", "two")
+    assert cfg.file_token_digests == (sha("alpha"), sha("beta"))  # never the tokens
+    assert "alpha" not in repr(cfg)
     assert cfg.tokens_file == str(tokens)
     assert gateway({}, {"TUNNELGATE_TOKEN": "envtok"}).tokens == ("envtok",)
     path = write(tmp_path, 'token = ["f1", "f2"]\ntokens_file = "tokens"')
     # A relative path in the file is relative to the file.
-    assert gateway(config_path=path).tokens == ("f1", "f2", "alpha", "beta")
+    from_file = gateway(config_path=path)
+    assert from_file.tokens == ("f1", "f2")
+    assert from_file.file_token_digests == (sha("alpha"), sha("beta"))
+
+
+def test_hashed_lines_in_the_tokens_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    upper = sha("gamma").upper()  # sha256sum prints lower case; either is taken
+    tokens.write_text(f"sha256:{sha('alpha')}\nbeta\nsha256:{upper}  # ci\nalpha\n")
+    cfg = gateway({"tokens_file": str(tokens)})
+    # The plain "alpha" is the same token as its hash: one entry.
+    assert cfg.file_token_digests == (sha("alpha"), sha("beta"), sha("gamma"))
 
 
 @pytest.mark.parametrize(
@@ -253,6 +271,10 @@ def test_tokens_from_cli_env_file_and_tokens_file(tmp_path: Path) -> None:
     [
         ("good\ntwo tokens\n", "line 2: one token a line"),
         ("\x01bad\n", "line 1: token must be non-empty printable ASCII"),
+        ("sha256:" + "a" * 63 + "\n", "line 1: sha256: must be followed by the token's SHA-256"),
+        ("ok\nsha256:" + "g" * 64 + "\n", "line 2: sha256: must be followed"),
+        ("sha256:\n", "(got 0 characters)"),
+        ("sha256:" + "a" * 65 + "\n", "(got 65 characters): printf %s TOKEN | sha256sum"),
     ],
 )
 def test_tokens_file_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -261,6 +283,8 @@ def test_tokens_file_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=r"^--tokens-file: ") as info:
         gateway({"tokens_file": str(tokens)})
     assert message in str(info.value)
+    assert str(tokens) in str(info.value)
+    assert "\n" not in str(info.value)  # one line
 
 
 def test_tokens_file_missing(tmp_path: Path) -> None:
@@ -299,12 +323,23 @@ def test_anonymous_rule(argv: dict[str, object], error: str | None) -> None:
     assert "--allow-anonymous" in str(info.value)
 
 
+def test_metrics_per_tunnel_needs_the_admin_listener() -> None:
+    assert not gateway({}).metrics_per_tunnel
+    cfg = gateway({"admin": "127.0.0.1:9100", "metrics_per_tunnel": True})
+    assert cfg.metrics_per_tunnel
+    with pytest.raises(ConfigError, match=r"^--metrics-per-tunnel: /metrics is served by --admin"):
+        gateway({"metrics_per_tunnel": True})
+
+
 def test_anonymous_rule_from_env_and_empty_tokens_file(tmp_path: Path) -> None:
     assert gateway({}, {"TUNNELGATE_HTTP": ":80", "TUNNELGATE_ALLOW_ANONYMOUS": "yes"}).http
     empty = tmp_path / "tokens"
     empty.write_text("# nobody yet\n")
-    with pytest.raises(ConfigError, match="not a loopback address"):
-        gateway({"http": ":80", "tokens_file": str(empty)})
+    # A tokens file is token auth even while empty: nobody gets in until SIGHUP adds one,
+    # so the anonymous rule has nothing to refuse.
+    cfg = gateway({"http": ":80", "tokens_file": str(empty)})
+    assert cfg.file_token_digests == ()
+    assert auth_methods(cfg) == ("token",)
 
 
 # --- gateway: options this version does not implement yet --------------------------------
@@ -320,9 +355,10 @@ SPEC_OPTIONS = {
     "max-streams", "max-tunnels-per-token", "auth-fail-rate", "max-connections",
     "max-connections-per-address", "handshake-timeout", "drain-timeout", "grace-hold",
 }  # fmt: skip
-# Options beyond SPEC's table, each for something SPEC asks of a listed one: the JWT
-# section checks aud/iss "when configured", and these configure them.
-EXTRA_OPTIONS = {"jwt-audience", "jwt-issuer"}
+# Options beyond SPEC's table, each for something SPEC or an issue asks of a listed one: the
+# JWT section checks aud/iss "when configured", and these configure them; issue 10's
+# per-tunnel metrics are opt-in.
+EXTRA_OPTIONS = {"jwt-audience", "jwt-issuer", "metrics-per-tunnel"}
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
@@ -345,7 +381,8 @@ def test_the_table_is_the_spec() -> None:
 def test_implemented_options_are_the_fields() -> None:
     implemented = {o.field for o in GATEWAY_OPTIONS if o.implemented}
     unimplemented = {o.field for o in GATEWAY_OPTIONS if not o.implemented}
-    assert implemented == set(GatewayConfig.__dataclass_fields__)
+    # file_token_digests: what --tokens-file held, read by the loader.
+    assert implemented | {"file_token_digests"} == set(GatewayConfig.__dataclass_fields__)
     assert not unimplemented & set(GatewayConfig.__dataclass_fields__)
 
 

@@ -10,10 +10,11 @@ from config_support import gateway
 
 from tunnelgate.config import GATEWAY_OPTIONS, GatewayConfig, changed_options, restart_needed
 
-# What start-up builds once: the listening sockets, the hosts they answer for, the state dir.
+# What start-up builds once: the listening sockets, the hosts they answer for, the state dir,
+# the admin listener's metrics.
 RESTART_ONLY = {
     "domain", "http", "https", "state-dir", "tcp-ports", "tcp-bind", "acme-email",
-    "acme-directory", "admin",
+    "acme-directory", "admin", "metrics-per-tunnel",
 }  # fmt: skip
 
 
@@ -76,5 +77,6 @@ def test_a_rewritten_tokens_file_is_reloadable(tmp_path: Path) -> None:
     old = gateway({"tokens_file": str(tokens)})
     tokens.write_text("alpha\nbeta\n")
     new = gateway({"tokens_file": str(tokens)})
-    assert [option.flag for option in changed_options(old, new)] == ["--token"]
+    # The path is the same; what the file holds is part of the option's value.
+    assert [option.flag for option in changed_options(old, new)] == ["--tokens-file"]
     assert restart_needed(old, new) == ()

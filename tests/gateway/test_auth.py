@@ -3,8 +3,11 @@ patterns, a token's bounds, the order of methods, and names reserved for account
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from tunnelgate.config import token_digest
 from tunnelgate.gateway.auth import (
     AuthChain,
     Identity,
@@ -97,7 +100,8 @@ def test_unbound_identities_and_the_star() -> None:
 
 # --- the order of methods -------------------------------------------------------------------
 async def test_the_chain_tries_static_tokens_then_jwts() -> None:
-    chain = AuthChain([StaticTokens(["static-token"]), JwtTokens(load_keys(SECRET, None))])
+    static = StaticTokens([token_digest("static-token")])
+    chain = AuthChain([static, JwtTokens(load_keys(SECRET, None))])
     assert await chain.authenticate("static-token", CLIENT) == Identity(
         token_principal("static-token")
     )
@@ -110,10 +114,36 @@ async def test_the_chain_tries_static_tokens_then_jwts() -> None:
 
 async def test_the_chain_binds_local_identities_to_the_reservations() -> None:
     reservations = Reservations()
-    chain = AuthChain([StaticTokens(["static-token"])], check=reservations)
+    chain = AuthChain([StaticTokens([token_digest("static-token")])], check=reservations)
     identity = await chain.authenticate("static-token", CLIENT)
     assert identity is not None
     assert identity.check is reservations
+
+
+# --- static tokens --------------------------------------------------------------------------
+async def test_static_tokens_by_digest_and_replaced() -> None:
+    tokens = StaticTokens([token_digest("alpha"), hashlib.sha256(b"beta").hexdigest().upper()])
+    assert len(tokens) == 2
+    assert await tokens.authenticate("alpha", CLIENT) == Identity(token_principal("alpha"))
+    # A token given by its hash is the same principal as given plain: who owns its names
+    # does not depend on how the file spells it.
+    assert await tokens.authenticate("beta", CLIENT) == Identity(token_principal("beta"))
+    for wrong in ("alph", "alphaa", "", "ALPHA", None, token_digest("alpha"), "alph\u00e4"):
+        assert await tokens.authenticate(wrong, CLIENT) is None
+    tokens.replace([token_digest("gamma")])
+    assert await tokens.authenticate("alpha", CLIENT) is None
+    assert await tokens.authenticate("gamma", CLIENT) == Identity(token_principal("gamma"))
+    assert tokens.principals() == {token_principal("gamma")}
+    tokens.replace([])
+    assert len(tokens) == 0
+    assert await tokens.authenticate("gamma", CLIENT) is None
+
+
+async def test_a_non_ascii_credential_is_not_folded_onto_a_token() -> None:
+    # "?" is what an encode with errors="replace" would have made of the "é".
+    tokens = StaticTokens([token_digest("tok?n")])
+    assert await tokens.authenticate("tok\u00e9n", CLIENT) is None
+    assert await tokens.authenticate("tok?n", CLIENT) is not None
 
 
 # --- reserved names -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ spelled it. Secrets (tokens, the JWT secret) are never echoed in messages or `re
     gateway_options.py  the gateway's option table, with reload marks and unbuilt options
     gateway.py          GatewayConfig and its loader: refusals and cross-option checks
     reload.py           which changes between two gateway configs need a restart
+    tokens_file.py      --tokens-file: tokens or their sha256:, kept as digests
     tunnels.py          TunnelSpec, from the command line or a tunnels.toml
     client.py           ClientConfig, its options and its loader
 """
@@ -28,6 +29,7 @@ from .gateway_options import GATEWAY_OPTIONS
 from .options import ENV_PREFIX, Option, describe_default
 from .parsers import Address, LogFormat
 from .reload import changed_options, restart_needed
+from .tokens_file import read_tokens_file, token_digest
 from .tunnels import TunnelSpec
 
 __all__ = [
@@ -47,5 +49,7 @@ __all__ = [
     "describe_default",
     "load_client_config",
     "load_gateway_config",
+    "read_tokens_file",
     "restart_needed",
+    "token_digest",
 ]

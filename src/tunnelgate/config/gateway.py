@@ -16,8 +16,9 @@ from tunnelgate import limits
 from tunnelgate.errors import ConfigError
 
 from .gateway_options import GATEWAY_OPTIONS
-from .parsers import Address, Invalid, LogFormat, format_address, secret
+from .parsers import Address, LogFormat, format_address
 from .sources import Given, read_toml, resolve
+from .tokens_file import read_tokens_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,8 @@ class GatewayConfig:
     """Everything the gateway needs, validated. Durations are float seconds.
 
     One field per implemented option of GATEWAY_OPTIONS, with the same name (`--token`
-    sets `tokens`, merged with the tokens file's).
+    sets `tokens`), and `file_token_digests`: what `--tokens-file` held when the config was
+    loaded (SIGHUP reads the file again: gateway/app.py).
     """
 
     domain: str = "localhost"
@@ -37,12 +39,15 @@ class GatewayConfig:
     redirect_http: bool = False
     admin: Address | None = None
     admin_token: str | None = field(default=None, repr=False)
+    metrics_per_tunnel: bool = False
     acme_email: str | None = None
     acme_directory: str | None = None  # None: Let's Encrypt (gateway/acme.py)
     tcp_ports: tuple[int, int] | None = None  # None: no TCP tunnels
     tcp_bind: str = "127.0.0.1"
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str | None = None
+    # SHA-256 hex digests of the file's tokens (config/tokens_file.py), never the tokens.
+    file_token_digests: tuple[str, ...] = field(default=(), repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = None  # a file: PEM key or certificate, or JWKS
     jwt_audience: str | None = None
@@ -79,8 +84,7 @@ def load_gateway_config(
     given = resolve(GATEWAY_OPTIONS, argv_values, env, file_values, config_path)
     raw = _implemented_values(given)
     if raw.get("tokens_file"):
-        file_tokens = _read_tokens_file(str(raw["tokens_file"]))
-        raw["tokens"] = tuple(dict.fromkeys((*raw.get("tokens", ()), *file_tokens)))
+        raw["file_token_digests"] = read_tokens_file(str(raw["tokens_file"]))
     cfg = GatewayConfig(**raw)
     _check_gateway(cfg)
     return cfg
@@ -103,26 +107,6 @@ def _implemented_values(given: Mapping[str, Given]) -> dict[str, Any]:
     if refused:
         raise ConfigError(f"not implemented in this version: {', '.join(refused)}")
     return values
-
-
-def _read_tokens_file(path: str) -> tuple[str, ...]:
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--tokens-file: cannot read {path!r}: {exc}") from None
-    tokens: list[str] = []
-    for number, line in enumerate(lines, 1):
-        parts = line.split(None, 1)
-        if not parts or parts[0].startswith("#"):
-            continue
-        if len(parts) == 2 and not parts[1].startswith("#"):
-            raise ConfigError(f"--tokens-file: {path!r} line {number}: one token a line")
-        try:
-            tokens.append(secret(parts[0]))
-        except Invalid as exc:
-            raise ConfigError(f"--tokens-file: {path!r} line {number}: token {exc}") from None
-    return tuple(tokens)
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,6 +149,8 @@ def _check_gateway(cfg: GatewayConfig) -> None:
             f"--admin: {format_address(cfg.admin)} is not a loopback address: give "
             "--admin-token, which its requests must then carry"
         )
+    if cfg.metrics_per_tunnel and cfg.admin is None:
+        raise ConfigError("--metrics-per-tunnel: /metrics is served by --admin, which is off")
     if cfg.admin is not None and cfg.admin in (cfg.http, cfg.https):
         raise ConfigError(f"--admin: {format_address(cfg.admin)} is a public listener's address")
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
@@ -200,9 +186,11 @@ def _check_jwt(cfg: GatewayConfig) -> None:
 
 
 def auth_methods(cfg: GatewayConfig) -> tuple[str, ...]:
-    """The ways tokens are checked, in the order they are tried (gateway/app.py)."""
+    """The ways tokens are checked, in the order they are tried (gateway/app.py). A tokens
+    file makes static tokens a method even while it is empty: nobody gets in until a
+    token is added (SIGHUP), rather than everybody."""
     methods = (
-        ("token", bool(cfg.tokens)),
+        ("token", bool(cfg.tokens) or cfg.tokens_file is not None),
         ("jwt", cfg.jwt_secret is not None or cfg.jwt_public_key is not None),
         ("controller", cfg.controller is not None),
     )

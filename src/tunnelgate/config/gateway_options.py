@@ -50,8 +50,9 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         unset="off"),
     _gw("tcp-bind", p.host, "HOST", "address the TCP tunnel ports listen on", RESTART),
     _gw("token", p.tokens, "T", "an accepted token (repeatable)", RELOAD, repeatable=True),
-    _gw("tokens-file", p.string, "F", "file of accepted tokens: one a line, # comments",
-        RELOAD, path=True),
+    _gw("tokens-file", p.string, "F",
+        "file of accepted tokens: one a line, the token or sha256:<its SHA-256 in hex>, "
+        "# comments; read again on SIGHUP", RELOAD, path=True),
     _gw("jwt-secret", p.secret, "S",
         "accept HS256 JWTs signed with this secret (at least 32 bytes)", RELOAD),
     _gw("jwt-public-key", p.string, "F",
@@ -73,6 +74,11 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("admin", p.listen, "ADDR", "admin API and metrics listener, as --http", RESTART,
           unset="off"),
     _gw("admin-token", p.secret, "T", "required by the admin API off loopback", RELOAD),
+    # Beyond SPEC (issue 10): a series per live tunnel is opt-in, so the label set stays
+    # bounded by what the operator chose to expose; the collector is built at start-up.
+    _gw("metrics-per-tunnel", p.boolean, None,
+        "/metrics also gives requests and bytes per live tunnel (label tunnel=NAME, or the "
+        "port of a TCP tunnel); a tunnel's series go when it does", RESTART),
     _gw("log-format", p.log_format, "text|json", "log lines as text, or one JSON object a line",
         RELOAD),
     _todo("redis", p.url("redis", "rediss", "unix"), "URL",

@@ -10,14 +10,18 @@ from .gateway import GatewayConfig
 from .gateway_options import GATEWAY_OPTIONS
 from .options import Option
 
+# Options that name a file whose contents the config holds too: a rewritten file is a change.
+_CONTENTS = {"tokens_file": "file_token_digests"}
+
 
 def changed_options(old: GatewayConfig, new: GatewayConfig) -> tuple[Option, ...]:
     """The implemented options whose value differs between `old` and `new`, in table order."""
-    return tuple(
-        opt
-        for opt in GATEWAY_OPTIONS
-        if opt.implemented and getattr(old, opt.field) != getattr(new, opt.field)
-    )
+    return tuple(opt for opt in GATEWAY_OPTIONS if opt.implemented and _differs(opt, old, new))
+
+
+def _differs(opt: Option, old: GatewayConfig, new: GatewayConfig) -> bool:
+    fields = (opt.field, _CONTENTS[opt.field]) if opt.field in _CONTENTS else (opt.field,)
+    return any(getattr(old, name) != getattr(new, name) for name in fields)
 
 
 def restart_needed(old: GatewayConfig, new: GatewayConfig) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ import uvloop
 
 from tunnelgate import limits
 from tunnelgate.allocator import trim, tune_allocator
-from tunnelgate.config import GatewayConfig, auth_methods
+from tunnelgate.config import GatewayConfig, auth_methods, read_tokens_file, token_digest
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode, StreamKind
@@ -89,7 +89,8 @@ class Gateway:
         ports = config.tcp_ports
         self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
-        self.auth = _authenticator(config, failures)
+        self.static_tokens = _static_tokens(config)
+        self.auth = _authenticator(config, failures, self.static_tokens)
         self.tunnels = TunnelAcceptor(config, self.auth, failures, self, self.live)
         self.open_files = open_files
 
@@ -172,11 +173,36 @@ class Gateway:
         return True
 
     def reload(self) -> None:
-        """SIGHUP: a new certificate for new handshakes (open connections keep theirs; a
-        broken file is refused with a log line and the old one stays)."""
+        """SIGHUP: a new certificate for new handshakes (open connections keep theirs) and
+        the tokens file read again for new registrations (tunnels up stay up). A broken
+        file is refused with a log line, and what was loaded before stays."""
         log.info("reload")
         if self.certificates is not None:
             self.certificates.reload()
+        if self.static_tokens is not None and self.config.tokens_file is not None:
+            self._reload_tokens(self.static_tokens, self.config.tokens_file)
+
+    def _reload_tokens(self, tokens: StaticTokens, path: str) -> None:
+        """The tokens file again, with the --token values. Tunnels of a token no longer
+        accepted are kept, as ngrok and frp keep sessions (they were authenticated when
+        they connected; DELETE /api/tunnels/NAME closes one), and counted in the log line;
+        once one drops, its token is refused and its name freed after the grace."""
+        try:
+            from_file = read_tokens_file(path)
+        except ConfigError as exc:
+            log.warning("tokens_reload_failed", error=str(exc), kept=len(tokens))
+            return
+        before = tokens.principals()
+        tokens.replace((*map(token_digest, self.config.tokens), *from_file))
+        removed = before - tokens.principals()
+        kept = sum(1 for route in self.live_routes() if route.principal in removed)
+        log.info(
+            "tokens_reloaded",
+            count=len(tokens),
+            added=len(tokens.principals() - before),
+            removed=len(removed),
+            kept_tunnels_of_removed=kept,
+        )
 
     def _set_pressure(self, on: bool) -> None:
         self.live.set_pressure(on)
@@ -234,7 +260,8 @@ class Gateway:
             tcp = self.tcp
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
         if config.admin is not None:
-            registry, token = make_registry(self), config.admin_token
+            registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)
+            token = config.admin_token
             host, port = config.admin
             server = await loop.create_server(
                 lambda: AdminConnection(self, registry, token), host, port, reuse_address=True
@@ -272,7 +299,16 @@ class Gateway:
                 trim()
 
 
-def _authenticator(config: GatewayConfig, failures: FailedAuthLimiter) -> Authenticator:
+def _static_tokens(config: GatewayConfig) -> StaticTokens | None:
+    """--token and --tokens-file, by digest; None when neither is given."""
+    if not config.tokens and config.tokens_file is None:
+        return None
+    return StaticTokens((*map(token_digest, config.tokens), *config.file_token_digests))
+
+
+def _authenticator(
+    config: GatewayConfig, failures: FailedAuthLimiter, static: StaticTokens | None
+) -> Authenticator:
     """The configured methods in order, local checks first: static tokens (a constant-time
     compare), JWTs (a signature), then the controller (a network call, at each
     registration). The first that knows a token decides, so a token a local method
@@ -281,8 +317,8 @@ def _authenticator(config: GatewayConfig, failures: FailedAuthLimiter) -> Authen
     anonymous (loopback-only unless --allow-anonymous: config checks that).
     Raises ConfigError for a JWT key that cannot be used."""
     methods: list[Authenticator] = []
-    if config.tokens:
-        methods.append(StaticTokens(config.tokens))
+    if static is not None:
+        methods.append(static)
     if config.jwt_secret is not None or config.jwt_public_key is not None:
         keys = load_keys(config.jwt_secret, config.jwt_public_key)
         methods.append(JwtTokens(keys, audience=config.jwt_audience, issuer=config.jwt_issuer))

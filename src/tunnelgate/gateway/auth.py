@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from tunnelgate.config import token_digest
 from tunnelgate.proto.codes import RejectReason
 
 ANONYMOUS = "anonymous"
@@ -95,11 +96,6 @@ def token_principal(token: str) -> str:
     return "token:" + token_digest(token)[:16]
 
 
-def token_digest(token: str) -> str:
-    """The key a token is remembered by (caches): never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 # --- what an identity may take --------------------------------------------------------
 def name_matches(pattern: str, name: str) -> bool:
     """`name` is `pattern`, or fits it where `*` stands for any run of characters
@@ -161,21 +157,45 @@ class Anonymous:
 
 
 class StaticTokens:
-    """`--token` / `--tokens-file`: tokens compared in constant time, each against all."""
+    """`--token` / `--tokens-file`: the accepted tokens, kept only as their SHA-256.
 
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self._tokens = tuple((t.encode(), token_principal(t)) for t in tokens)
+    A presented token is hashed once and looked up: no loop over the accepted tokens whose
+    running time depends on which (or how many) came close, and no secret in memory. The
+    lookup compares digests of what the client sent, and learning how much of a digest
+    matched takes an attacker no nearer a token (that needs a preimage); the final
+    equality is still hmac.compare_digest. `replace` swaps the set at once (SIGHUP):
+    registrations from then on see the new set; tunnels already up are not touched.
+    """
+
+    def __init__(self, digests: Iterable[str]) -> None:
+        self._accepted: dict[bytes, tuple[bytes, str]] = {}  # digest -> (digest, principal)
+        self.replace(digests)
+
+    def replace(self, digests: Iterable[str]) -> None:
+        """Accept the tokens whose hex SHA-256 digests are `digests` (and no others)."""
+        accepted = {}
+        for digest in map(str.lower, digests):
+            raw = bytes.fromhex(digest)
+            accepted[raw] = (raw, "token:" + digest[:16])  # as token_principal(token)
+        self._accepted = accepted
+
+    def __len__(self) -> int:
+        return len(self._accepted)
+
+    def principals(self) -> frozenset[str]:
+        return frozenset(principal for _, principal in self._accepted.values())
 
     async def authenticate(self, credential: str | None, client_addr: str) -> Identity | None:
         if credential is None:
             return None
-        given = credential.encode("ascii", "replace")
-        # Compare against every token, so timing tells nothing about which matched.
-        found: str | None = None
-        for token, principal in self._tokens:
-            if hmac.compare_digest(token, given):
-                found = principal
-        return Identity(found) if found is not None else None
+        try:
+            given = hashlib.sha256(credential.encode("ascii")).digest()
+        except UnicodeEncodeError:
+            return None  # accepted tokens are ASCII (config/parsers.secret)
+        found = self._accepted.get(given)
+        if found is None or not hmac.compare_digest(found[0], given):
+            return None
+        return Identity(found[1])
 
     async def aclose(self) -> None:
         pass

@@ -29,12 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tunnelgate import limits
+from tunnelgate.config import token_digest
 from tunnelgate.errors import ControllerUnavailable
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import RejectReason
 
 from .addresses import address_key
-from .auth import Identity, Refusal, Wanted, token_digest, token_principal
+from .auth import Identity, Refusal, Wanted, token_principal
 from .controller import Allowed, ControllerClient, Denied, client_ip
 from .ratelimit import FailedAuthLimiter
 from .reservations import Reservations

@@ -3,7 +3,9 @@
 Nothing here runs per request: the hot path adds to plain ints (counters.py), and this
 collector turns them, and what is live (sessions, routes, streams), into metric families
 when `/metrics` is asked for. Labels are bounded: status classes, directions, closed lists
-of reasons and causes; no per-tunnel labels.
+of reasons and causes; no per-tunnel labels unless `--metrics-per-tunnel`, and then only
+for live tunnels: their series are read off the live routes (the counters the admin API
+shows, kept whether or not they are exported), so a tunnel's series go when it does.
 """
 
 from __future__ import annotations
@@ -48,13 +50,37 @@ class LiveView(Protocol):
 
 
 class GatewayCollector(Collector):
-    def __init__(self, view: LiveView) -> None:
+    def __init__(self, view: LiveView, *, per_tunnel: bool = False) -> None:
         self._view = view
+        self._per_tunnel = per_tunnel
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
         yield from self._tunnels()
         yield from self._connections()
+        if self._per_tunnel:
+            yield from self._each_tunnel()
+
+    def _each_tunnel(self) -> Iterator[Metric]:
+        labels = ["tunnel", "protocol"]
+        requests = CounterMetricFamily(
+            "tunnelgate_tunnel_requests",
+            "Public requests (HTTP) or connections (TCP, TLS) per live tunnel",
+            labels=labels,
+        )
+        transferred = CounterMetricFamily(
+            "tunnelgate_tunnel_bytes",
+            "Bytes from public clients (in) and to them (out) per live tunnel",
+            labels=[*labels, "direction"],
+        )
+        for route in self._view.live_routes():
+            protocol = route.kind.name.lower()
+            tunnel = str(route.port) if route.kind is StreamKind.TCP else route.name
+            requests.add_metric([tunnel, protocol], route.requests)
+            transferred.add_metric([tunnel, protocol, "in"], route.bytes_in)
+            transferred.add_metric([tunnel, protocol, "out"], route.bytes_out)
+        yield requests
+        yield transferred
 
     def _requests(self) -> Iterator[Metric]:
         counts = self._view.counters
@@ -183,8 +209,8 @@ def _by_label(name: str, help: str, label: str, values: dict[str, int]) -> Metri
     return family
 
 
-def make_registry(view: LiveView) -> CollectorRegistry:
+def make_registry(view: LiveView, *, per_tunnel: bool = False) -> CollectorRegistry:
     """A registry of the gateway's metrics only (not the process defaults twice)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(view))
+    registry.register(GatewayCollector(view, per_tunnel=per_tunnel))
     return registry

@@ -129,6 +129,7 @@ class RawPublic(asyncio.Protocol):
         self._slot: str | None = None
         self._client = "?"
         self._tunnel = ""
+        self._route: Route | None = None  # its bytes are counted there when it ends
         self._started = time.monotonic()
 
     def __repr__(self) -> str:
@@ -160,6 +161,7 @@ class RawPublic(asyncio.Protocol):
             return
         self.pipe = pipe = Pipe(route.target, sid, self, self, reset_code=ErrorCode.CANCEL)
         route.requests += 1
+        self._route = route
         if first:
             pipe.on_socket_data(first)
 
@@ -247,6 +249,9 @@ class RawPublic(asyncio.Protocol):
     def pipe_finished(self, aborted: bool) -> None:
         pipe = self.pipe
         assert pipe is not None
+        if self._route is not None:  # the admin API's and per-tunnel metrics' bytes
+            self._route.bytes_in += pipe.bytes_from_socket
+            self._route.bytes_out += pipe.bytes_from_stream
         self._log("reset" if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream)
 
     def _end_now(self, why: str) -> None:

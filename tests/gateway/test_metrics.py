@@ -1,0 +1,103 @@
+"""The metrics collector (gateway/metrics.py) over a stand-in for the live gateway: what it
+reads at scrape time, the closed label lists, and the opt-in per-tunnel series."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from fakes import TunnelPeer
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tunnelgate.gateway.buffers import BufferBudget
+from tunnelgate.gateway.caps import ConnectionCaps
+from tunnelgate.gateway.counters import RequestCounters, TunnelCounters
+from tunnelgate.gateway.metrics import make_registry
+from tunnelgate.gateway.routes import Route
+from tunnelgate.gateway.tls_front import HandshakeCounters
+from tunnelgate.proto.codes import StreamKind
+
+
+@dataclass
+class View:
+    counters: RequestCounters = field(default_factory=RequestCounters)
+    tunnel_counters: TunnelCounters = field(default_factory=TunnelCounters)
+    caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
+    buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
+    handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
+    routes: list[Route] = field(default_factory=list)
+
+    def live_routes(self) -> Iterator[Route]:
+        yield from self.routes
+
+    def open_streams(self) -> int:
+        return 0
+
+    def tunnel_connections(self) -> int:
+        return len(self.routes)
+
+
+def route(name: str, kind: StreamKind = StreamKind.HTTP, port: int = 0) -> Route:
+    target = TunnelPeer().connection  # never touched by the collector
+    return Route(name, 1, target, f"http://{name}.localhost", principal="p", kind=kind, port=port)
+
+
+def scrape(view: View, *, per_tunnel: bool) -> dict[str, float]:
+    text = generate_latest(make_registry(view, per_tunnel=per_tunnel)).decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+async def test_no_per_tunnel_series_unless_asked() -> None:
+    view = View(routes=[route("web")])
+    assert not [key for key in scrape(view, per_tunnel=False) if "tunnel=" in key]
+
+
+async def test_per_tunnel_series_follow_the_live_routes() -> None:
+    web, db = route("web"), route("port:20001", StreamKind.TCP, 20001)
+    view = View(routes=[web, db])
+    web.requests, web.bytes_in, web.bytes_out = 3, 120, 4500
+    db.requests, db.bytes_out = 1, 7
+    samples = scrape(view, per_tunnel=True)
+    assert samples["tunnelgate_tunnel_requests_total{protocol=http,tunnel=web}"] == 3
+    assert samples["tunnelgate_tunnel_bytes_total{direction=in,protocol=http,tunnel=web}"] == 120
+    assert samples["tunnelgate_tunnel_bytes_total{direction=out,protocol=http,tunnel=web}"] == 4500
+    # A TCP tunnel is named by its public port.
+    assert samples["tunnelgate_tunnel_requests_total{protocol=tcp,tunnel=20001}"] == 1
+    view.routes.remove(web)
+    after = scrape(view, per_tunnel=True)
+    assert not [key for key in after if "tunnel=web" in key]  # gone with its tunnel
+    assert after["tunnelgate_tunnel_bytes_total{direction=out,protocol=tcp,tunnel=20001}"] == 7
+
+
+def test_closed_label_lists_are_there_from_the_start() -> None:
+    view = View()
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_tunnel_disconnects_total{cause=heartbeat_timeout}"] == 0
+    assert samples["tunnelgate_tunnel_disconnects_total{cause=dropped}"] == 0
+    assert samples["tunnelgate_registrations_rejected_total{reason=name_taken}"] == 0
+    assert samples["tunnelgate_registrations_total{outcome=reconnected}"] == 0
+    view.tunnel_counters.disconnect("heartbeat_timeout")
+    view.tunnel_counters.reconnected += 1
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_tunnel_disconnects_total{cause=heartbeat_timeout}"] == 1
+    assert samples["tunnelgate_registrations_total{outcome=reconnected}"] == 1
+
+
+def test_requests_by_status_class_and_duration_buckets() -> None:
+    view = View()
+    view.counters.request(204, 0.003, 10, 20, False)
+    view.counters.request(502, 0.3, 5, 6, True)
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_requests_total{status=2xx}"] == 1
+    assert samples["tunnelgate_requests_total{status=5xx}"] == 1
+    assert samples["tunnelgate_requests_aborted_total{}"] == 1
+    assert samples["tunnelgate_request_bytes_total{direction=in}"] == 15
+    assert samples["tunnelgate_request_duration_seconds_bucket{le=0.005}"] == 1
+    assert samples["tunnelgate_request_duration_seconds_bucket{le=0.5}"] == 2
+    assert samples["tunnelgate_request_duration_seconds_count{}"] == 2
