@@ -146,9 +146,10 @@ class LiveView(ViewModel):
 def render(model: ViewModel, width: int, height: int) -> RenderableType:
     """The screen for `model`, on a terminal of `width` columns and `height` lines.
 
-    One column short of the width: a line that fills it leaves the cursor past its end, and
-    the next character the terminal echoes (Ctrl+C's "^C") would wrap and scroll the
-    screen, leaving a line of the old view behind when the view is redrawn."""
+    It ends with an empty line, and its lines stop one column short of the width: the
+    cursor waits at the start of that empty line, so what the terminal echoes there (Ctrl+C's
+    "^C", keys typed) cannot wrap and scroll the screen, which would leave a line of the old
+    view behind on the next redraw (rich redraws in place by moving up its height)."""
     width = max(1, width - 1)
     title = Table.grid()
     title.width = width
@@ -156,8 +157,9 @@ def render(model: ViewModel, width: int, height: int) -> RenderableType:
     title.add_column(justify="right", style="dim")
     title.add_row("tunnelgate", "(Ctrl+C to quit)")
     head = _head(model)
-    rows = max(0, height - head.row_count - 5)  # title, 2 blank lines, section title, spare
-    return Group(title, "", head, "", *_recent(model, width, rows))
+    # Lines besides the head and the rows: title, 2 blank lines, section title, the last.
+    rows = max(0, height - head.row_count - 5)
+    return Group(title, "", head, "", *_recent(model, width, rows), "")
 
 
 def _head(model: ViewModel) -> Table:
