@@ -1,6 +1,6 @@
 """The client's live view: an ngrok-like screen, redrawn in place, when stdout is a terminal.
 
-    tunnelgate                                                         (Ctrl+C to quit)
+    tunnelgate                                                  (Ctrl+C to quit)
 
     Session Status   online
     Server           ws://127.0.0.1:8080/connect
@@ -9,8 +9,8 @@
     Traffic          2 requests · 0 open
 
     HTTP Requests
-    12:04:31  GET   /hello          200 OK           1.3 ms
-    12:04:30  POST  /api/items      201 Created     12.0 ms
+    12:04:32  POST  /api/items                              201 Created  12.0 ms
+    12:04:31  GET   /                                       200 OK        1.3 ms
 
 `LiveView` is the client's `Output` (output.py) when the log format was not chosen and
 `view_model.wanted()` says yes; it keeps its state in the `ViewModel` it extends, and draws

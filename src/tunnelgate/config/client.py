@@ -64,8 +64,8 @@ CLIENT_OPTIONS: Final[tuple[Option, ...]] = (
     Option("insecure", "insecure", parsers.boolean, None,
            "do not verify the gateway's TLS certificate", "client"),
     Option("log-format", "log_format", parsers.log_format, "text|json",
-           "text lines for people, or one JSON object a line on stdout; unset, a live "
-           "view when stdout is a terminal", "client", unset="text"),
+           "text lines for people, or one JSON object a line on stdout", "client",
+           unset="the live view at a terminal, else text"),
     Option("max-retries", "max_retries", _max_retries, "N",
            "give up after N failed reconnects in a row", "client", unset="forever"),
 )  # fmt: skip
