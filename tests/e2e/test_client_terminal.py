@@ -19,6 +19,7 @@ import pytest
 
 from tunnelgate.testing.processes import (
     Proc,
+    free_port,
     start_gateway,
     start_local_app_proc,
     tunnelgate_argv,
@@ -211,6 +212,19 @@ def test_messages_are_lines_above_the_live_view(
     text = term.text()
     assert "tunnelgate: tunnel http rejected:" in text
     assert "Session Status   offline  tunnel http rejected:" in text
+
+
+def test_giving_up_leaves_the_screen_and_exits_1(terminals: list[Terminal]) -> None:
+    server = f"ws://127.0.0.1:{free_port()}/connect"  # nothing listens there
+    argv = tunnelgate_argv("http", "3000", "--server", server, "--max-retries", "1")
+    term = Terminal(argv, terminal_env())
+    terminals.append(term)
+    assert term.wait_exit() == 1
+    text = term.text()
+    assert "Connection lost (cannot reach" in text  # the retry's line, above the view
+    assert "tunnelgate: giving up after 1 retries: cannot reach" in text
+    assert "Session Status   offline  cannot reach" in text
+    assert sum(line.startswith("tunnelgate  ") for line in term.lines()) == 1, text
 
 
 @pytest.mark.parametrize(
