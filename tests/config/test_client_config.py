@@ -161,7 +161,7 @@ def test_client_defaults() -> None:
         None,
         None,
         False,
-        "text",
+        None,  # unset: the live view at a terminal, text lines elsewhere
         None,
     )
 

@@ -232,3 +232,29 @@ async def test_running_out_of_stream_ids_ends_the_connection_with_shutdown(
         False,
     )
     assert last.calls == ["on_reset:INTERNAL_ERROR"]
+
+
+# --- round-trip time from the heartbeat's PING/PONG ---------------------------------------
+async def test_the_pong_to_the_latest_ping_gives_the_round_trip_time(
+    gateway: tuple[TunnelHarness, Hooks],
+) -> None:
+    harness, _ = gateway
+    assert harness.connection.rtt is None
+    harness.connection.ping()
+    assert await harness.receive() == []  # the peer's core answers a PING by itself
+    harness.deliver()  # its PONG
+    rtt = harness.connection.rtt
+    assert rtt is not None
+    assert 0.0 <= rtt < 5.0
+    assert f"rtt={rtt * 1000:.1f}ms" in repr(harness.connection)
+
+
+async def test_the_pong_to_an_older_ping_is_not_taken_for_the_latest(
+    gateway: tuple[TunnelHarness, Hooks],
+) -> None:
+    harness, _ = gateway
+    harness.connection.ping()
+    await harness.receive()
+    harness.connection.ping()  # its PONG is not back yet: PONG 1 must not time PING 2
+    harness.deliver()
+    assert harness.connection.rtt is None

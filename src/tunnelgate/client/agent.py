@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
 import signal
 import ssl
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -42,8 +44,9 @@ from tunnelgate.transport.tunnel import SUBPROTOCOL, StreamHandler, TunnelConnec
 from .connect import open_websocket
 from .dialer import LocalDialer
 from .output import Output, make_output
-from .session import ClientSession
+from .session import ClientSession, SessionStatistics
 from .upstream import LocalPool
+from .view_model import wanted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -72,6 +75,7 @@ class Agent:
         self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
         self._last_reason = ""
         self._tls: ssl.SSLContext | None = None  # for wss://, made once by run()
+        self.current: ClientSession | None = None  # the latest connection's session
 
     # --- main loop ------------------------------------------------------------
     async def run(self) -> int:
@@ -109,7 +113,7 @@ class Agent:
     async def _session(self) -> bool:
         """One connection's life. True if every tunnel got registered on it."""
         self.output.connecting(self.config.server)
-        session = ClientSession(self, self.specs.keys())
+        session = self.current = ClientSession(self, self.specs.keys())
         try:
             ws = await self._unless_stopped(self._open(session))
         except ConnectFailed as exc:
@@ -171,6 +175,13 @@ class Agent:
             return None
         finally:
             self._waiting = None
+
+    def statistics(self) -> SessionStatistics:
+        """The current connection's open streams and round-trip time (for the live view)."""
+        session = self.current
+        if session is None or session.closed.done():
+            return SessionStatistics(0, None)
+        return session.statistics()
 
     def stop(self) -> None:
         """SIGINT/SIGTERM: stop waiting, whatever for; `_session` then says goodbye."""
@@ -248,17 +259,29 @@ def backoff_delay(retry: int) -> float:
 
 
 def run_client(config: ClientConfig) -> int:
-    # The user-facing lines come from `output`; library logs only when something is wrong.
-    configure_logging(config.log_format, level=logging.WARNING)
+    view = None
+    if config.log_format is None and wanted(sys.stdout, os.environ):
+        # rich is loaded only for the live view (a tenth of a second at start-up).
+        from .live_view import LiveView
+
+        view = LiveView(config, sys.stdout, sys.stderr)
+    fmt = config.log_format or "text"
+    # The user-facing lines come from `output`; library logs only when something is wrong
+    # (above the live view, if it is shown).
+    log_stream = None if view is None else view.log_stream
+    configure_logging(fmt, stream=log_stream, level=logging.WARNING)
     tune_allocator()
-    output = make_output(config.log_format)
+    output = make_output(fmt) if view is None else view
 
     async def main() -> int:
         agent = Agent(config, output)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)
-        return await agent.run()
+        if view is None:
+            return await agent.run()
+        with view.showing(agent.statistics):
+            return await agent.run()
 
     with contextlib.suppress(KeyboardInterrupt):
         return uvloop.run(main())

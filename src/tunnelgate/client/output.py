@@ -79,10 +79,12 @@ def _write(stream: TextIO, line: str) -> None:
 
 
 def _rejection(tunnel: str, reason: str, message: str) -> str:
-    return f"tunnelgate: tunnel {tunnel} rejected: {_safe(message, 500)} ({_safe(reason, 64)})"
+    return (
+        f"tunnelgate: tunnel {tunnel} rejected: {printable(message, 500)} ({printable(reason, 64)})"
+    )
 
 
-def _safe(text: str, limit: int = MAX_SHOWN_PATH) -> str:
+def printable(text: str, limit: int = MAX_SHOWN_PATH) -> str:
     """`text` with non-printable characters escaped and cut to `limit` characters."""
     if text.isprintable() and len(text) <= limit:
         return text
@@ -117,7 +119,7 @@ class TextOutput:
     ) -> None:
         # With several tunnels on one connection, say which one served the request.
         prefix = f"[{tunnel}] " if len(self._tunnels) > 1 else ""
-        line = f"{prefix}{_safe(method, 32)} {_safe(path)} {status} {duration_ms:.1f} ms"
+        line = f"{prefix}{printable(method, 32)} {printable(path)} {status} {duration_ms:.1f} ms"
         _write(self._out, line)
 
     def connection(
@@ -132,7 +134,7 @@ class TextOutput:
     ) -> None:
         prefix = f"[{tunnel}] " if len(self._tunnels) > 1 else ""
         line = (
-            f"{prefix}{protocol.upper()} {_safe(client, 64)} {end} {duration_ms:.1f} ms "
+            f"{prefix}{protocol.upper()} {printable(client, 64)} {end} {duration_ms:.1f} ms "
             f"in={bytes_in} out={bytes_out}"
         )
         _write(self._out, line)

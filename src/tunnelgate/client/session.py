@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tunnelgate import limits
 from tunnelgate.proto.codes import ErrorCode, code_name
@@ -23,6 +23,13 @@ from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConn
 # Closed by the gateway for a reason reconnecting would only repeat (idle, or an operator
 # closed it); a gateway shutting down (SHUTDOWN) or a lost connection is retried.
 _FINAL_CLOSES = frozenset({ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
+
+
+class SessionStatistics(NamedTuple):
+    """A snapshot of one connection, for the live view (trio's `statistics()`)."""
+
+    open_streams: int  # requests in flight and TCP/TLS connections being relayed
+    rtt: float | None  # seconds, the latest PING's round trip; None until one is answered
 
 
 class SessionOwner(Protocol):
@@ -56,6 +63,9 @@ class ClientSession:
     def all_registered(self) -> bool:
         return self.registered.issuperset(self.tunnel_ids)
 
+    def statistics(self) -> SessionStatistics:
+        return SessionStatistics(len(self.connection.handlers), self.connection.rtt)
+
     def listener(self) -> TunnelListener:
         """The picows listener factory of this session's WebSocket."""
         return TunnelListener(self.connection)
@@ -88,6 +98,8 @@ class ClientSession:
         if isinstance(message, Registered) and message.id in self.tunnel_ids:
             self.registered.add(message.id)
             self.owner.on_registered(message)
+            if self.all_registered:
+                self.connection.ping()  # the round-trip time now, not a heartbeat later
         elif isinstance(message, Rejected):
             self.rejected = True
             self.owner.on_rejected(message)

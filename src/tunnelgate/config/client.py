@@ -28,7 +28,9 @@ class ClientConfig:
     token: str | None = field(default=None, repr=False)
     ca: str | None = None
     insecure: bool = False
-    log_format: LogFormat = "text"
+    # None: not chosen, so the live view when stdout is a terminal (client/live_view.py),
+    # else text lines; "text" chosen explicitly keeps the lines at a terminal too.
+    log_format: LogFormat | None = None
     max_retries: int | None = None  # None = forever
     tunnels: tuple[TunnelSpec, ...] = ()
 
@@ -62,7 +64,8 @@ CLIENT_OPTIONS: Final[tuple[Option, ...]] = (
     Option("insecure", "insecure", parsers.boolean, None,
            "do not verify the gateway's TLS certificate", "client"),
     Option("log-format", "log_format", parsers.log_format, "text|json",
-           "text for people, or one JSON object a line on stdout", "client"),
+           "text lines for people, or one JSON object a line on stdout", "client",
+           unset="the live view at a terminal, else text"),
     Option("max-retries", "max_retries", _max_retries, "N",
            "give up after N failed reconnects in a row", "client", unset="forever"),
 )  # fmt: skip

@@ -111,6 +111,9 @@ class TunnelConnection:
         self._last_activity = self._last_received
         self._timer: asyncio.TimerHandle | None = None
         self._ping_seq = 0
+        self._ping_sent = 0.0  # when PING `_ping_seq` went out
+        # Seconds between our latest answered PING and its PONG (None: none answered yet).
+        self.rtt: float | None = None
         self.ending = _DROPPED  # until we learn more
         self._backlog_scheduled = False
         self._replies_at_pause = 0
@@ -126,8 +129,10 @@ class TunnelConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("paused" if self.write_paused else "open")
+        rtt = "" if self.rtt is None else f" rtt={self.rtt * 1000:.1f}ms"
         return (
-            f"<TunnelConnection {self.mux.role.name.lower()} {state} streams={len(self.handlers)}>"
+            f"<TunnelConnection {self.mux.role.name.lower()} {state} "
+            f"streams={len(self.handlers)}{rtt}>"
         )
 
     # --- picows callbacks ---------------------------------------------------
@@ -248,6 +253,9 @@ class TunnelConnection:
             if self.ending.code is None:
                 self.ending = ConnectionEnd(event.code, event.reason or code_name(event.code), True)
             self.hooks.on_go_away(event.code, event.reason)
+        elif isinstance(event, ev.PongReceived):
+            if event.value == self._ping_seq:  # an older PING's answer would read too long
+                self.rtt = time.monotonic() - self._ping_sent
 
     def _handler_failed(self, event: ev.Event) -> None:
         sid: int = getattr(event, "stream_id", 0)
@@ -346,6 +354,13 @@ class TunnelConnection:
             self.ws.disconnect()
             self._loop.call_later(limits.TUNNEL_CLOSE_TIMEOUT, self.abort)
 
+    def ping(self) -> None:
+        """Send a PING now (the heartbeat sends one every interval); its PONG sets `rtt`."""
+        self._ping_seq += 1
+        self._ping_sent = time.monotonic()
+        self.mux.ping(self._ping_seq)
+        self._flush()
+
     def abort(self) -> None:
         if self.ws is not None and not self.ws.is_disconnected:
             self.ws.disconnect(graceful=False)
@@ -399,9 +414,7 @@ class TunnelConnection:
                 self.close(ErrorCode.IDLE_TIMEOUT, f"idle for {self._idle_timeout:g} s")
                 return
             self._last_activity = now  # streams still open count as activity
-        self._ping_seq += 1
-        self.mux.ping(self._ping_seq)
-        self._flush()
+        self.ping()
         self._timer = self._loop.call_later(self._heartbeat_interval, self._on_timer)
 
 
