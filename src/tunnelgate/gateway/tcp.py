@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import struct
 import time
 from typing import Protocol, cast
 
@@ -27,12 +25,12 @@ from tunnelgate.proto.codes import ErrorCode, StreamKind
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.pipe import Pipe
+from tunnelgate.transport.reset import abort_with_reset
 
 from .caps import ConnectionCaps
 from .routes import Route
 
 log = EventLog("tunnelgate.gateway")
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class TcpServices(Protocol):
@@ -233,15 +231,8 @@ class RawPublic(asyncio.Protocol):
     def abort(self) -> None:
         """A reset, so the public client can tell the connection was cut, not ended."""
         transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            except OSError:
-                pass  # already gone
-        transport.abort()
+        if transport is not None and not transport.is_closing():
+            abort_with_reset(transport)
 
     # --- transport.pipe.PipeOwner --------------------------------------------------------
     def pipe_finished(self, aborted: bool) -> None:
