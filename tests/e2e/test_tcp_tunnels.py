@@ -317,6 +317,12 @@ def address(conn: RawConnection) -> tuple[str, int]:
     return str(host), int(port)
 
 
+def client_of(conn: RawConnection) -> str:
+    """``HOST:PORT`` of the public client, as the gateway logs it."""
+    host, port = address(conn)
+    return f"{host}:{port}"
+
+
 def digest(data: bytes) -> tuple[int, str]:
     """Length and SHA-256, to compare megabytes without a megabyte diff on failure."""
     return len(data), hashlib.sha256(data).hexdigest()
@@ -337,7 +343,7 @@ async def test_16_mib_echoed_byte_exact_through_a_half_close_and_logged(
     payload = os.urandom(16 * MiB)
     started = time.monotonic()
     async with await open_connection(port, timeout=TIMEOUT) as conn:
-        client = "%s:%d" % address(conn)  # noqa: UP031
+        client = client_of(conn)
         echoed = await exchange(conn, payload)  # EOF comes back only after all of it
     took_ms = (time.monotonic() - started) * 1000
     assert digest(echoed) == digest(payload)
@@ -395,14 +401,14 @@ async def test_a_refused_local_connection_resets_the_public_one_promptly(
     mark, out_mark = gateway.mark(), len(services.client.stdout_lines)
     started = time.monotonic()
     async with await open_connection(services.port("refused"), timeout=TIMEOUT) as conn:
-        client = "%s:%d" % address(conn)  # noqa: UP031
+        client = client_of(conn)
         await conn.send(b"anyone?")
         with pytest.raises(ConnectionResetError):
             await conn.read_some()
     # The client retries the local port for 2 s (a dev server restarting), then gives up.
     assert time.monotonic() - started < 6.0
     line = await gateway.wait_log("tcp_connection", after=mark, client=client)
-    assert (line["bytes_in"], line["bytes_out"], line["ended"]) == (7, 0, "reset")
+    assert (line["bytes_in"], line["bytes_out"], line["ended"]) == (7, 0, "local_error")
     event = await services.client.wait_for_json_async(
         lambda obj: obj.get("event") == "connection" and obj.get("client") == client,
         TIMEOUT,
@@ -412,15 +418,18 @@ async def test_a_refused_local_connection_resets_the_public_one_promptly(
 
 
 async def test_a_reset_by_the_local_service_reaches_the_public_client(
-    services: Services,
+    gateway: TcpGateway, services: Services
 ) -> None:
     resetter = services.resetter
-    index = len(resetter.results)
+    index, mark = len(resetter.results), gateway.mark()
     async with await open_connection(services.port("resetter"), timeout=TIMEOUT) as conn:
+        client = client_of(conn)
         await conn.send(b"hello")
         with pytest.raises(ConnectionResetError):
             await conn.read_some()
     assert await resetter.wait_result(index) == b"hello"
+    line = await gateway.wait_log("tcp_connection", after=mark, client=client)
+    assert line["ended"] == "local_error"
 
 
 async def test_a_reset_by_the_public_client_reaches_the_local_service(
@@ -429,7 +438,7 @@ async def test_a_reset_by_the_public_client_reaches_the_local_service(
     port, app = services.port("echo"), services.apps["echo"]
     before, mark = len(app.connections), gateway.mark()
     conn = await open_connection(port, timeout=TIMEOUT)
-    client = "%s:%d" % address(conn)  # noqa: UP031
+    client = client_of(conn)
     await conn.send(b"x" * 1000)
     assert await conn.read_exactly(1000) == b"x" * 1000  # the service has the connection
     reset(conn.writer)
@@ -438,7 +447,7 @@ async def test_a_reset_by_the_public_client_reaches_the_local_service(
     assert not record.half_closed, record
     assert "Reset" in str(record.error), record
     line = await gateway.wait_log("tcp_connection", after=mark, client=client)
-    assert line["ended"] == "reset"
+    assert line["ended"] == "client_reset"
 
 
 # --- ports: asked for, taken, out of range, none left, freed --------------------------------------
@@ -524,6 +533,9 @@ async def test_a_cut_tunnel_s_port_is_held_and_its_client_takes_it_back(
                     await gateway.wait_log("tunnel_dropped", after=mark, name=f"port:{port}")
                     with pytest.raises(ConnectionResetError):  # cut, not ended
                         await open_before.read_some()
+                    client = client_of(open_before)
+                    cut = await gateway.wait_log("tcp_connection", after=mark, client=client)
+                    assert cut["ended"] == "tunnel_reset"
                     await assert_refused(port)  # during the grace: refused at once
                     with tcp_client(gateway, services, "bob", "--remote-port", str(port)) as rival:
                         await assert_rejected(rival, "port_taken")
@@ -571,7 +583,7 @@ async def test_tls_passthrough_reaches_the_local_server_s_own_certificate(
     payload = os.urandom(MiB)
     # Verified against the app's CA only: the gateway's own certificate would fail here.
     async with await tls_connection(gateway, "secure", certs.trusting(certs.app_ca)) as conn:
-        client = "%s:%d" % address(conn)  # noqa: UP031
+        client = client_of(conn)
         await conn.send(payload)
         assert digest(await conn.read_exactly(len(payload))) == digest(payload)
     [record] = await new_records(app, before)

@@ -128,6 +128,7 @@ class RawPublic(asyncio.Protocol):
         self._client = "?"
         self._tunnel = ""
         self._started = time.monotonic()
+        self._cut = "reset"  # how a reset came, for the log: which side cut the connection
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._client} -> {self._tunnel} {self.pipe!r}>"
@@ -173,6 +174,8 @@ class RawPublic(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pipe is not None:
+            if exc is not None:
+                self._cut = "client_reset"
             self.pipe.on_socket_lost(exc)
         self.transport = None
         slot, self._slot = self._slot, None
@@ -198,6 +201,9 @@ class RawPublic(asyncio.Protocol):
 
     def on_reset(self, code: int) -> None:
         if self.pipe is not None:
+            # CONNECT_ERROR: the client could not reach the local service, or it reset;
+            # anything else: the tunnel went away (or its client gave up on the stream).
+            self._cut = "local_error" if code == ErrorCode.CONNECT_ERROR else "tunnel_reset"
             self.pipe.on_reset(code)
 
     def on_writable(self) -> None:
@@ -238,7 +244,9 @@ class RawPublic(asyncio.Protocol):
     def pipe_finished(self, aborted: bool) -> None:
         pipe = self.pipe
         assert pipe is not None
-        self._log("reset" if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream)
+        self._log(
+            self._cut if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream
+        )
 
     def _end_now(self, why: str) -> None:
         self.abort()
