@@ -36,6 +36,7 @@ from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     Proc,
     RawConnection,
+    RawResponse,
     build_request,
     free_port,
     free_port_range,
@@ -87,9 +88,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     leaf.private_key_pem.write_to_path(str(key))
     chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     app_server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    app_ca.issue_cert(*(f"{name}.{DOMAIN}" for name in TLS_NAMES.values())).configure_cert(
-        app_server
-    )
+    app_ca.issue_cert(*(f"{name}.{DOMAIN}" for name in APP_NAMES)).configure_cert(app_server)
     return Certs(gateway_ca, app_ca, chain, key, app_server)
 
 
@@ -215,6 +214,7 @@ def reset(writer: asyncio.StreamWriter) -> None:
 TCP_APPS: dict[str, str | None] = {"echo": None, "tcp-v1": "v1", "tcp-v2": "v2"}
 TLS_APPS: dict[str, str | None] = {"secure": None, "tls-v1": "v1", "tls-v2": "v2"}
 TLS_NAMES = {"secure": "secure", "tls-v1": "proxied-v1", "tls-v2": "proxied-v2"}
+APP_NAMES = [*TLS_NAMES.values(), "dropped"]  # in the local TLS service's certificate
 
 
 @dataclass
@@ -574,6 +574,22 @@ async def tls_connection(gateway: TcpGateway, name: str, trust: ssl.SSLContext) 
     )
 
 
+async def answered_by_the_gateway(gateway: TcpGateway, certs: Certs, name: str) -> RawResponse:
+    """The HTTPS listener terminates TLS for ``name`` itself (with its own certificate, not
+    the app's) and answers a GET with an error page of its own."""
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await tls_connection(gateway, name, certs.trusting(certs.app_ca))
+    host = f"{name}.{DOMAIN}"
+    response = await http_request(
+        gateway.https_port,
+        build_request("GET", "/", host=host),
+        tls=certs.trusting(certs.gateway_ca),
+        server_name=host,
+    )
+    assert response.header("X-Tunnelgate-Error"), response
+    return response
+
+
 async def test_tls_passthrough_reaches_the_local_server_s_own_certificate(
     gateway: TcpGateway, services: Services, certs: Certs
 ) -> None:
@@ -599,17 +615,27 @@ async def test_other_hosts_on_the_https_listener_are_still_terminated_by_the_gat
     gateway: TcpGateway, services: Services, certs: Certs
 ) -> None:
     assert services.urls["secure"]  # a passthrough tunnel is up on the same listener
-    host = f"nobody.{DOMAIN}"
-    response = await http_request(
-        gateway.https_port,
-        build_request("GET", "/", host=host),
-        tls=certs.trusting(certs.gateway_ca),
-        server_name=host,
-    )
+    response = await answered_by_the_gateway(gateway, certs, "nobody")
     assert response.status == 404, response
-    assert response.header("X-Tunnelgate-Error"), response
-    with pytest.raises(ssl.SSLCertVerificationError):  # the gateway's certificate, not the app's
-        await tls_connection(gateway, "nobody", certs.trusting(certs.app_ca))
+
+
+async def test_a_dropped_passthrough_name_is_answered_by_the_gateway_during_the_grace(
+    gateway: TcpGateway, services: Services, certs: Certs
+) -> None:
+    app_port = str(services.apps["secure"].port)
+    args = ("--subdomain", "dropped", *gateway.client_args("alice"))
+    with start_client("tls", app_port, *args) as owner:
+        await wait_ready_async(owner, TIMEOUT)
+        async with await tls_connection(gateway, "dropped", certs.trusting(certs.app_ca)):
+            pass  # passed through to the app's certificate
+        mark = gateway.mark()
+        owner.signal(signal.SIGKILL)
+        await owner.wait_exit_async(EXIT_TIMEOUT)
+    await gateway.wait_log("tunnel_dropped", after=mark, name="dropped")
+    # Held for its owner: not passed through, but answered at once by the gateway itself,
+    # as a lost HTTP tunnel is.
+    response = await answered_by_the_gateway(gateway, certs, "dropped")
+    assert response.status == 502, response
 
 
 # --- PROXY protocol -------------------------------------------------------------------------------
