@@ -100,6 +100,7 @@ class TcpGateway:
     https_port: int
     low: int
     high: int
+    admin_port: int = 0
     granted: set[int] = field(default_factory=set)
     """Ports this module's tunnels were given (held ones included)."""
 
@@ -120,6 +121,15 @@ class TcpGateway:
         """The log line ``{"event": event, **fields, ...}`` (from index ``after``)."""
         return await wait_log_line(self.proc, _log_match(event, fields), after=after)
 
+    async def listed(self, port: int) -> JsonObject:
+        """The admin API's entry for the TCP tunnel on ``port``."""
+        raw = build_request("GET", "/api/tunnels", host=f"127.0.0.1:{self.admin_port}")
+        response = await http_request(self.admin_port, raw)
+        assert response.status == 200, response
+        listing: list[JsonObject] = response.json()
+        [entry] = [tunnel for tunnel in listing if tunnel["port"] == port]
+        return entry
+
 
 def _log_match(event: str, fields: dict[str, object]) -> Callable[[JsonObject], bool]:
     return lambda obj: (
@@ -129,16 +139,17 @@ def _log_match(event: str, fields: dict[str, object]) -> Callable[[JsonObject], 
 
 @pytest.fixture(scope="module")
 def gateway(certs: Certs) -> Iterator[TcpGateway]:
-    https_port = free_port()
+    https_port, admin_port = free_port(), free_port()
     low, high = free_port_range(PORTS)
     proc, http_port = start_gateway(
         *("--domain", DOMAIN, "--https", f"127.0.0.1:{https_port}"),
+        *("--admin", f"127.0.0.1:{admin_port}"),
         *("--tls-cert", str(certs.gateway_chain), "--tls-key", str(certs.gateway_key)),
         *("--tcp-ports", f"{low}-{high}", "--reconnect-grace", str(GRACE)),
         *("--token", "alice", "--token", "bob"),
     )
     with proc:
-        yield TcpGateway(proc, http_port, https_port, low, high)
+        yield TcpGateway(proc, http_port, https_port, low, high, admin_port)
 
 
 # --- local services, and one client carrying a tunnel to each -------------------------------------
@@ -356,6 +367,11 @@ async def test_16_mib_echoed_byte_exact_through_a_half_close_and_logged(
     assert (line["bytes_in"], line["bytes_out"]) == (len(payload), len(payload))
     assert line["ended"] == "closed"
     assert 0 < line["duration_ms"] <= took_ms + 1000
+    # The tunnel's totals (admin API) count it too; they were 0 for TCP and TLS tunnels.
+    listed = await gateway.listed(port)
+    assert listed["protocol"] == "tcp"
+    assert listed["bytes_in"] >= len(payload)
+    assert listed["bytes_out"] >= len(payload)
 
 
 async def test_the_local_service_ends_first_while_the_public_client_goes_on_sending(

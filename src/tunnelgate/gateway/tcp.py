@@ -127,6 +127,7 @@ class RawPublic(asyncio.Protocol):
         self._slot: str | None = None
         self._client = "?"
         self._tunnel = ""
+        self._route: Route | None = None  # its counters are the admin API's per tunnel
         self._started = time.monotonic()
         self._cut = "reset"  # how a reset came, for the log: which side cut the connection
 
@@ -158,6 +159,7 @@ class RawPublic(asyncio.Protocol):
             self._end_now("tunnel_busy")
             return
         self.pipe = pipe = Pipe(route.target, sid, self, self, reset_code=ErrorCode.CANCEL)
+        self._route = route
         route.requests += 1
         if first:
             pipe.on_socket_data(first)
@@ -244,6 +246,9 @@ class RawPublic(asyncio.Protocol):
     def pipe_finished(self, aborted: bool) -> None:
         pipe = self.pipe
         assert pipe is not None
+        if self._route is not None:
+            self._route.bytes_in += pipe.bytes_from_socket
+            self._route.bytes_out += pipe.bytes_from_stream
         self._log(
             self._cut if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream
         )
