@@ -18,9 +18,7 @@ import hashlib
 import os
 import random
 import signal
-import socket
 import ssl
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from tunnelgate.testing.processes import (
     wait_ready_async,
 )
 from tunnelgate.testing.tcp_app import TcpApp, TcpConnection, start_tcp_app
+from tunnelgate.transport.reset import abort_with_reset
 
 # One event loop for the module: the local services outlive each test.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -61,7 +60,6 @@ PORTS = 16
 MiB = 1024 * 1024
 GREETING = random.Random(9).randbytes(MiB)
 """What the service that speaks first sends before it ends its side."""
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 # --- certificates: the gateway's, and the local TLS service's own ---------------------------------
@@ -199,11 +197,11 @@ async def speak_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     writer.write(GREETING)
     writer.write_eof()
     await writer.drain()
-    digest, n = hashlib.sha256(), 0
+    hasher, n = hashlib.sha256(), 0
     while data := await reader.read(64 * 1024):
-        digest.update(data)
+        hasher.update(data)
         n += len(data)
-    return n, digest.hexdigest()
+    return n, hasher.hexdigest()
 
 
 async def reset_after_first_bytes(
@@ -211,20 +209,14 @@ async def reset_after_first_bytes(
 ) -> object:
     """Read something, then reset the connection."""
     data = await reader.read(64 * 1024)
-    reset(writer)
+    abort_with_reset(writer.transport)
     return data
 
 
-def reset(writer: asyncio.StreamWriter) -> None:
-    """Close ``writer``'s connection with a TCP reset."""
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    writer.transport.abort()
-
-
-# tunnel name -> (proto, PROXY version or None) of the TcpApps; TLS ones by their subdomain
+# The echo services (testing/tcp_app.py) by tunnel name: the PROXY version each expects.
 TCP_APPS: dict[str, str | None] = {"echo": None, "tcp-v1": "v1", "tcp-v2": "v2"}
 TLS_APPS: dict[str, str | None] = {"secure": None, "tls-v1": "v1", "tls-v2": "v2"}
-TLS_NAMES = {"secure": "secure", "tls-v1": "proxied-v1", "tls-v2": "proxied-v2"}
+TLS_NAMES = {"secure": "secure", "tls-v1": "proxied-v1", "tls-v2": "proxied-v2"}  # subdomains
 APP_NAMES = [*TLS_NAMES.values(), "dropped"]  # in the local TLS service's certificate
 
 
@@ -457,7 +449,7 @@ async def test_a_reset_by_the_public_client_reaches_the_local_service(
     client = client_of(conn)
     await conn.send(b"x" * 1000)
     assert await conn.read_exactly(1000) == b"x" * 1000  # the service has the connection
-    reset(conn.writer)
+    abort_with_reset(conn.writer.transport)
     [record] = await new_records(app, before)
     # Cut, not ended: a service must not take a truncated upload for a whole one.
     assert not record.half_closed, record
