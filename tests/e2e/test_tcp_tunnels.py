@@ -520,6 +520,13 @@ async def test_no_free_port_left_and_the_per_token_limit_are_rejected(
             await assert_echoes(low)
 
 
+async def test_tcp_on_a_gateway_without_tcp_ports_is_rejected() -> None:
+    proc, port = start_gateway()
+    server = f"ws://127.0.0.1:{port}/connect"
+    with proc, start_client("tcp", str(free_port()), "--server", server) as tunnel:
+        await assert_rejected(tunnel, "(protocol_unsupported)")
+
+
 # --- a dropped tunnel: its port held for its owner ------------------------------------------------
 async def test_a_cut_tunnel_s_port_is_held_and_its_client_takes_it_back(
     gateway: TcpGateway, services: Services
