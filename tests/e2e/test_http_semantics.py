@@ -29,6 +29,7 @@ from tunnelgate.testing.processes import (
     wait_ready,
     wait_ready_async,
 )
+from tunnelgate.transport.reset import abort_with_reset
 
 
 def sha256(data: bytes) -> str:
@@ -266,6 +267,42 @@ async def test_raw_upgrade_echo_with_half_close(tunnel_env: TunnelEnv) -> None:
         await conn.write_eof()  # our half-close must reach the app...
         rest = await conn.read_until_eof()  # ...which echoes the rest, then closes its side
     assert rest == payload
+
+
+async def test_public_reset_of_an_upgraded_connection_reaches_the_app_as_a_reset() -> None:
+    """A cut, not an end: an app must not take a connection the public client reset for one
+    it finished (as a FIN would say), the same rule as for TCP tunnels."""
+    ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def upgrading_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+            ended.set_result(None)  # a clean EOF
+        except OSError as exc:
+            ended.set_result(exc)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(upgrading_origin, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upgrade = [("Connection", "Upgrade"), ("Upgrade", "echo")]
+    try:
+        with start_tunnel_env(app_port=port) as env:
+            conn = await env.connect()
+            await conn.send(env.build("GET", "/", headers=upgrade))
+            assert (await conn.read_head()).status == 101
+            await conn.send(b"x" * 1000)
+            assert await conn.read_exactly(1000) == b"x" * 1000  # the app has the connection
+            abort_with_reset(conn.writer.transport)
+            outcome = await asyncio.wait_for(ended, 10)
+    finally:
+        server.close()
+    assert isinstance(outcome, ConnectionResetError), outcome
 
 
 # --- streaming ------------------------------------------------------------------------------

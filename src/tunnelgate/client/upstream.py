@@ -26,6 +26,7 @@ from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.pipe import Pipe
+from tunnelgate.transport.reset import abort_with_reset
 
 
 class StreamTarget(Protocol):
@@ -126,10 +127,12 @@ class LocalConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def abort(self) -> None:
+        """The pipe's reset: the app sees RST, not a FIN that would pass a cut-off
+        upgraded connection for a finished one."""
         self.closed = True
         self.pool.discard(self)
         if self.transport is not None:
-            self.transport.abort()
+            abort_with_reset(self.transport)
 
 
 class LocalPool:
