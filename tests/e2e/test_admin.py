@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tunnelgate.testing.metrics import scrape
 from tunnelgate.testing.processes import (
     Proc,
     build_request,
@@ -43,14 +43,7 @@ class Admin:
         return response.status, response.body
 
     async def metrics(self) -> dict[str, float]:
-        status, body = await self.call("GET", "/metrics")
-        assert status == 200
-        samples = {}
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}"] = sample.value
-        return samples
+        return await scrape(self.port, self.token)
 
 
 @pytest.fixture

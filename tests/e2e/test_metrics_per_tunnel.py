@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tunnelgate.testing.metrics import scrape
 from tunnelgate.testing.processes import (
     Proc,
     build_request,
@@ -38,15 +38,7 @@ def app_port() -> Iterator[int]:
 
 
 async def metrics(port: int) -> dict[str, float]:
-    raw = build_request("GET", "/metrics", host=f"127.0.0.1:{port}")
-    response = await http_request(port, raw)
-    assert response.status == 200
-    samples = {}
-    for family in text_string_to_metric_families(response.body.decode()):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
+    return await scrape(port)
 
 
 async def wait_metrics(

@@ -30,6 +30,7 @@ import trustme
 from e2e_support import EXIT_TIMEOUT, assert_rejected, wait_log_line
 
 from tunnelgate.testing.endpoints import Behaviour, BrokenEndpoint
+from tunnelgate.testing.metrics import scrape
 from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     Proc,
@@ -364,6 +365,11 @@ async def test_16_mib_echoed_byte_exact_through_a_half_close_and_logged(
     assert listed["protocol"] == "tcp"
     assert listed["bytes_in"] >= len(payload)
     assert listed["bytes_out"] >= len(payload)
+    # And the gateway-wide counters of TCP connections (by how they ended) and their bytes.
+    samples = await scrape(gateway.admin_port)
+    assert samples["tunnelgate_raw_connections_total{ended=closed,protocol=tcp}"] >= 1
+    assert samples["tunnelgate_raw_bytes_total{direction=in,protocol=tcp}"] >= len(payload)
+    assert samples["tunnelgate_raw_bytes_total{direction=out,protocol=tcp}"] >= len(payload)
 
 
 async def test_the_local_service_ends_first_while_the_public_client_goes_on_sending(

@@ -8,21 +8,22 @@ from dataclasses import dataclass, field
 
 from fakes import TunnelPeer
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
-from tunnelgate.gateway.counters import RequestCounters, TunnelCounters
+from tunnelgate.gateway.counters import RawCounters, RequestCounters, TunnelCounters
 from tunnelgate.gateway.metrics import make_registry
 from tunnelgate.gateway.routes import Route
 from tunnelgate.gateway.tls_front import HandshakeCounters
 from tunnelgate.proto.codes import StreamKind
+from tunnelgate.testing.metrics import samples as samples_of
 
 
 @dataclass
 class View:
     counters: RequestCounters = field(default_factory=RequestCounters)
     tunnel_counters: TunnelCounters = field(default_factory=TunnelCounters)
+    raw_counters: RawCounters = field(default_factory=RawCounters)
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
     buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
     handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
@@ -44,13 +45,7 @@ def route(name: str, kind: StreamKind = StreamKind.HTTP, port: int = 0) -> Route
 
 
 def scrape(view: View, *, per_tunnel: bool) -> dict[str, float]:
-    text = generate_latest(make_registry(view, per_tunnel=per_tunnel)).decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
+    return samples_of(generate_latest(make_registry(view, per_tunnel=per_tunnel)).decode())
 
 
 async def test_no_per_tunnel_series_unless_asked() -> None:
@@ -101,3 +96,18 @@ def test_requests_by_status_class_and_duration_buckets() -> None:
     assert samples["tunnelgate_request_duration_seconds_bucket{le=0.005}"] == 1
     assert samples["tunnelgate_request_duration_seconds_bucket{le=0.5}"] == 2
     assert samples["tunnelgate_request_duration_seconds_count{}"] == 2
+
+
+def test_tcp_and_tls_connections_by_how_they_ended() -> None:
+    view = View()
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_raw_connections_total{ended=client_reset,protocol=tls}"] == 0
+    view.raw_counters.connection(False, "closed", 100, 2000)
+    view.raw_counters.connection(False, "tunnel_offline", 0, 0)
+    view.raw_counters.connection(True, "local_error", 7, 0)
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_raw_connections_total{ended=closed,protocol=tcp}"] == 1
+    assert samples["tunnelgate_raw_connections_total{ended=tunnel_offline,protocol=tcp}"] == 1
+    assert samples["tunnelgate_raw_connections_total{ended=local_error,protocol=tls}"] == 1
+    assert samples["tunnelgate_raw_bytes_total{direction=out,protocol=tcp}"] == 2000
+    assert samples["tunnelgate_raw_bytes_total{direction=in,protocol=tls}"] == 7

@@ -43,7 +43,7 @@ from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
 from .connect import TunnelAcceptor
-from .counters import RequestCounters, TunnelCounters
+from .counters import RawCounters, RequestCounters, TunnelCounters
 from .edge import PublicConnection
 from .hosts import HostRouter
 from .jwt_auth import JwtTokens
@@ -84,6 +84,7 @@ class Gateway:
         self.handshakes = HandshakeCounters()
         self.counters = RequestCounters()
         self.tunnel_counters = TunnelCounters()
+        self.raw_counters = RawCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
         ports = config.tcp_ports

@@ -104,3 +104,41 @@ class TunnelCounters:
 
     def disconnect(self, cause: str) -> None:
         self.disconnected[cause] = self.disconnected.get(cause, 0) + 1
+
+
+# How a public TCP or TLS-passthrough connection ended (tcp.RawPublic's log line): both
+# sides done ("closed"), cut by the public client, the local service (or the client's
+# connect to it), the tunnel, or some other reset; or never relayed: no tunnel online on
+# the port, or no stream free on it. A closed list: bounded labels.
+RAW_ENDINGS: Final = (
+    "closed",
+    "client_reset",
+    "local_error",
+    "tunnel_reset",
+    "reset",
+    "tunnel_offline",
+    "tunnel_busy",
+)
+
+
+class RawCounters:
+    """Public TCP and TLS-passthrough connections: how each ended, bytes each way. One
+    update per connection, when it ends."""
+
+    def __init__(self) -> None:
+        self.tcp_ended: dict[str, int] = dict.fromkeys(RAW_ENDINGS, 0)
+        self.tls_ended: dict[str, int] = dict.fromkeys(RAW_ENDINGS, 0)
+        self.tcp_bytes_in = 0
+        self.tcp_bytes_out = 0
+        self.tls_bytes_in = 0
+        self.tls_bytes_out = 0
+
+    def connection(self, tls: bool, ended: str, bytes_in: int, bytes_out: int) -> None:
+        if tls:
+            self.tls_ended[ended] = self.tls_ended.get(ended, 0) + 1
+            self.tls_bytes_in += bytes_in
+            self.tls_bytes_out += bytes_out
+        else:
+            self.tcp_ended[ended] = self.tcp_ended.get(ended, 0) + 1
+            self.tcp_bytes_in += bytes_in
+            self.tcp_bytes_out += bytes_out

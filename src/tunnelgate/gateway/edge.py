@@ -29,7 +29,7 @@ from tunnelgate.transport.reset import abort_with_reset
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
-from .counters import RequestCounters
+from .counters import RawCounters, RequestCounters
 from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exchange, access_log
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
@@ -99,6 +99,8 @@ class EdgeServices(Protocol):
     def acme(self) -> ChallengeResponder | None: ...
     @property
     def counters(self) -> RequestCounters: ...
+    @property
+    def raw_counters(self) -> RawCounters: ...  # TLS passthrough's (tcp.RawPublic)
 
 
 class PublicConnection(Downstream):

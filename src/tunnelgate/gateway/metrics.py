@@ -25,7 +25,7 @@ from tunnelgate.proto.codes import StreamKind
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
-from .counters import DURATION_BOUNDS, RequestCounters, TunnelCounters
+from .counters import DURATION_BOUNDS, RawCounters, RequestCounters, TunnelCounters
 from .routes import Route
 from .tls_front import HandshakeCounters
 
@@ -37,6 +37,8 @@ class LiveView(Protocol):
     def counters(self) -> RequestCounters: ...
     @property
     def tunnel_counters(self) -> TunnelCounters: ...
+    @property
+    def raw_counters(self) -> RawCounters: ...
     @property
     def caps(self) -> ConnectionCaps: ...
     @property
@@ -186,6 +188,27 @@ class GatewayCollector(Collector):
             "Response bytes held for slow readers (the buffer budget's use)",
             value=view.buffers.held,
         )
+        raw = view.raw_counters
+        ended = CounterMetricFamily(
+            "tunnelgate_raw_connections",
+            "Public TCP and TLS-passthrough connections, by protocol and how they ended",
+            labels=["protocol", "ended"],
+        )
+        for protocol, counts in (("tcp", raw.tcp_ended), ("tls", raw.tls_ended)):
+            for how, value in counts.items():
+                ended.add_metric([protocol, how], value)
+        yield ended
+        relayed = CounterMetricFamily(
+            "tunnelgate_raw_bytes",
+            "Bytes relayed on public TCP and TLS-passthrough connections (in: from the public "
+            "client)",
+            labels=["protocol", "direction"],
+        )
+        relayed.add_metric(["tcp", "in"], raw.tcp_bytes_in)
+        relayed.add_metric(["tcp", "out"], raw.tcp_bytes_out)
+        relayed.add_metric(["tls", "in"], raw.tls_bytes_in)
+        relayed.add_metric(["tls", "out"], raw.tls_bytes_out)
+        yield relayed
         handshakes = view.handshakes
         tls = CounterMetricFamily(
             "tunnelgate_tls_handshakes", "TLS connections on the HTTPS listener", labels=["outcome"]

@@ -28,6 +28,7 @@ from tunnelgate.transport.pipe import Pipe
 from tunnelgate.transport.reset import abort_with_reset
 
 from .caps import ConnectionCaps
+from .counters import RawCounters
 from .routes import Route
 
 log = EventLog("tunnelgate.gateway")
@@ -40,6 +41,8 @@ class TcpServices(Protocol):
     def caps(self) -> ConnectionCaps: ...
     @property
     def deadlines(self) -> Deadlines: ...
+    @property
+    def raw_counters(self) -> RawCounters: ...
 
 
 def port_key(port: int) -> str:
@@ -258,6 +261,7 @@ class RawPublic(asyncio.Protocol):
         self._log(why, 0, 0)
 
     def _log(self, ended: str, bytes_in: int, bytes_out: int) -> None:
+        self._services.raw_counters.connection(not self.port, ended, bytes_in, bytes_out)
         log.info(
             "tcp_connection" if self.port else "tls_connection",
             port=self.port or None,
