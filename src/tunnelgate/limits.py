@@ -209,10 +209,6 @@ DRAIN_TIMEOUT: Final = 30 * SECONDS
 # (the stream layer has no per-stream callback to the session: it would cost every
 # request a call); a draining session is closed at most this long after it went idle.
 DRAIN_CHECK_INTERVAL: Final = 0.1 * SECONDS
-# A client told to go away by a draining gateway (GOAWAY SHUTDOWN) reconnects after a
-# random delay up to this long once its connection ended, so clients of one gateway do
-# not return in step (then the usual back-off if the gateway is not back yet).
-DRAIN_RECONNECT_JITTER: Final = 0.5 * SECONDS
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 

@@ -163,6 +163,31 @@ async def test_client_reconnects_to_a_gateway_restarted_on_the_same_port(
         new.terminate()
 
 
+async def test_a_gateway_started_on_the_port_while_the_old_one_drains_takes_over(
+    env: TunnelEnv,
+) -> None:
+    old = env.gateway
+    async with await env.connect() as conn:
+        await conn.send(env.build("GET", "/slow?key=drain-handover"))
+        await env.wait_app_requests(1)
+        client_mark, mark = env.client_mark(), env.gateway_mark()
+        old.signal(signal.SIGTERM)
+        await _drain_started(env, mark)
+        new, _ = start_gateway(port=env.gateway_port)  # binds: the old listener is closed
+        try:
+            assert env.client_events(client_mark, "tunnel_ready") == []  # still serving
+            await _release(env, "drain-handover")
+            response = await conn.read_response()
+            assert response.body == b"slow\n", response
+            assert await old.wait_exit_async(EXIT_TIMEOUT) == 0
+            env.gateway = new
+            ready = await wait_ready_async(env.client, after=client_mark)
+            assert ready["url"] == env.url
+            assert (await env.get("/")).body == b"hello\n"
+        finally:
+            new.terminate()
+
+
 async def test_second_signal_cuts_off_at_once(env: TunnelEnv) -> None:
     target = f"/bytes?n={BODY}&hold=drain-cut&close=1"  # no framing: only a reset tells
     async with await env.connect() as conn:

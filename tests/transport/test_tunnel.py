@@ -263,7 +263,21 @@ async def test_go_away_keeps_the_streams_open_until_close(
     assert harness.ws.is_disconnected
     await harness.receive()
     [end] = hooks.ends
-    assert (end.code, end.reason, end.by_peer) == (ErrorCode.SHUTDOWN, "draining", False)
+    assert (end.code, end.reason, end.by_peer) == (ErrorCode.SHUTDOWN, "drained", False)
+
+
+async def test_a_goodbye_after_our_go_away_is_the_end(
+    gateway: tuple[TunnelHarness, Hooks],
+) -> None:
+    harness, hooks = gateway
+    harness.connection.go_away(ErrorCode.SHUTDOWN, "draining")
+    harness.peer.go_away(ErrorCode.NO_ERROR, "client stopping")
+    harness.deliver()  # the client left during the drain: its names are freed
+    harness.connection.close(ErrorCode.SHUTDOWN, "drained")
+    await harness.receive()
+    await harness.receive()
+    [end] = hooks.ends
+    assert (end.code, end.by_peer) == (ErrorCode.NO_ERROR, True)
 
 
 # --- round-trip time from the heartbeat's PING/PONG ---------------------------------------

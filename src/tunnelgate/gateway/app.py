@@ -1,7 +1,7 @@
 """The composition root: every part of the gateway is built and wired here, and nowhere else.
 
     Gateway(config)             the parts (EdgeServices, SessionServices), one of each
-    await gateway.serve(stop)   listeners up until `stop`, then shut down in order
+    await gateway.serve(stop)   listeners up until `stop`, then drain and shut down in order
     run_gateway(config)         the `tunnelgate server` process: logging, signals, loop
 
 Where a new part plugs in: a listener is one more `create_server` in `_listen` (with its

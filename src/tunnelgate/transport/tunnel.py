@@ -336,11 +336,10 @@ class TunnelConnection:
 
     def go_away(self, code: int, reason: str = "") -> None:
         """Say GOAWAY with `code` but keep the connection: the streams open may finish,
-        neither side opens another (docs/protocol.md §8). `close` ends it later."""
+        neither side opens another (docs/protocol.md §8). `close` ends it later, and
+        says how it ended: until then the peer's own goodbye still counts as the end."""
         if self.closed or self.mux.go_away_sent:
             return
-        if self.ending.code is None:
-            self.ending = ConnectionEnd(code, reason or code_name(code), False)
         self.mux.go_away(code, reason)
         self._flush()
 
