@@ -19,6 +19,7 @@ from tunnelgate.testing.local_app import expected_bytes_sha256
 from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     build_request,
+    free_port,
     http_request,
     open_connection,
     start_gateway,
@@ -34,6 +35,11 @@ def env() -> Iterator[TunnelEnv]:
     """Each test ends its gateway: one environment per test."""
     with start_tunnel_env() as env:
         yield env
+
+
+async def _admin_health(port: int) -> tuple[int, bytes]:
+    response = await http_request(port, build_request("GET", "/healthz"))
+    return response.status, response.body
 
 
 async def _release(env: TunnelEnv, key: str) -> None:
@@ -114,7 +120,14 @@ async def test_streamed_response_finishes_during_drain(env: TunnelEnv) -> None:
     assert finished["ended"] == "idle", finished
 
 
-async def test_listener_closed_and_idle_keep_alive_closed(env: TunnelEnv) -> None:
+async def test_listener_closed_and_idle_keep_alive_closed() -> None:
+    admin = free_port()
+    with start_tunnel_env(gateway_args=["--admin", f"127.0.0.1:{admin}"]) as env:
+        await _listener_closed_and_idle_keep_alive_closed(env, admin)
+
+
+async def _listener_closed_and_idle_keep_alive_closed(env: TunnelEnv, admin: int) -> None:
+    assert await _admin_health(admin) == (200, b"ok\n")
     idle = await env.connect()
     await idle.send(env.build("GET", "/"))
     assert (await idle.read_response()).header("Connection") is None  # kept alive
@@ -130,6 +143,8 @@ async def test_listener_closed_and_idle_keep_alive_closed(env: TunnelEnv) -> Non
         await idle.aclose()
         with pytest.raises(ConnectionRefusedError):
             await open_connection(env.gateway_port)
+        # The admin listener stays up through the drain, and says so.
+        assert await _admin_health(admin) == (503, b"draining\n")
         await _release(env, "drain-listener")
         response = await busy.read_response()
         assert response.status == 200, response

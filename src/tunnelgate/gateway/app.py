@@ -133,6 +133,10 @@ class Gateway:
             self.acme.ensure(f"{name}.{self.config.domain}")
 
     # --- what the admin API and the metrics read -------------------------------------------
+    @property
+    def draining(self) -> bool:
+        return self.live.draining
+
     def live_routes(self) -> Iterator[Route]:
         yield from self.routes.routes()
         if self.tcp is not None:
