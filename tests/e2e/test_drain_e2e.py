@@ -120,6 +120,26 @@ async def test_streamed_response_finishes_during_drain(env: TunnelEnv) -> None:
     assert finished["ended"] == "idle", finished
 
 
+async def test_upgraded_connection_carries_on_until_it_ends(env: TunnelEnv) -> None:
+    upgrade = [("Connection", "Upgrade"), ("Upgrade", "echo")]
+    async with await env.connect() as conn:
+        await conn.send(env.build("GET", "/upgrade-raw", headers=upgrade))
+        assert (await conn.read_head()).status == 101
+        mark = env.gateway_mark()
+        env.gateway.signal(signal.SIGTERM)
+        started = await _drain_started(env, mark)
+        assert started["streams"] == 1, started
+        for piece in (b"still ", b"echoed"):  # both ways, after the drain began
+            await conn.send(piece)
+            assert await conn.read_exactly(len(piece)) == piece
+        assert env.gateway.returncode is None
+        await conn.write_eof()
+        assert await conn.read_until_eof() == b""
+    assert await env.gateway.wait_exit_async(EXIT_TIMEOUT) == 0
+    finished = await _drain_finished(env, mark)
+    assert finished["ended"] == "idle", finished
+
+
 async def test_listener_closed_and_idle_keep_alive_closed() -> None:
     admin = free_port()
     with start_tunnel_env(gateway_args=["--admin", f"127.0.0.1:{admin}"]) as env:
