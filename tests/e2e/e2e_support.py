@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tunnelgate.testing.proc import JsonObject, WaitTimeout, json_object
+from tunnelgate.testing.proc import JsonObject, ProcExited, WaitTimeout, json_object
 from tunnelgate.testing.processes import (
     Proc,
     RawConnection,
@@ -31,12 +31,26 @@ from tunnelgate.testing.processes import (
     start_gateway,
     start_local_app_proc,
     wait_ready,
+    wait_ready_async,
 )
 
-__all__ = ["TunnelEnv", "is_event", "json_line", "start_tunnel_env"]
+__all__ = [
+    "EXIT_REJECTED",
+    "EXIT_TIMEOUT",
+    "TunnelEnv",
+    "assert_rejected",
+    "is_event",
+    "json_line",
+    "start_tunnel_env",
+    "wait_log_line",
+]
 
 REQUEST_TIMEOUT = 10.0
 """Seconds any one exchange through the tunnel may take in a test."""
+EXIT_REJECTED = 2
+"""The client's exit status when the gateway (or its own validation) refuses a tunnel."""
+EXIT_TIMEOUT = 10.0
+"""Seconds a client gets to exit after it was refused or signalled."""
 POLL_INTERVAL = 0.01
 """Seconds between polls of the local app's /stats (each wait has its own deadline)."""
 
@@ -152,15 +166,7 @@ class TunnelEnv:
     ) -> JsonObject:
         """The gateway's ``"request"`` log line for ``path`` (from ``after``)."""
         match = _EventMatch("request", path)
-        line = await self.gateway.wait_for_line_async(
-            lambda text: (obj := json_line(text)) is not None and match(obj),
-            timeout,
-            stream="stderr",
-            after=after,
-        )
-        found = json_line(line)
-        assert found is not None
-        return found
+        return await wait_log_line(self.gateway, match, after=after, timeout=timeout)
 
     async def wait_gateway_event(
         self,
@@ -170,15 +176,7 @@ class TunnelEnv:
         timeout: float = REQUEST_TIMEOUT,  # noqa: ASYNC109 - a deadline for the output
     ) -> JsonObject:
         """The first of the gateway's JSON log lines (from ``after``) matching ``predicate``."""
-        line = await self.gateway.wait_for_line_async(
-            lambda text: (obj := json_line(text)) is not None and predicate(obj),
-            timeout,
-            stream="stderr",
-            after=after,
-        )
-        found = json_line(line)
-        assert found is not None
-        return found
+        return await wait_log_line(self.gateway, predicate, after=after, timeout=timeout)
 
     async def get_name(self, name: str, target: str = "/") -> RawResponse:
         """GET ``target`` from the tunnel ``name`` on this gateway (not this env's tunnel)."""
@@ -237,3 +235,40 @@ def start_tunnel_env(
 def is_event(event: str, path: str) -> Callable[[JsonObject], bool]:
     """A predicate for JSON lines ``{"event": event, "path": path, ...}``."""
     return _EventMatch(event, path)
+
+
+async def assert_rejected(proc: Proc, *reasons: str) -> str:
+    """``proc`` exits with status 2 after printing exactly one line on stderr, which says one
+    of ``reasons`` (lower case); it never said its tunnel was ready. Returns that line."""
+    try:
+        up = await wait_ready_async(proc, EXIT_TIMEOUT)
+    except ProcExited:
+        pass  # stdout closed without a tunnel_ready line: the client is exiting
+    else:
+        raise AssertionError(f"the tunnel came up: {up}\n{proc.output()}")
+    code = await proc.wait_exit_async(EXIT_TIMEOUT)
+    lines = [line for line in proc.stderr_lines if line.strip()]
+    assert code == EXIT_REJECTED, proc.output()
+    assert len(lines) == 1, proc.output()
+    assert any(reason in lines[0].lower() for reason in reasons), proc.output()
+    return lines[0]
+
+
+async def wait_log_line(
+    proc: Proc,
+    predicate: Callable[[JsonObject], bool],
+    *,
+    after: int = 0,
+    timeout: float = REQUEST_TIMEOUT,  # noqa: ASYNC109 - a deadline for the output
+) -> JsonObject:
+    """The first JSON line on ``proc``'s stderr (a gateway's log) from index ``after`` that
+    matches ``predicate``, waited for with a deadline."""
+    line = await proc.wait_for_line_async(
+        lambda text: (obj := json_line(text)) is not None and predicate(obj),
+        timeout,
+        stream="stderr",
+        after=after,
+    )
+    found = json_line(line)
+    assert found is not None
+    return found

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_support import EXIT_TIMEOUT, assert_rejected
 
 from tunnelgate.testing import websocket as ws
 from tunnelgate.testing.proc import JsonObject, json_object
 from tunnelgate.testing.processes import (
     Proc,
-    ProcExited,
     RawResponse,
     build_request,
     free_port,
@@ -35,10 +35,6 @@ from tunnelgate.testing.processes import (
     wait_ready_async,
 )
 
-EXIT_REJECTED = 2
-"""The client's exit status when the gateway (or its own validation) refuses a tunnel."""
-EXIT_TIMEOUT = 10.0
-"""Seconds a client gets to exit after it was refused or signalled."""
 RECONNECT_TIMEOUT = 20.0
 """Seconds a client gets to find a restarted gateway (its back-off is at most a few s here)."""
 GRACE = 3.0
@@ -209,23 +205,6 @@ def clients(app_port: int) -> Iterator[Clients]:
 
 
 # --- assertions -------------------------------------------------------------------------------
-async def assert_rejected(proc: Proc, *reasons: str) -> str:
-    """``proc`` exits with status 2 after printing exactly one line on stderr, which says one
-    of ``reasons`` (lower case); it never said its tunnel was ready. Returns that line."""
-    try:
-        up = await proc.wait_for_json_async(_is_ready, EXIT_TIMEOUT)
-    except ProcExited:
-        pass  # stdout closed without a tunnel_ready line: the client is exiting
-    else:
-        raise AssertionError(f"the tunnel came up: {up}\n{proc.output()}")
-    code = await proc.wait_exit_async(EXIT_TIMEOUT)
-    lines = [line for line in proc.stderr_lines if line.strip()]
-    assert code == EXIT_REJECTED, proc.output()
-    assert len(lines) == 1, proc.output()
-    assert any(reason in lines[0].lower() for reason in reasons), proc.output()
-    return lines[0]
-
-
 def _is_ready(obj: JsonObject) -> bool:
     return obj.get("event") == "tunnel_ready"
 

@@ -124,6 +124,30 @@ async def test_a_bound_token_asking_any_port_gets_one_of_its_own(
     )
 
 
+async def test_tunnels_of_one_connection_never_share_a_port(
+    tcp_services: tuple[Services, int, int],
+) -> None:
+    # The registry lets a client take its own online port again (a reconnect it noticed
+    # first): its other tunnels on the same connection must not take it that way.
+    services, low, high = tcp_services
+    session = GatewaySession(cast(Any, services), "198.51.100.1:4000", Identity("token:alice"))
+    link = SessionLink(session)
+    session.attach(link.connection)
+    for tid, port in ((1, None), (2, None), (3, None), (4, None), (5, low)):
+        session.on_control(tcp(port, tid))
+    await services.live.run_spawned()
+    await link.settle()
+    taken = [m for m in link.sent[:3] if isinstance(m, Registered)]
+    ports = sorted(m.port or 0 for m in taken)
+    assert ports == list(range(low, high + 1))  # three tunnels, three ports
+    assert link.sent[3] == Rejected(
+        4, RejectReason.PORT_TAKEN, f"no free port left in {low}-{high}"
+    )
+    assert link.sent[4] == Rejected(5, RejectReason.PORT_TAKEN, f"port {low} is already yours here")
+    tcp_ports = cast(TcpPorts, services.tcp)
+    assert sorted(route.port for route in tcp_ports.routes()) == ports
+
+
 async def test_a_port_out_of_range_is_refused_before_the_bounds(
     tcp_services: tuple[Services, int, int],
 ) -> None:

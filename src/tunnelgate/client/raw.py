@@ -33,6 +33,7 @@ from tunnelgate.config import TunnelSpec
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.pipe import Pipe, StreamTarget
+from tunnelgate.transport.reset import abort_with_reset
 
 # How a relayed connection ended, as the `connection` event says.
 CLOSED: Final = "closed"  # both sides closed their direction cleanly
@@ -126,8 +127,9 @@ class RawConnection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        """A reset, so the local service can tell the public side was cut, not ended."""
         if self.transport is not None:
-            self.transport.abort()
+            abort_with_reset(self.transport)
 
 
 class RawRelay:

@@ -8,8 +8,6 @@ gateway itself: `/connect` (tunnel clients), `/healthz`, else 404.
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -27,6 +25,7 @@ from tunnelgate.http1.request import (
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.deadlines import Deadlines
+from tunnelgate.transport.reset import abort_with_reset
 
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
@@ -45,8 +44,6 @@ _NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 # HTTP-01 challenges are asked for over plain HTTP on the tunnel's own host (RFC 8555 §8.3).
 ACME_CHALLENGE = b"/.well-known/acme-challenge/"
-# SO_LINGER on, 0 s: close() sends a TCP reset instead of a FIN.
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 # What a connection handed over to the tunnel layer keeps as its parser: one, shared.
@@ -464,15 +461,8 @@ class PublicConnection(Downstream):
         self.closing = True
         self.disarm()
         transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            except OSError:
-                pass  # already gone: there is nothing left to tell the client
-        transport.abort()
+        if transport is not None and not transport.is_closing():
+            abort_with_reset(transport)
 
     def arm(self, delay: float, kind: int) -> None:
         """One timeout at a time: keep-alive idle, head in progress, or response awaited."""

@@ -93,7 +93,8 @@ class Registrar:
             return reject(RejectReason.TOO_MANY_TUNNELS, "this token holds too many tunnels")
         owner = Owner(identity.principal, request.client_id, identity.anonymous)
         if kind is StreamKind.TCP:
-            return await self._port(request, owner, connection)
+            mine = {lease.name for lease in held}
+            return await self._port(request, owner, connection, mine)
         return await self._name(request, wanted.name, kind, owner, connection)
 
     def _wanted(
@@ -107,6 +108,11 @@ class Registrar:
             if request.port is not None and not tcp.in_range(request.port):
                 message = f"port {request.port} is outside {tcp.low}-{tcp.high}"
                 return Rejected(request.id, RejectReason.PORT_OUT_OF_RANGE, message)
+            if request.port is not None and any(
+                lease.name == port_key(request.port) for lease in held
+            ):
+                message = f"port {request.port} is already yours here"
+                return Rejected(request.id, RejectReason.PORT_TAKEN, message)
             return replace(wanted, port=request.port)
         if request.name is None:
             if kind is StreamKind.TLS:
@@ -170,8 +176,10 @@ class Registrar:
 
     # --- ports --------------------------------------------------------------------------
     async def _port(
-        self, request: Register, owner: Owner, connection: TunnelConnection
+        self, request: Register, owner: Owner, connection: TunnelConnection, mine: set[str]
     ) -> Taken | Rejected:
+        """The port asked for, or a free one; `mine`: the lease names this connection
+        holds, which the registry would let its own client take again (as a reconnect)."""
         tcp = self._services.tcp
         assert tcp is not None
         if request.port is not None:
@@ -182,6 +190,8 @@ class Registrar:
         bound = self._identity.ports  # a token bound to some ports gets one of those
         candidates = tcp.candidates() if bound is None else filter(tcp.in_range, bound)
         for port in candidates:
+            if port_key(port) in mine:
+                continue  # another tunnel of this connection has it
             taken = await self._take_port(request, port, owner, connection)
             if not isinstance(taken, str):
                 return taken

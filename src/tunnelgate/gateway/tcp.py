@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import struct
 import time
 from typing import Protocol, cast
 
@@ -27,12 +25,12 @@ from tunnelgate.proto.codes import ErrorCode, StreamKind
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.pipe import Pipe
+from tunnelgate.transport.reset import abort_with_reset
 
 from .caps import ConnectionCaps
 from .routes import Route
 
 log = EventLog("tunnelgate.gateway")
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class TcpServices(Protocol):
@@ -129,8 +127,9 @@ class RawPublic(asyncio.Protocol):
         self._slot: str | None = None
         self._client = "?"
         self._tunnel = ""
-        self._route: Route | None = None  # its bytes are counted there when it ends
+        self._route: Route | None = None  # its counters are the admin API's per tunnel
         self._started = time.monotonic()
+        self._cut = "reset"  # how a reset came, for the log: which side cut the connection
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._client} -> {self._tunnel} {self.pipe!r}>"
@@ -160,8 +159,8 @@ class RawPublic(asyncio.Protocol):
             self._end_now("tunnel_busy")
             return
         self.pipe = pipe = Pipe(route.target, sid, self, self, reset_code=ErrorCode.CANCEL)
-        route.requests += 1
         self._route = route
+        route.requests += 1
         if first:
             pipe.on_socket_data(first)
 
@@ -177,6 +176,8 @@ class RawPublic(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pipe is not None:
+            if exc is not None:
+                self._cut = "client_reset"
             self.pipe.on_socket_lost(exc)
         self.transport = None
         slot, self._slot = self._slot, None
@@ -202,6 +203,9 @@ class RawPublic(asyncio.Protocol):
 
     def on_reset(self, code: int) -> None:
         if self.pipe is not None:
+            # CONNECT_ERROR: the client could not reach the local service, or it reset;
+            # anything else: the tunnel went away (or its client gave up on the stream).
+            self._cut = "local_error" if code == ErrorCode.CONNECT_ERROR else "tunnel_reset"
             self.pipe.on_reset(code)
 
     def on_writable(self) -> None:
@@ -235,24 +239,19 @@ class RawPublic(asyncio.Protocol):
     def abort(self) -> None:
         """A reset, so the public client can tell the connection was cut, not ended."""
         transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            except OSError:
-                pass  # already gone
-        transport.abort()
+        if transport is not None and not transport.is_closing():
+            abort_with_reset(transport)
 
     # --- transport.pipe.PipeOwner --------------------------------------------------------
     def pipe_finished(self, aborted: bool) -> None:
         pipe = self.pipe
         assert pipe is not None
-        if self._route is not None:  # the admin API's and per-tunnel metrics' bytes
+        if self._route is not None:
             self._route.bytes_in += pipe.bytes_from_socket
             self._route.bytes_out += pipe.bytes_from_stream
-        self._log("reset" if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream)
+        self._log(
+            self._cut if aborted else "closed", pipe.bytes_from_socket, pipe.bytes_from_stream
+        )
 
     def _end_now(self, why: str) -> None:
         self.abort()

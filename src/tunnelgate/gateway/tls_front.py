@@ -1,11 +1,12 @@
 """The HTTPS listener's first say on each connection, before any TLS is spoken.
 
 It reads the ClientHello (tls/clienthello.py) within `--handshake-timeout` of accept and
-decides: a server name in the domain (or none) is terminated here and served by the
-public HTTP edge with `X-Forwarded-Proto: https`; plaintext HTTP gets a 400 saying so;
-junk, a malformed ClientHello or a name outside the domain is dropped. Every failure is
-counted and logged with the peer and the reason, rate-limited, and costs nothing to any
-other connection. (TLS passthrough tunnels will be chosen here too, by the SNI.)
+decides: a server name of an online TLS-passthrough tunnel is handed, unopened and
+ClientHello first, to that tunnel (tcp.RawPublic); any other server name in the domain (or
+none) is terminated here and served by the public HTTP edge with `X-Forwarded-Proto:
+https`; plaintext HTTP gets a 400 saying so; junk, a malformed ClientHello or a name
+outside the domain is dropped. Every failure is counted and logged with the peer and the
+reason, rate-limited, and costs nothing to any other connection.
 """
 
 from __future__ import annotations

@@ -71,7 +71,11 @@ def free_port() -> int:
 
 
 def free_port_range(count: int, attempts: int = 50) -> tuple[int, int]:
-    """``(lo, hi)``, ``count`` consecutive ports that were all free a moment ago."""
+    """``(lo, hi)``, ``count`` consecutive ports that were all free a moment ago.
+
+    Free as a server binds them (SO_REUSEADDR, as the gateway's listeners do): a port
+    whose only sockets are in TIME_WAIT counts as free, since any test that made many
+    short connections leaves a good share of the ephemeral range in that state."""
     for _ in range(attempts):
         lo = free_port()
         if lo + count - 1 > 65535:
@@ -81,6 +85,7 @@ def free_port_range(count: int, attempts: int = 50) -> tuple[int, int]:
             for port in range(lo, lo + count):
                 sock = socket.socket()
                 socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", port))
             return lo, lo + count - 1
         except OSError:
