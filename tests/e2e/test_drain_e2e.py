@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from e2e_support import TunnelEnv, start_tunnel_env
+from e2e_support import TunnelEnv, start_tunnel_env, wait_log_line
 
 from tunnelgate.testing.local_app import expected_bytes_sha256
 from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     build_request,
     free_port,
+    free_port_range,
     http_request,
     open_connection,
+    start_client,
     start_gateway,
     wait_ready_async,
 )
+from tunnelgate.testing.tcp_app import start_tcp_app
 
 EXIT_TIMEOUT = 10.0  # seconds: a drain with nothing left open ends at once
 BODY = 1_000_000  # bytes of /bytes, held after the first block
@@ -277,3 +280,37 @@ async def test_drain_timeout_cuts_off_what_is_still_open(framing: str, query: st
         assert reset, "a cut close-delimited body ended with a clean FIN"
     else:
         assert len(received) < BODY  # short of its Content-Length
+
+
+async def test_tcp_connection_carries_on_and_its_port_stops_listening() -> None:
+    app = await start_tcp_app()
+    low, high = free_port_range(2)
+    gateway, port = start_gateway("--tcp-ports", f"{low}-{high}")
+    client = start_client("tcp", str(app.port), "--server", f"ws://127.0.0.1:{port}/connect")
+    try:
+        ready = await wait_ready_async(client)
+        public = int(str(ready["url"]).rsplit(":", 1)[1])
+        async with await open_connection(public) as conn:
+            await conn.send(b"before")
+            assert await conn.read_exactly(6) == b"before"
+            mark = len(gateway.stderr_lines)
+            gateway.signal(signal.SIGTERM)
+            started = await wait_log_line(gateway, _is("drain_started"), after=mark)
+            assert started["streams"] == 1, started
+            with pytest.raises(ConnectionRefusedError):
+                await open_connection(public)
+            await conn.send(b"during")
+            assert await conn.read_exactly(6) == b"during"
+            await conn.write_eof()  # the echo ends its side too
+            assert await conn.read_until_eof() == b""
+        assert await gateway.wait_exit_async(EXIT_TIMEOUT) == 0
+        finished = await wait_log_line(gateway, _is("drain_finished"), after=mark)
+        assert finished["ended"] == "idle", finished
+    finally:
+        client.terminate()
+        gateway.terminate()
+        await app.aclose()
+
+
+def _is(event: str) -> Callable[[JsonObject], bool]:
+    return lambda obj: obj.get("event") == event
