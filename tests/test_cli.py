@@ -77,8 +77,8 @@ def test_allow_anonymous_flag() -> None:
         (["server", "--bogus"], "tunnelgate: unrecognized arguments: --bogus"),
         (["server", "--http", "off"], "tunnelgate: --http: is off"),
         (
-            ["server", "--redis", "redis://r", "--drain-timeout", "5"],
-            "tunnelgate: not implemented in this version: --redis, --drain-timeout",
+            ["server", "--redis", "redis://r", "--grace-hold", "5"],
+            "tunnelgate: not implemented in this version: --redis, --grace-hold",
         ),
         (["server", "--workers", "two"], "tunnelgate: --workers: must be an integer >= 1 or auto"),
         (["http"], "tunnelgate: the following arguments are required: PORT|HOST:PORT|URL"),

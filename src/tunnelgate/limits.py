@@ -197,8 +197,18 @@ HANDSHAKE_TIMEOUT: Final = 10 * SECONDS  # WebSocket upgrade + first registratio
 # --handshake-timeout: a TLS ClientHello and handshake, from accept (nginx gives the
 # handshake its client_header_timeout, 60 s; a slowloris on the handshake wants less).
 TLS_HANDSHAKE_TIMEOUT: Final = 10 * SECONDS
-# On SIGTERM the gateway waits this long for its listeners and tasks to wind down.
+# After the drain (or a second signal): how long the gateway waits for its listeners and
+# tasks to wind down once what was still open has been cut off.
 SHUTDOWN_TIMEOUT: Final = 5 * SECONDS
+# --drain-timeout: on SIGTERM, what in-flight requests, streamed responses and upgraded
+# connections get to finish before they are cut off. 30 s as Kubernetes'
+# terminationGracePeriodSeconds (hypercorn's graceful_timeout is 3 s; uvicorn has none:
+# it waits for ever); a second signal cuts the wait short.
+DRAIN_TIMEOUT: Final = 30 * SECONDS
+# While draining, how often tunnel connections are checked for their last stream's end
+# (the stream layer has no per-stream callback to the session: it would cost every
+# request a call); a draining session is closed at most this long after it went idle.
+DRAIN_CHECK_INTERVAL: Final = 0.1 * SECONDS
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 

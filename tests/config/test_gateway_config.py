@@ -366,7 +366,6 @@ UNIMPLEMENTED: dict[str, object] = {
     "cluster-secret": "cl4ster",
     "advertise": "10.0.0.5:8080",
     "workers": "auto",
-    "drain-timeout": "30",
     "grace-hold": "2.5",
 }
 
@@ -405,12 +404,12 @@ def test_unimplemented_option_is_refused_by_name(tmp_path: Path, key: str) -> No
 
 def test_refusal_lists_every_unimplemented_option_in_table_order(tmp_path: Path) -> None:
     path = write(tmp_path, 'redis = "redis://r"\n')
-    argv: dict[str, object] = {"drain_timeout": "5", "workers": "2"}
+    argv: dict[str, object] = {"grace_hold": "5", "workers": "2"}
     with pytest.raises(ConfigError) as info:
-        gateway(argv, {"TUNNELGATE_GRACE_HOLD": "3"}, path)
+        gateway(argv, {"TUNNELGATE_ADVERTISE": "10.0.0.5:8080"}, path)
     assert str(info.value) == (
-        "not implemented in this version: config file key 'redis', --workers, "
-        "--drain-timeout, TUNNELGATE_GRACE_HOLD"
+        "not implemented in this version: config file key 'redis', TUNNELGATE_ADVERTISE, "
+        "--workers, --grace-hold"
     )
 
 
@@ -493,6 +492,15 @@ def test_https_with_its_certificate_and_options() -> None:
     assert cfg.redirect_http
     assert cfg.handshake_timeout == 2.5
     assert gateway({"http": "off", "https": "127.0.0.1:8443"}).http is None
+
+
+def test_drain_timeout() -> None:
+    assert gateway({}).drain_timeout == limits.DRAIN_TIMEOUT == 30
+    assert gateway({"drain_timeout": "2.5"}).drain_timeout == 2.5
+    assert gateway({}, {"TUNNELGATE_DRAIN_TIMEOUT": "0"}).drain_timeout == 0.0  # cut at once
+    with pytest.raises(ConfigError) as info:
+        gateway({"drain_timeout": "-1"})
+    assert str(info.value).startswith("--drain-timeout: must be a number of seconds >= 0")
 
 
 # --- JWT and the controller -----------------------------------------------------------------

@@ -222,3 +222,107 @@ async def test_after_a_101_bytes_flow_raw_both_ways_with_half_closes(services: S
     assert conn.exchange is None  # both directions ended: done
     assert transport.closed
     assert not transport.aborted
+
+
+# --- the drain (gateway/drain.py) ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        pytest.param([OK_HELLO], id="head-in-one-piece"),
+        pytest.param([OK_HELLO[:10], OK_HELLO[10:]], id="head-split"),
+        pytest.param(
+            [b"HTTP/1.1 100 Continue\r\n\r\n" + OK_HELLO[:-5], OK_HELLO[-5:]], id="after-100"
+        ),
+    ],
+)
+async def test_draining_the_last_response_says_connection_close(
+    services: Services, pieces: list[bytes]
+) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    await peer.pump()
+    (sid,) = peer.streams
+    conn.drain()  # the head is still to come
+    assert not transport.closed
+    for piece in pieces[:-1]:
+        peer.respond(sid, piece)
+    peer.respond(sid, pieces[-1], end=True)
+    written = bytes(transport.written)
+    assert written.endswith(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    )
+    assert transport.closed  # after the response, not before
+
+
+async def test_draining_a_head_whose_blank_line_was_split_closes_after_it(
+    services: Services,
+) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    await peer.pump()
+    (sid,) = peer.streams
+    conn.drain()
+    head_end = OK_HELLO.index(b"\r\n\r\n") + 3  # the blank line's CR came in the first piece
+    peer.respond(sid, OK_HELLO[:head_end])
+    peer.respond(sid, OK_HELLO[head_end:], end=True)
+    assert bytes(transport.written) == OK_HELLO  # nothing could be added; as it came
+    assert transport.closed
+
+
+async def test_draining_closes_an_idle_connection_at_once(services: Services) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    await peer.pump()
+    peer.respond(peer.streams[0], OK_HELLO, end=True)
+    assert not transport.closed  # kept alive
+    conn.drain()
+    assert transport.closed
+    assert bytes(transport.written) == OK_HELLO
+
+
+async def test_draining_a_request_whose_head_is_coming_gets_503_and_close(
+    services: Services,
+) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request()[:10])
+    conn.drain()
+    assert not transport.closed  # in the middle of a request: not between two
+    peer.connection.go_away(ErrorCode.SHUTDOWN, "draining")
+    conn.data_received(request()[10:])
+    assert status_of(transport.written) == 503
+    assert b"X-Tunnelgate-Error: gateway_draining" in transport.written
+    assert b"Connection: close" in transport.written
+    assert transport.closed
+
+
+async def test_draining_refuses_new_tunnel_connections(services: Services) -> None:
+    upgrade = (
+        b"GET /connect HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n"
+    )
+    conn, transport = connect(services)
+    conn.data_received(upgrade[:10])
+    conn.drain()  # the upgrade request was on its way
+    conn.data_received(upgrade[10:])
+    assert status_of(transport.written) == 503
+    assert services.tunnels.accepted == []
+
+
+async def test_cut_off_resets_a_response_in_flight(services: Services) -> None:
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    await peer.pump()
+    peer.respond(peer.streams[0], b"HTTP/1.1 200 OK\r\n\r\npartial")  # close-delimited
+    conn.drain()
+    conn.cut_off()
+    assert transport.aborted  # never a FIN that would read as the body's end

@@ -237,3 +237,17 @@ def test_repr_elides_field_values() -> None:
     (head, _) = parser.feed(b"HTTP/1.1 200 OK\r\nSet-Cookie: secret\r\nContent-Length: 0\r\n\r\n")
     assert repr(head) == "<ResponseHead HTTP/1.1 200 length=0 headers=2 keep_alive=True>"
     assert repr(parser) == "<ResponseParser idle to GET>"
+
+
+def test_each_head_says_where_it_ends_in_the_bytes_that_completed_it() -> None:
+    parser = ResponseParser()
+    parser.expect(b"GET")
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    first, final = heads(parser.feed(interim + OK_LENGTH))
+    assert first.end == len(interim)
+    assert final.end == len(interim) + OK_LENGTH.index(b"hello")
+    parser.expect(b"GET")
+    split = OK_LENGTH.index(b"\r\n\r\n") + 3  # the last LF comes alone
+    assert parser.feed(OK_LENGTH[:split]) == []
+    (head,) = heads(parser.feed(OK_LENGTH[split:]))
+    assert head.end == 1

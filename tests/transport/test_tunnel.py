@@ -234,6 +234,52 @@ async def test_running_out_of_stream_ids_ends_the_connection_with_shutdown(
     assert last.calls == ["on_reset:INTERNAL_ERROR"]
 
 
+# --- GOAWAY with the connection kept (the gateway's drain) --------------------------------
+async def test_go_away_keeps_the_streams_open_until_close(
+    gateway: tuple[TunnelHarness, Hooks],
+) -> None:
+    harness, hooks = gateway
+    connection = harness.connection
+    handler = Handler()
+    sid = connection.open_stream(b"", handler)
+    await harness.receive()
+    connection.go_away(ErrorCode.SHUTDOWN, "draining")
+    assert (await harness.receive())[-1] == ev.GoAwayReceived(ErrorCode.SHUTDOWN, "draining")
+    assert not connection.closed
+    assert not harness.ws.is_disconnected
+    with pytest.raises(LocalProtocolError):  # no new stream after our GOAWAY
+        connection.open_stream(b"", Handler())
+    # The stream in flight goes on, both ways, to its end.
+    harness.peer.send_data(sid, b"response", end_stream=True)
+    harness.deliver()
+    assert bytes(handler.data) == b"response"
+    assert connection.send(sid, b"last", end=True)
+    assert ev.DataReceived(sid, b"last") in await harness.receive()
+    assert connection.mux.open_streams == 0
+    connection.go_away(ErrorCode.SHUTDOWN, "again")  # said once only
+    connection.close(ErrorCode.SHUTDOWN, "drained")
+    events = await harness.receive()
+    assert not any(isinstance(e, ev.GoAwayReceived) for e in events), events
+    assert harness.ws.is_disconnected
+    await harness.receive()
+    [end] = hooks.ends
+    assert (end.code, end.reason, end.by_peer) == (ErrorCode.SHUTDOWN, "drained", False)
+
+
+async def test_a_goodbye_after_our_go_away_is_the_end(
+    gateway: tuple[TunnelHarness, Hooks],
+) -> None:
+    harness, hooks = gateway
+    harness.connection.go_away(ErrorCode.SHUTDOWN, "draining")
+    harness.peer.go_away(ErrorCode.NO_ERROR, "client stopping")
+    harness.deliver()  # the client left during the drain: its names are freed
+    harness.connection.close(ErrorCode.SHUTDOWN, "drained")
+    await harness.receive()
+    await harness.receive()
+    [end] = hooks.ends
+    assert (end.code, end.by_peer) == (ErrorCode.NO_ERROR, True)
+
+
 # --- round-trip time from the heartbeat's PING/PONG ---------------------------------------
 async def test_the_pong_to_the_latest_ping_gives_the_round_trip_time(
     gateway: tuple[TunnelHarness, Hooks],

@@ -71,6 +71,7 @@ class GatewayConfig:
     max_connections: int | None = None  # None: limits.default_max_connections(open files)
     max_connections_per_address: int = limits.MAX_CONNECTIONS_PER_ADDRESS
     handshake_timeout: float = limits.TLS_HANDSHAKE_TIMEOUT
+    drain_timeout: float = limits.DRAIN_TIMEOUT
 
 
 GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}

@@ -134,8 +134,10 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("handshake-timeout", p.seconds(True), "S",
         "seconds a TLS ClientHello and handshake may take, counted from accept", RELOAD,
         group="limits"),
-    _todo("drain-timeout", p.seconds(False), "S",
-          "on SIGTERM, seconds in-flight requests get before exit", RELOAD, group="limits"),
+    _gw("drain-timeout", p.seconds(False), "S",
+        "on SIGTERM: stop accepting, tell tunnel clients to reconnect, give in-flight "
+        "requests and open connections this long, then cut them off and exit 0 (a second "
+        "signal cuts off at once; 0 = at once)", RELOAD, group="limits"),
     _todo("grace-hold", p.seconds(False), "S",
           "seconds a request to a held name waits for its owner, 0 = 502 at once", RELOAD,
           group="limits", default=0.0),

@@ -1,6 +1,7 @@
 """The admin API (`--admin ADDR`): health, the tunnels, closing one, and metrics.
 
-    GET    /healthz              200 ok
+    GET    /healthz              200 ok; 503 draining once SIGTERM came (the listener stays
+                                 up through the drain: a load balancer takes us out)
     GET    /api/tunnels          JSON list: name, protocol, url, account, client address,
                                  connected since, requests, bytes each way
     DELETE /api/tunnels/NAME     closes that tunnel's connection with GOAWAY KICKED: the
@@ -36,6 +37,9 @@ _TUNNELS = b"/api/tunnels"
 
 class Tunnels(Protocol):
     """What the admin API reads and does (app.Gateway)."""
+
+    @property
+    def draining(self) -> bool: ...
 
     def describe_tunnels(self) -> Iterable[dict[str, Any]]: ...
     def kick(self, name: str, reason: str) -> bool: ...
@@ -95,6 +99,8 @@ class AdminConnection(asyncio.Protocol):
         path = head.target.split(b"?", 1)[0]
         method = head.method
         if path == b"/healthz" and method in (b"GET", b"HEAD"):
+            if self._tunnels.draining:
+                return "503 Service Unavailable", "text/plain; charset=utf-8", b"draining\n"
             return "200 OK", "text/plain; charset=utf-8", b"ok\n"
         if path == b"/metrics" and method == b"GET":
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._registry)

@@ -1,7 +1,7 @@
 """The composition root: every part of the gateway is built and wired here, and nowhere else.
 
     Gateway(config)             the parts (EdgeServices, SessionServices), one of each
-    await gateway.serve(stop)   listeners up until `stop`, then shut down in order
+    await gateway.serve(stop)   listeners up until `stop`, then drain and shut down in order
     run_gateway(config)         the `tunnelgate server` process: logging, signals, loop
 
 Where a new part plugs in: a listener is one more `create_server` in `_listen` (with its
@@ -44,6 +44,7 @@ from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
 from .connect import TunnelAcceptor
 from .counters import RawCounters, RequestCounters, TunnelCounters
+from .drain import drain
 from .edge import PublicConnection
 from .hosts import HostRouter
 from .jwt_auth import JwtTokens
@@ -133,6 +134,10 @@ class Gateway:
             self.acme.ensure(f"{name}.{self.config.domain}")
 
     # --- what the admin API and the metrics read -------------------------------------------
+    @property
+    def draining(self) -> bool:
+        return self.live.draining
+
     def live_routes(self) -> Iterator[Route]:
         yield from self.routes.routes()
         if self.tcp is not None:
@@ -213,20 +218,30 @@ class Gateway:
             log.info("buffer_pressure_over", held=self.buffers.held)
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then shut down in order."""
+        """Run until `stop` is set, then drain and shut down in order."""
         if self.acme is not None:
             await self.acme.start()
-        servers = await self._listen()
+        servers, admin = await self._listen()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
         try:
             await stop.wait()
         finally:
             trimmer.cancel()
-            await self._shut_down(servers)
+            await self._shut_down(servers, admin)
 
-    async def _listen(self) -> list[asyncio.Server]:
+    def signalled(self, stop: asyncio.Event) -> None:
+        """SIGTERM/SIGINT: the first starts the drain (`stop`), a second cuts it short."""
+        if stop.is_set():
+            log.info("drain_cut_short")
+            self.live.cut_short()
+        else:
+            stop.set()
+
+    async def _listen(self) -> tuple[list[asyncio.Server], asyncio.Server | None]:
+        """The public listeners, and the admin one (open until the drain is over)."""
         config, loop = self.config, asyncio.get_running_loop()
         servers: list[asyncio.Server] = []
+        admin: asyncio.Server | None = None
         if config.http is not None:
             host, port = config.http
             server = await loop.create_server(
@@ -264,21 +279,24 @@ class Gateway:
             registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)
             token = config.admin_token
             host, port = config.admin
-            server = await loop.create_server(
+            admin = await loop.create_server(
                 lambda: AdminConnection(self, registry, token), host, port, reuse_address=True
             )
-            servers.append(server)
-            bound = server.sockets[0].getsockname()
+            bound = admin.sockets[0].getsockname()
             log.info("listening", listener="admin", addr=f"{bound[0]}:{bound[1]}")
-        return servers
+        return servers, admin
 
-    async def _shut_down(self, servers: list[asyncio.Server]) -> None:
-        """Stop accepting, tell tunnel clients, give in-flight work a moment, then stop."""
+    async def _shut_down(self, servers: list[asyncio.Server], admin: asyncio.Server | None) -> None:
+        """Stop accepting (the kernel refuses new connections from now on), drain what is
+        open for --drain-timeout (drain.py), then stop."""
         for server in servers:
             server.close()
         if self.tcp is not None:
             self.tcp.close_all()
-        self.live.shut_down_sessions("gateway shutting down")
+        await drain(self.live, self.config.drain_timeout)
+        if admin is not None:
+            admin.close()
+            servers.append(admin)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limits.SHUTDOWN_TIMEOUT):
                 for server in servers:
@@ -348,7 +366,7 @@ def run_gateway(config: GatewayConfig) -> int:
         loop.set_exception_handler(_quiet_tls_failures)
         gateway = Gateway(config, open_files)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, gateway.signalled, stop)
         loop.add_signal_handler(signal.SIGHUP, gateway.reload)
         await gateway.serve(stop)
 

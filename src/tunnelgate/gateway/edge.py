@@ -146,10 +146,10 @@ class PublicConnection(Downstream):
                 transport.abort()  # over a cap: no bytes, no waiting
                 return
         transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
-        self.gateway.live.connection_opened(self)
         # The head timeout counts from accept (from the handshake's end, under TLS): a
         # connection that sends nothing is closed.
         self.arm(self.gateway.config.head_timeout, _HEAD)
+        self.gateway.live.connection_opened(self)  # draining: it is closed at once
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -276,6 +276,10 @@ class PublicConnection(Downstream):
     def _serve_gateway(self, head: RequestHead) -> None:
         path = head.target.split(b"?", 1)[0]
         if path == b"/connect" and head.upgrade is not None:
+            if self.draining:  # no new tunnels: the client retries elsewhere
+                message = "the gateway is shutting down; connect to another"
+                self._answer_error(head, 503, "gateway_draining", message)
+                return
             transport = self.transport
             assert transport is not None
             rest = [e.data for e in self.queue if isinstance(e, UpgradeData)]
@@ -294,7 +298,8 @@ class PublicConnection(Downstream):
             self.parser = _HANDED_OVER
             return
         if path == b"/healthz" and head.method in (b"GET", b"HEAD"):
-            self._write_final(plain_page(200, b"ok\n", close=not head.keep_alive), head, 200)
+            close = not head.keep_alive or self.draining
+            self._write_final(plain_page(200, b"ok\n", close=close), head, 200)
             return
         self._answer_error(head, 404, "not_found", f"{path.decode('latin-1')} is not served here")
 
@@ -306,13 +311,15 @@ class PublicConnection(Downstream):
         if answer is None:
             self._answer_error(head, 404, "no_challenge", "no such ACME challenge here")
             return
-        self._write_final(plain_page(200, answer, close=not head.keep_alive), head, 200)
+        close = not head.keep_alive or self.draining
+        self._write_final(plain_page(200, answer, close=close), head, 200)
 
     def _redirect_to_https(self, head: RequestHead) -> None:
         host = head.host.rsplit(b":", 1)[0].decode("ascii", "replace")
         target = head.target.decode("latin-1")
         location = self.gateway.hosts.https_url(host, target if target.startswith("/") else "/")
-        self._write_final(redirect_page(location, close=not head.keep_alive), head, 308)
+        close = not head.keep_alive or self.draining
+        self._write_final(redirect_page(location, close=close), head, 308)
 
     def _answer_error(self, head: RequestHead, status: int, code: str, message: str) -> None:
         self._write_final(error_page(status, code, message), head, status)
@@ -333,7 +340,7 @@ class PublicConnection(Downstream):
             self.client_addr,
             None,
         )
-        if head.content_length or head.chunked or not head.keep_alive:
+        if head.content_length or head.chunked or not head.keep_alive or self.draining:
             self.close()
         else:
             self._arm_between_requests()
@@ -358,7 +365,7 @@ class PublicConnection(Downstream):
     def exchange_finished(self, keep_alive: bool) -> None:
         """Called by the exchange once its response is completely written."""
         self.exchange = None
-        if not keep_alive or self.closing or self.eof:
+        if not keep_alive or self.closing or self.eof or self.draining:
             self.close()
             return
         self._arm_between_requests()
@@ -385,6 +392,25 @@ class PublicConnection(Downstream):
         if slot is not None:
             self.slot = None
             self.gateway.caps.release(slot)
+
+    # --- state.LiveConnection ------------------------------------------------------
+    def drain(self) -> None:
+        """The gateway drains: close between requests, never in the middle of one. Idle
+        now; else after the response in flight (or to the request whose head is coming),
+        which says `Connection: close` if its head is still to be written."""
+        self.draining = True
+        if self.closing:
+            return
+        if self.exchange is None and not self.queue and not self.parser.head_pending:
+            self.close()
+
+    def cut_off(self) -> None:
+        """The drain is over: a response still in flight is reset, never left looking
+        complete (its exchange logs it `aborted`); else a plain close."""
+        if self.exchange is not None:
+            self.reset()
+        else:
+            self.close()
 
     # --- reading, closing, timers -------------------------------------------
     def pause_reading_for(self, reason: int) -> None:

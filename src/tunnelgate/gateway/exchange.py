@@ -32,6 +32,9 @@ PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
 PAUSE_CREDIT = 2  # the request body's stream is out of tunnel credit
 PAUSE_UPGRADE = 4  # bytes after an upgrade request wait for the 101
 PAUSE_DRAIN = 8  # the next request waits until a slow reader drained our buffer
+# Added to the head of a response while the gateway drains (RFC 9112 §9.6): the public
+# client then knows the connection ends with this response, and does not send another.
+CONNECTION_CLOSE = b"Connection: close\r\n"
 
 
 class Downstream(asyncio.Protocol):
@@ -51,6 +54,9 @@ class Downstream(asyncio.Protocol):
         self.client_ip = "?"
         self.client_addr = "?"
         self.write_paused = False  # our write buffer is over its high-water mark
+        # The gateway drains: the response in flight is this connection's last (it says
+        # `Connection: close` if its head is still to come) and no new stream is opened.
+        self.draining = False
 
     def pause_reading_for(self, reason: int) -> None:
         raise NotImplementedError
@@ -143,7 +149,14 @@ class Exchange:
         try:
             self.sid = self.tc.open_stream(meta, self)
         except LocalProtocolError:
-            self._gateway_error(503, "tunnel_busy", "the tunnel has too many requests in flight")
+            if conn.draining:  # the tunnel heard GOAWAY: no new stream on it
+                self._gateway_error(
+                    503, "gateway_draining", "the gateway is shutting down; retry shortly"
+                )
+            else:
+                self._gateway_error(
+                    503, "tunnel_busy", "the tunnel has too many requests in flight"
+                )
             return
         wire = serialize_head(
             head,
@@ -218,16 +231,27 @@ class Exchange:
             return
         end = len(data)
         complete = switched = False
+        close_at = -1  # where `Connection: close` goes into this response's head
         for event in events:
             if isinstance(event, ResponseHead):
                 self._on_head(event)
+                if self.conn.draining and self._response_keep_alive and self.head.keep_alive:
+                    # Before the blank line; a head whose blank line began in the previous
+                    # feed (end < 2) goes as it is, and the connection closes after it.
+                    close_at = event.end - 2
+                    self._response_keep_alive = False
             elif isinstance(event, ResponseComplete):
                 if self.status == 101:
                     switched = True  # what follows the 101 head is the new protocol
                 else:
                     end -= event.leftover  # bytes past the response: the app misbehaved
                     complete = True
-        self._write(data if end == len(data) else data[:end])
+        if close_at >= 0:
+            self._write(data[:close_at])
+            self._write_own(CONNECTION_CLOSE)
+            self._write(data[close_at:end])
+        else:
+            self._write(data if end == len(data) else data[:end])
         if switched:
             self._switch_protocols()
         elif complete:
@@ -300,6 +324,16 @@ class Exchange:
             self.conn.hold(len(data))
         else:
             self.tc.acknowledge(self.sid, len(data))
+
+    def _write_own(self, data: bytes) -> None:
+        """Bytes of the gateway's own in the response: no tunnel credit to return."""
+        transport = self.conn.transport
+        if transport is None or transport.is_closing():
+            return
+        self.bytes_out += len(data)
+        transport.write(data)
+        if self.conn.write_paused:
+            self.conn.hold(len(data))
 
     def _switch_protocols(self) -> None:
         """After the 101: the public connection and the stream become one raw pipe, with

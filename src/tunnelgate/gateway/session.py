@@ -125,8 +125,21 @@ class GatewaySession:
         if self.connection is not None:
             self.connection.constrain(on)
 
+    def drain(self, reason: str) -> None:
+        """GOAWAY SHUTDOWN, the connection kept: its streams may finish, no new one opens,
+        and the client reconnects once it ends (drain.py closes it when it is idle)."""
+        if self.connection is not None:
+            self.connection.go_away(ErrorCode.SHUTDOWN, reason)
+
     def shut_down(self, reason: str) -> None:
         self._close(ErrorCode.SHUTDOWN, reason)
+
+    def cut_off(self, reason: str) -> None:
+        """Close now, whatever is open: every stream is reset (its public side too)."""
+        connection = self.connection
+        if connection is not None:
+            connection.close(ErrorCode.SHUTDOWN, reason)
+            connection.abort()
 
     def open_streams(self) -> int:
         connection = self.connection

@@ -40,6 +40,7 @@ class ResponseHead(Event):
         "_raw",
         "chunked",
         "content_length",
+        "end",
         "interim",
         "keep_alive",
         "reason",
@@ -80,6 +81,9 @@ class ResponseHead(Event):
         self.switching = switching
         self.chunked = chunked
         self.content_length = content_length
+        # Where the head ends in the bytes last fed, which completed it (0: it ended
+        # with the previous feed's bytes); set by the parser.
+        self.end = 0
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -228,6 +232,7 @@ class ResponseParser:
         if raw.count(b"\r\n") - 2 > self._max_header_count:  # less the start and blank lines
             raise _bad(f"response head with more than {self._max_header_count} headers")
         head = self._make_head(raw)
+        head.end = end
         events.append(head)
         status = head.status
         if head.interim:

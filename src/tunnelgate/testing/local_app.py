@@ -19,7 +19,9 @@ Routes (any other path is 404):
 - ``GET /release?key=X``: 200, releases that key (before or after the stream waits on it).
 - ``GET /status/CODE`` (200..599): that status, body ``status CODE\\n`` (``boom\\n`` for 500;
   none for 204 and 304).
-- ``GET /slow?ms=M``: 200 ``slow\\n`` after M milliseconds.
+- ``GET /slow?ms=M``: 200 ``slow\\n`` after M milliseconds; ``GET /slow?key=X``: the same
+  once ``GET /release?key=X`` came (no response head before: a test holds the response
+  whole, not only its body).
 - ``GET /close``: 200 ``closing\\n`` with neither Content-Length nor chunking, then close.
 - ``GET /ws``: WebSocket (RFC 6455) echo. ``/upgrade-raw`` with ``Upgrade: echo``: raw echo.
 - ``GET /stats``: JSON ``{"requests", "connections", "max_write_buffer"}`` so far (``/stats``
@@ -269,7 +271,13 @@ async def _status(req: Request, resp: Response) -> None:
 
 
 async def _slow(app: LocalApp, req: Request, resp: Response) -> None:
-    await asyncio.sleep(_int_param(_params(req), "ms", 1000) / 1000)  # the delay under test
+    params = _params(req)
+    key = params.get("key")
+    if key is not None:
+        async with asyncio.timeout(RELEASE_TIMEOUT):
+            await app.wait_released(key)
+    else:
+        await asyncio.sleep(_int_param(params, "ms", 1000) / 1000)  # the delay under test
     await resp.send(200, b"slow\n")
 
 

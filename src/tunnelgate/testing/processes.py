@@ -117,12 +117,15 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT,
     open_files: int | None = None,
+    port: int | None = None,
 ) -> tuple[Proc, int]:
-    """``tunnelgate server --http 127.0.0.1:PORT --log-format json *args`` on a free port,
-    returned once ``GET /healthz`` answers 200 there. ``open_files``: its RLIMIT_NOFILE,
-    soft and hard (so the gateway cannot raise it)."""
+    """``tunnelgate server --http 127.0.0.1:PORT --log-format json *args`` on a free port
+    (or on ``port``: a gateway restarted where another was), returned once ``GET /healthz``
+    answers 200 there. ``open_files``: its RLIMIT_NOFILE, soft and hard (so the gateway
+    cannot raise it)."""
+    wanted = port
     for attempt in range(START_ATTEMPTS):
-        port = free_port()
+        port = free_port() if wanted is None else wanted
         argv = ["server", "--http", f"127.0.0.1:{port}", "--log-format", "json", *args]
         proc = Proc(tunnelgate_argv(*argv, open_files=open_files), env=env)
         try:
@@ -130,7 +133,7 @@ def start_gateway(
         except ProcExited:
             proc.terminate()
             lost_race = any("in use" in line for line in proc.stderr_lines)
-            if lost_race and attempt + 1 < START_ATTEMPTS:
+            if lost_race and wanted is None and attempt + 1 < START_ATTEMPTS:
                 continue
             raise
         except BaseException:

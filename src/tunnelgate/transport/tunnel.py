@@ -334,14 +334,25 @@ class TunnelConnection:
         self.mux.send_control(message)
         self._schedule_flush()
 
+    def go_away(self, code: int, reason: str = "") -> None:
+        """Say GOAWAY with `code` but keep the connection: the streams open may finish,
+        neither side opens another (docs/protocol.md §8). `close` ends it later, and
+        says how it ended: until then the peer's own goodbye still counts as the end."""
+        if self.closed or self.mux.go_away_sent:
+            return
+        self.mux.go_away(code, reason)
+        self._flush()
+
     def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        """Say goodbye (GOAWAY with `code`), then close the WebSocket."""
+        """Say goodbye (GOAWAY with `code`, unless `go_away` said it), then close the
+        WebSocket."""
         if self.closed:
             return
         self.closed = True
         if self.ending.code is None:
             self.ending = ConnectionEnd(code, reason or code_name(code), False)
-        self.mux.go_away(code, reason)
+        if not self.mux.go_away_sent:
+            self.mux.go_away(code, reason)
         self._flush()
         if self.ws is None:
             return
