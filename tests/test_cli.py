@@ -77,8 +77,8 @@ def test_allow_anonymous_flag() -> None:
         (["server", "--bogus"], "tunnelgate: unrecognized arguments: --bogus"),
         (["server", "--http", "off"], "tunnelgate: --http: is off"),
         (
-            ["server", "--redis", "redis://r", "--grace-hold", "5"],
-            "tunnelgate: not implemented in this version: --redis, --grace-hold",
+            ["server", "--redis", "redis://r", "--advertise", "10.0.0.5:80"],
+            "tunnelgate: not implemented in this version: --redis, --advertise",
         ),
         (["server", "--workers", "two"], "tunnelgate: --workers: must be an integer >= 1 or auto"),
         (["http"], "tunnelgate: the following arguments are required: PORT|HOST:PORT|URL"),
@@ -114,14 +114,21 @@ def test_server_help_documents_every_option(capsys: pytest.CaptureFixture[str]) 
     todo = text.index("not implemented in this version")
     assert text.index("--https ADDR public HTTPS listener") < todo
     assert text.index("--redis URL cluster mode") > todo
-    assert text.index("--grace-hold S seconds") > todo
+    assert text.index("--grace-hold S seconds") < todo
     assert text.index("--max-connections-per-address N public") < todo
     assert "--workers N|auto processes sharing the listeners" in text
 
 
 def test_unimplemented_options_at_their_default_pass() -> None:
-    cfg = parse_args(["server", "--workers", "1", "--grace-hold", "0"], {})
+    cfg = parse_args(["server", "--workers", "1"], {})
     assert cfg == GatewayConfig()
+
+
+def test_grace_hold_is_read() -> None:
+    assert GatewayConfig().grace_hold == 0.0  # off: a held name answers 502 at once
+    cfg = parse_args(["server", "--grace-hold", "2.5"], {})
+    assert isinstance(cfg, GatewayConfig)
+    assert cfg.grace_hold == 2.5
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -209,6 +209,16 @@ DRAIN_TIMEOUT: Final = 30 * SECONDS
 # (the stream layer has no per-stream callback to the session: it would cost every
 # request a call); a draining session is closed at most this long after it went idle.
 DRAIN_CHECK_INTERVAL: Final = 0.1 * SECONDS
+# --grace-hold: how long a public request to a name held for its owner waits for the
+# owner's return before its 502; 0 = no waiting (today's answer, at once). Off by default:
+# a wait looks like a slow app to the public client, which an operator should choose.
+GRACE_HOLD: Final = 0.0
+# Requests one held name may have waiting at once; past it, 503 hold_queue_full at once
+# (HAProxy's per-server `maxqueue` answers 503 the same way). Each waiting request keeps
+# its public connection (under the connection caps) and at most one read of it: 128 is a
+# page's worth of browsers retrying, well under MAX_STREAMS, so the returning tunnel can
+# open a stream for each.
+GRACE_HOLD_QUEUE: Final = 128
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 

@@ -72,6 +72,7 @@ class GatewayConfig:
     max_connections_per_address: int = limits.MAX_CONNECTIONS_PER_ADDRESS
     handshake_timeout: float = limits.TLS_HANDSHAKE_TIMEOUT
     drain_timeout: float = limits.DRAIN_TIMEOUT
+    grace_hold: float = limits.GRACE_HOLD
 
 
 GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}

@@ -138,7 +138,7 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
         "on SIGTERM: stop accepting, tell tunnel clients to reconnect, give in-flight "
         "requests and open connections this long, then cut them off and exit 0 (a second "
         "signal cuts off at once; 0 = at once)", RELOAD, group="limits"),
-    _todo("grace-hold", p.seconds(False), "S",
-          "seconds a request to a held name waits for its owner, 0 = 502 at once", RELOAD,
-          group="limits", default=0.0),
+    _gw("grace-hold", p.seconds(False), "S",
+        "seconds a request to a name held for its owner (in its reconnect grace) waits for "
+        "the owner to come back, 0 = 502 at once", RELOAD, group="limits"),
 )  # fmt: skip

@@ -2,12 +2,15 @@
 
 Requests are parsed strictly (http1.request) and answered in order; each one becomes
 its own tunnel stream (gateway/exchange.py). Hosts that are not tunnels are the
-gateway itself: `/connect` (tunnel clients), `/healthz`, else 404.
+gateway itself: `/connect` (tunnel clients), `/healthz`, else 404. With --grace-hold, a
+request for a name held for its owner waits for the owner (routes.RouteTable.wait), its
+connection unread meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -39,7 +42,9 @@ log = EventLog("tunnelgate.gateway")
 # Clients trigger these at will: one budget of warning lines per cause.
 _head_timeouts = RateLimitedLog(log)
 _silent_closes = RateLimitedLog(log)
-_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE = range(4)
+_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD = range(5)
+# Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner.
+PAUSE_HOLD = 16
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 # HTTP-01 challenges are asked for over plain HTTP on the tunnel's own host (RFC 8555 §8.3).
@@ -48,6 +53,18 @@ ACME_CHALLENGE = b"/.well-known/acme-challenge/"
 
 # What a connection handed over to the tunnel layer keeps as its parser: one, shared.
 _HANDED_OVER = RequestParser()
+
+
+class _Wait:
+    """A request waiting for its name's owner (--grace-hold): kept across a retry, so a
+    tunnel that comes back and dies again does not restart the wait."""
+
+    __slots__ = ("head", "name", "until")
+
+    def __init__(self, head: RequestHead, name: str, until: float) -> None:
+        self.head = head
+        self.name = name
+        self.until = until  # monotonic seconds: then the held-name 502
 
 
 class TunnelAcceptor(Protocol):
@@ -125,6 +142,7 @@ class PublicConnection(Downstream):
         self.deadline_tick = 0  # Timed, for gateway.deadlines
         self._timer_kind = _NO_TIMER
         self.slot = slot  # held under gateway.caps until released
+        self.wait: _Wait | None = None  # the request waiting for its tunnel, if any
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -165,7 +183,12 @@ class PublicConnection(Downstream):
             return
         self.queue.extend(events)
         self._pump()
-        if self.parser.head_pending and self.exchange is None and self._timer_kind != _HEAD:
+        if (
+            self.parser.head_pending
+            and self.exchange is None
+            and self.wait is None
+            and self._timer_kind != _HEAD
+        ):
             self.arm(self.gateway.config.head_timeout, _HEAD)  # a head is coming
 
     def eof_received(self) -> bool:
@@ -176,7 +199,7 @@ class PublicConnection(Downstream):
         self.eof = True
         if self.exchange is not None and not self.exchange.request_done:
             self.exchange.abort_request()
-        if self.exchange is None:
+        if self.exchange is None and self.wait is None:
             return False
         return True  # let the response in flight finish, then close
 
@@ -185,6 +208,8 @@ class PublicConnection(Downstream):
         self.disarm()
         self.release_slot()
         self.gateway.live.connection_closed(self)
+        if self.wait is not None:
+            self._abandon_wait()
         if self.write_paused:
             self.write_paused = False
             self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
@@ -222,7 +247,7 @@ class PublicConnection(Downstream):
 
     def _pump(self) -> None:
         """Feed queued parser events to the current exchange, starting new ones in order."""
-        while self.queue and not self.closing:
+        while self.queue and not self.closing and self.wait is None:
             event = self.queue[0]
             if isinstance(event, RequestHead):
                 if self.exchange is not None:
@@ -263,7 +288,7 @@ class PublicConnection(Downstream):
         if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
             self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
-            self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
+            self._wait_for_owner(head, name, route.expires_at)
         elif self.gateway.buffers.over:
             # Slow readers hold the gateway's whole buffer budget: no new streams now.
             self._answer_error(
@@ -272,6 +297,93 @@ class PublicConnection(Downstream):
         else:
             self.exchange = Exchange(self, head, route)
             self.exchange.start()
+
+    # --- waiting for a tunnel's owner (--grace-hold) -----------------------------------
+    def _wait_for_owner(self, head: RequestHead, name: str, expires_at: float) -> None:
+        """A request for `name`, whose owner is away until `expires_at`: the held-name 502
+        at once, or with --grace-hold it waits for the owner's return, at most that long
+        and no longer than the hold; this connection is not read meanwhile."""
+        grace_hold, now = self.gateway.config.grace_hold, time.monotonic()
+        wait = self.wait
+        until = now + grace_hold if wait is None else wait.until
+        if grace_hold <= 0 or self.draining or min(until, expires_at) <= now:
+            self.wait = None
+            host = head.host.decode("ascii", "replace")
+            self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
+            return
+        if not self.gateway.routes.wait(name, self):
+            self.wait = None
+            host = head.host.decode("ascii", "replace")
+            message = f"too many requests are waiting for the tunnel for {host}; retry shortly"
+            self._answer_error(head, 503, "hold_queue_full", message)
+            return
+        if wait is None:
+            self.wait = _Wait(head, name, until)
+        self.pause_reading_for(PAUSE_HOLD)
+        self.arm(min(until, expires_at) - now, _HOLD)
+
+    def wait_for_tunnel(self, exchange: Exchange) -> bool:
+        """`exchange` could not open its stream: its tunnel died (or is going away) in
+        between, and the app saw nothing of the request. With --grace-hold the request
+        waits for the tunnel's owner as one for a held name does, and True says this
+        connection took it back from the exchange; False: the exchange answers it."""
+        if self.gateway.config.grace_hold <= 0 or self.draining:
+            return False
+        self.exchange = None
+        self._wait_for_owner(exchange.head, exchange.tunnel.name, math.inf)
+        return True
+
+    def tunnel_returned(self, route: Route) -> None:
+        """routes.Waiter: the owner is back; the request goes to its new tunnel."""
+        wait = self.wait
+        if wait is None or self.closing:
+            return
+        self.disarm()
+        if self.gateway.buffers.over:
+            host = wait.head.host.decode("ascii", "replace")
+            self._end_wait(503, "gateway_busy", f"the gateway is busy; retry {host} shortly")
+            return
+        exchange = self.exchange = Exchange(self, wait.head, route)
+        exchange.start()
+        if self.exchange is None and not self.closing:
+            return  # that tunnel went too before the stream opened: the wait goes on
+        self.wait = None
+        if self.exchange is not None:
+            self.resume_reading_for(PAUSE_HOLD)
+            self._pump()  # what came of the request while it waited (its body)
+            if self.eof and self.exchange is not None and not self.exchange.request_done:
+                self.exchange.abort_request()  # as eof_received would have
+
+    def hold_ended(self) -> None:
+        """routes.Waiter: the name's hold ended before its owner came back."""
+        if self.wait is not None:
+            host = self.wait.head.host.decode("ascii", "replace")
+            self._end_wait(502, "tunnel_offline", f"the tunnel for {host} is offline")
+
+    def _end_wait(self, status: int, code: str, message: str) -> None:
+        wait, self.wait = self.wait, None
+        if wait is not None:
+            self.gateway.routes.stop_waiting(wait.name, self)  # if the table has not let go
+            if not self.closing:
+                self._answer_error(wait.head, status, code, message)
+
+    def _abandon_wait(self) -> None:
+        """The public client went away while its request waited: logged as 499."""
+        wait, self.wait = self.wait, None
+        if wait is not None:
+            self.gateway.routes.stop_waiting(wait.name, self)
+            head = wait.head
+            access_log.request(
+                head.host.decode("ascii", "replace"),
+                head.method.decode("ascii", "replace"),
+                head.target.decode("latin-1")[:200],
+                499,
+                0,
+                0,
+                0.0,
+                self.client_addr,
+                None,
+            )
 
     def _serve_gateway(self, head: RequestHead) -> None:
         path = head.target.split(b"?", 1)[0]
@@ -401,6 +513,11 @@ class PublicConnection(Downstream):
         self.draining = True
         if self.closing:
             return
+        if self.wait is not None:  # its owner cannot come back here now
+            host = self.wait.head.host.decode("ascii", "replace")
+            message = f"the gateway is shutting down; retry {host} shortly"
+            self._end_wait(503, "gateway_draining", message)
+            return
         if self.exchange is None and not self.queue and not self.parser.head_pending:
             self.close()
 
@@ -491,6 +608,8 @@ class PublicConnection(Downstream):
                 self._head_timed_out()
         elif kind == _KEEPALIVE and self.exchange is None:
             self.close()
+        elif kind == _HOLD:
+            self.hold_ended()
 
     def _head_timed_out(self) -> None:
         assert self.transport is not None

@@ -84,6 +84,11 @@ class Downstream(asyncio.Protocol):
     def exchange_finished(self, keep_alive: bool) -> None:
         raise NotImplementedError
 
+    def wait_for_tunnel(self, exchange: Exchange) -> bool:
+        """The exchange's stream could not be opened: its tunnel is gone. True if the
+        connection takes the request back to wait for the tunnel's owner (--grace-hold)."""
+        raise NotImplementedError
+
     # transport.pipe.PipeSocket, after a 101
     def write(self, data: bytes) -> None:
         raise NotImplementedError
@@ -137,7 +142,8 @@ class Exchange:
     def start(self) -> None:
         head, conn = self.head, self.conn
         if self.tc.closed:
-            self._gateway_error(502, "tunnel_offline", "the tunnel is offline")
+            if not conn.wait_for_tunnel(self):
+                self._gateway_error(502, "tunnel_offline", "the tunnel is offline")
             return
         meta = OpenInfo(
             self.tunnel.tunnel_id,
@@ -149,6 +155,10 @@ class Exchange:
         try:
             self.sid = self.tc.open_stream(meta, self)
         except LocalProtocolError:
+            mux = self.tc.mux
+            if self.tc.closed or mux.go_away_received or mux.go_away_sent:
+                if conn.wait_for_tunnel(self):  # its tunnel is going: wait for the next
+                    return
             if conn.draining:  # the tunnel heard GOAWAY: no new stream on it
                 self._gateway_error(
                     503, "gateway_draining", "the gateway is shutting down; retry shortly"

@@ -4,10 +4,19 @@ The registry (registry.py) says who owns a name, cluster-wide; this table holds 
 this process can: the tunnel connection a request is sent down. It is read on every
 public request, so a lookup is one dict get. A name whose owner dropped is kept here as
 `Held` until its grace ends, so the edge can answer 502 (offline) instead of 404.
+
+With --grace-hold, public requests for a held name (or for a name whose tunnel died
+before their stream could be opened) wait here for the owner, a few per name
+(limits.GRACE_HOLD_QUEUE): `wake` sends them to the returning tunnel, and the end of the
+hold (`expire`, `remove`) answers them. The waiting lists are touched only then, never
+by a lookup of a live name.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from tunnelgate import limits
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.tunnel import TunnelConnection
 
@@ -72,9 +81,17 @@ class Held:
         self.expires_at = expires_at
 
 
+class Waiter(Protocol):
+    """A public request waiting for its name's owner (edge.PublicConnection)."""
+
+    def tunnel_returned(self, route: Route) -> None: ...
+    def hold_ended(self) -> None: ...
+
+
 class RouteTable:
     def __init__(self) -> None:
         self._entries: dict[str, Route | Held] = {}
+        self._waiting: dict[str, list[Waiter]] = {}  # by name, in order of arrival
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,8 +100,46 @@ class RouteTable:
         entry = self._entries.get(name)
         if type(entry) is Held and entry.expires_at <= now:
             del self._entries[name]
+            self._end_waits(name)
             return None
         return entry
+
+    # --- requests waiting for a name's owner (--grace-hold) ------------------------------
+    def wait(self, name: str, waiter: Waiter) -> bool:
+        """`waiter` waits for `name`'s owner; False if the name has too many waiting."""
+        queue = self._waiting.get(name)
+        if queue is None:
+            self._waiting[name] = [waiter]
+            return True
+        if len(queue) >= limits.GRACE_HOLD_QUEUE:
+            return False
+        queue.append(waiter)
+        return True
+
+    def stop_waiting(self, name: str, waiter: Waiter) -> None:
+        """`waiter` gave up (its deadline, or its public client went away)."""
+        queue = self._waiting.get(name)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)  # a short list, and only when a wait ends early
+            if not queue:
+                del self._waiting[name]
+
+    def waiting(self, name: str) -> int:
+        queue = self._waiting.get(name)
+        return 0 if queue is None else len(queue)
+
+    def wake(self, name: str) -> None:
+        """`name` is served again (its owner's registration was answered): the requests
+        waiting for it go on, in the order they came."""
+        entry = self._entries.get(name)
+        if type(entry) is Route:
+            for waiter in self._waiting.pop(name, ()):
+                waiter.tunnel_returned(entry)
+
+    def _end_waits(self, name: str) -> None:
+        """The name is no longer held: its waiting requests get their answer now."""
+        for waiter in self._waiting.pop(name, ()):
+            waiter.hold_ended()
 
     def add(self, route: Route) -> None:
         """`route` serves its name from now on (replacing a hold or a dead connection)."""
@@ -102,6 +157,7 @@ class RouteTable:
         """Forget `route`, if it still serves its name (a newer one may have taken over)."""
         if self._entries.get(route.name) is route:
             del self._entries[route.name]
+            self._end_waits(route.name)
             return True
         return False
 
@@ -109,6 +165,7 @@ class RouteTable:
         """The grace of `held` is over: forget it, unless the name moved on meanwhile."""
         if self._entries.get(name) is held:
             del self._entries[name]
+            self._end_waits(name)
             return True
         return False
 

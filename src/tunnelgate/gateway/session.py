@@ -208,6 +208,9 @@ class GatewaySession:
                     self._rejected.append((request, answer))
                     self.services.tunnel_counters.reject(answer.reason.value)
                 connection.send_control(answer)
+                if isinstance(answer, Registered) and answer.name is not None:
+                    # After the answer: the client hears of its tunnel before its streams.
+                    self.services.routes.wake(answer.name)  # requests held for it go on
         finally:
             self._registering = False
         if self._rejected:
