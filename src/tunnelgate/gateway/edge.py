@@ -319,6 +319,8 @@ class PublicConnection(Downstream):
             return
         if wait is None:
             self.wait = _Wait(head, name, until)
+            waiting = self.gateway.routes.waiting(name)
+            log.info("request_waiting", name=name, client=self.client_addr, waiting=waiting)
         self.pause_reading_for(PAUSE_HOLD)
         self.arm(min(until, expires_at) - now, _HOLD)
 
