@@ -13,7 +13,7 @@ from fakes import FakeTransport, Services, TunnelPeer
 from tunnelgate import limits
 from tunnelgate.gateway.edge import PublicConnection
 from tunnelgate.gateway.routes import Held, Route
-from tunnelgate.proto.codes import ErrorCode
+from tunnelgate.proto.codes import ErrorCode, StreamKind
 
 HOST = "web.localhost:8080"
 OK_HELLO = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -162,6 +162,30 @@ async def test_without_grace_hold_a_dead_tunnel_is_502_as_before() -> None:
     conn, transport = connect(services)
     conn.data_received(request())
     assert status_of(transport.written) == 502
+
+
+async def test_a_name_held_for_a_tls_passthrough_tunnel_is_not_waited_for(
+    services: Services,
+) -> None:
+    route = route_on(TunnelPeer())
+    route.kind = StreamKind.TLS
+    services.routes.add(route)
+    services.routes.hold(route, expires_at=1e12)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    assert status_of(transport.written) == 502
+    assert services.routes.waiting("web") == 0
+
+
+async def test_a_name_that_comes_back_as_another_kind_is_404(services: Services) -> None:
+    held(services)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    route = route_on(TunnelPeer())
+    route.kind = StreamKind.TLS
+    services.routes.add(route)
+    services.routes.wake("web")
+    assert status_of(transport.written) == 404
 
 
 async def test_a_public_client_that_leaves_stops_waiting(services: Services) -> None:

@@ -288,7 +288,7 @@ class PublicConnection(Downstream):
         if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
             self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
-            self._wait_for_owner(head, name, route.expires_at)
+            self._wait_for_owner(head, name, route.expires_at, route.kind is StreamKind.HTTP)
         elif self.gateway.buffers.over:
             # Slow readers hold the gateway's whole buffer budget: no new streams now.
             self._answer_error(
@@ -299,14 +299,17 @@ class PublicConnection(Downstream):
             self.exchange.start()
 
     # --- waiting for a tunnel's owner (--grace-hold) -----------------------------------
-    def _wait_for_owner(self, head: RequestHead, name: str, expires_at: float) -> None:
+    def _wait_for_owner(
+        self, head: RequestHead, name: str, expires_at: float, http: bool = True
+    ) -> None:
         """A request for `name`, whose owner is away until `expires_at`: the held-name 502
         at once, or with --grace-hold it waits for the owner's return, at most that long
-        and no longer than the hold; this connection is not read meanwhile."""
+        and no longer than the hold; this connection is not read meanwhile. `http`: the
+        name was an HTTP tunnel's (a TLS-passthrough name is not waited for)."""
         grace_hold, now = self.gateway.config.grace_hold, time.monotonic()
         wait = self.wait
         until = now + grace_hold if wait is None else wait.until
-        if grace_hold <= 0 or self.draining or min(until, expires_at) <= now:
+        if grace_hold <= 0 or self.draining or min(until, expires_at) <= now or not http:
             self.wait = None
             host = head.host.decode("ascii", "replace")
             self._answer_error(head, 502, "tunnel_offline", f"the tunnel for {host} is offline")
@@ -341,8 +344,11 @@ class PublicConnection(Downstream):
         if wait is None or self.closing:
             return
         self.disarm()
+        host = wait.head.host.decode("ascii", "replace")
+        if route.kind is not StreamKind.HTTP:  # the name came back as another kind
+            self._end_wait(404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
+            return
         if self.gateway.buffers.over:
-            host = wait.head.host.decode("ascii", "replace")
             self._end_wait(503, "gateway_busy", f"the gateway is busy; retry {host} shortly")
             return
         exchange = self.exchange = Exchange(self, wait.head, route)

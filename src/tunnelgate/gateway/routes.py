@@ -73,12 +73,14 @@ class Route:
 
 
 class Held:
-    """A name whose owner dropped, until `expires_at` (monotonic seconds)."""
+    """A name whose owner dropped, until `expires_at` (monotonic seconds); `kind`: what
+    its tunnel was (only HTTP names have requests wait for them)."""
 
-    __slots__ = ("expires_at",)
+    __slots__ = ("expires_at", "kind")
 
-    def __init__(self, expires_at: float) -> None:
+    def __init__(self, expires_at: float, kind: StreamKind = StreamKind.HTTP) -> None:
         self.expires_at = expires_at
+        self.kind = kind
 
 
 class Waiter(Protocol):
@@ -150,7 +152,7 @@ class RouteTable:
         if another tunnel serves the name by now)."""
         if self._entries.get(route.name) is not route:
             return None
-        held = self._entries[route.name] = Held(expires_at)
+        held = self._entries[route.name] = Held(expires_at, route.kind)
         return held
 
     def remove(self, route: Route) -> bool:
