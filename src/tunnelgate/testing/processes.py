@@ -9,11 +9,13 @@ The raw HTTP client is re-exported here so an end-to-end test needs one import.
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 import time
 from collections.abc import Mapping
 
+from tunnelgate.gateway.tcp import ephemeral_port_range
 from tunnelgate.testing.http_client import (
     RawConnection,
     RawResponse,
@@ -73,13 +75,13 @@ def free_port() -> int:
 def free_port_range(count: int, attempts: int = 50) -> tuple[int, int]:
     """``(lo, hi)``, ``count`` consecutive ports that were all free a moment ago.
 
-    Free as a server binds them (SO_REUSEADDR, as the gateway's listeners do): a port
-    whose only sockets are in TIME_WAIT counts as free, since any test that made many
-    short connections leaves a good share of the ephemeral range in that state."""
+    Taken below the kernel's ephemeral range: a port in it that a tunnel's listener lets go
+    (a dropped tunnel's port during its grace) can become the local port of any outgoing
+    connection on the machine, and the owner's return could not listen there again. Free
+    as a server binds them (SO_REUSEADDR, as the gateway's listeners do)."""
+    ephemeral_low = ephemeral_port_range()[0]
     for _ in range(attempts):
-        lo = free_port()
-        if lo + count - 1 > 65535:
-            continue
+        lo = random.randrange(10_000, ephemeral_low - count)
         socks: list[socket.socket] = []
         try:
             for port in range(lo, lo + count):
