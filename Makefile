@@ -55,7 +55,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests/e2e/conftest.py
 
-# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py),
+# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py;
+# nftables and iproute2: tests/e2e/test_blackhole.py, which runs as root in a network namespace),
 # installed with apt-get if missing; the tests start their own copies on loopback ports.
 test-packages:
 	$(PYTHON) -m bench.bootstrap tests
