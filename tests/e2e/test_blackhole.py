@@ -55,7 +55,7 @@ RECONNECT_TIMEOUT = 45.0
 during the blackhole waits for SYN retransmissions or its 10 s CONNECT_TIMEOUT, then a back-off
 of at most a few seconds (retry n waits up to 0.5 s x 2^(n-1))."""
 ENDLESS = 100 * 2**30
-"""Bytes of the download in flight: more than it can move before the blackhole ends it."""
+"""Bytes of the transfer in flight: more than it can move before the blackhole ends it."""
 GATEWAY_PORT = 8080  # the namespace is new: every port in it is free
 TUNNEL_ADDRESS = "127.0.0.2"
 TABLE = "tg_blackhole"
@@ -131,17 +131,44 @@ def wait_event(
     return json.loads(line), proc.arrived_at(line, after=after, stream=stream)
 
 
+def start_traffic(ns: NetNamespace, host: str, traffic: str) -> Proc | None:
+    """A transfer through the tunnel, under way once this returns (None: ``idle``)."""
+    if traffic == "idle":
+        return None
+    if traffic == "download":
+        proc = start_requester(ns, host, "--stream", "--path", f"/bytes?n={ENDLESS}")
+        assert proc.wait_for_json(lambda obj: obj["event"] == "head")["status"] == 200
+    else:
+        proc = start_requester(ns, host, "--upload", str(ENDLESS), "--path", "/upload")
+        proc.wait_for_json(lambda obj: obj["event"] == "sending")
+    return proc
+
+
+def check_traffic_cut(proc: Proc, traffic: str, blackholed: float) -> None:
+    """The transfer ended short, within DETECT_BOUND of the blackhole: a download cut
+    (never complete), an upload answered 502 or its connection cut."""
+    with proc:
+        cut, cut_at = wait_event(proc, "ended", 30, 0)
+    print(f"blackhole: the {traffic} ended after {cut_at - blackholed:.2f} s: {cut}")
+    assert 0 < cut["bytes"] < ENDLESS, cut
+    assert cut_at - blackholed <= DETECT_BOUND, (cut_at - blackholed, cut)
+    if traffic == "upload":
+        assert cut["status"] == 502 or cut["error"] is not None, cut
+
+
 @pytest.mark.parametrize(
-    "busy",
+    "traffic",
     [
-        pytest.param(False, id="idle"),
-        # A download runs through the tunnel as it goes silent: the client's socket buffer
-        # fills and its writes pause, which must not keep either side from seeing it.
-        pytest.param(True, id="download-in-flight"),
+        "idle",
+        # A transfer runs through the tunnel as it goes silent: the sender's socket buffer
+        # fills and its writes pause (the client's for a download, the gateway's for an
+        # upload), which must not keep either side from seeing it.
+        "download",
+        "upload",
     ],
 )
 def test_blackholed_tunnel_is_dropped_on_both_sides_and_comes_back(
-    netns: NetNamespace, busy: bool
+    netns: NetNamespace, traffic: str
 ) -> None:
     app, app_port = start_local_app_proc(prefix=netns.prefix)
     gateway_args = [*HEARTBEAT, "--response-timeout", str(RESPONSE_TIMEOUT)]
@@ -156,10 +183,7 @@ def test_blackholed_tunnel_is_dropped_on_both_sides_and_comes_back(
     ):
         host = str(wait_ready(client)["url"]).removeprefix("http://")
         assert request(netns, host)["status"] == 200
-        download = None
-        if busy:
-            download = start_requester(netns, host, "--stream", "--path", f"/bytes?n={ENDLESS}")
-            assert download.wait_for_json(lambda obj: obj["event"] == "head")["status"] == 200
+        transfer = start_traffic(netns, host, traffic)
         gateway_mark, client_mark = len(gateway.stderr_lines), len(client.stdout_lines)
 
         blackholed = time.monotonic()  # before the rule: the delays below are upper bounds
@@ -182,12 +206,8 @@ def test_blackholed_tunnel_is_dropped_on_both_sides_and_comes_back(
         )
         assert answered["status"] == 502, answered
         assert answered["elapsed"] <= DETECT_BOUND, answered
-        if download is not None:
-            with download:
-                cut, cut_at = wait_event(download, "ended", 30, 0)
-            print(f"blackhole: the download was cut after {cut['bytes']} bytes: {cut}")
-            assert 0 < cut["bytes"] < ENDLESS, cut
-            assert cut_at - blackholed <= DETECT_BOUND, (cut_at - blackholed, cut)
+        if transfer is not None:
+            check_traffic_cut(transfer, traffic, blackholed)
         after_drop = request(netns, host)
         assert (after_drop["status"], after_drop["error"]) == (502, "tunnel_offline"), after_drop
         assert after_drop["elapsed"] <= IMMEDIATE_502, after_drop

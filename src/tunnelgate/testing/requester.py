@@ -12,16 +12,23 @@ With ``--stream`` the body is read and dropped as it comes, for downloads of any
 ``{"event": "head", "status": 200}``, then ``{"event": "ended", "bytes": N, "error": ...,
 "elapsed": ...}`` when the connection ends (EOF, a reset, or ``--timeout`` with nothing read),
 ``elapsed`` counted from the head.
+
+With ``--upload N`` it POSTs N bytes (zeros) and reads the response meanwhile: ``{"event":
+"sending", "bytes": ...}`` once 1 MiB is out, then ``{"event": "ended", "status": ...,
+"bytes": sent, "error": ..., "elapsed": ...}`` once a response head came or the connection
+failed, ``elapsed`` counted from the request head.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 
 from tunnelgate.testing.http_client import (
+    RawConnection,
     ResponseFormatError,
     build_request,
     http_request,
@@ -29,6 +36,7 @@ from tunnelgate.testing.http_client import (
 )
 
 _FAILURES = (OSError, TimeoutError, ResponseFormatError, asyncio.IncompleteReadError)
+UPLOAD_BLOCK = 64 * 1024
 
 
 def _say(obj: dict[str, object]) -> None:
@@ -55,6 +63,41 @@ async def _stream(args: argparse.Namespace) -> dict[str, object]:
     return {"event": "ended", "bytes": received, "error": error, "elapsed": elapsed}
 
 
+async def _upload(args: argparse.Namespace) -> dict[str, object]:
+    """POST ``--upload`` bytes to ``--path``, reading the response as it comes (a gateway may
+    answer before the body is all sent)."""
+    head = f"POST {args.path} HTTP/1.1\r\nHost: {args.host}\r\n"
+    head += f"Content-Length: {args.upload}\r\n\r\n"
+    sent, status, error, started = 0, None, None, None
+
+    async def pump(conn: RawConnection) -> None:
+        nonlocal sent
+        block = bytes(UPLOAD_BLOCK)
+        while sent < args.upload:
+            piece = block[: min(UPLOAD_BLOCK, args.upload - sent)]
+            await conn.send(piece)
+            sent += len(piece)
+            if sent >= UPLOAD_BLOCK * 16 and sent - len(piece) < UPLOAD_BLOCK * 16:
+                _say({"event": "sending", "bytes": sent})
+
+    try:
+        conn = await open_connection(args.port, host=args.address, timeout=args.timeout)
+        async with conn:
+            await conn.send(head.encode("latin-1"))
+            started = time.monotonic()
+            pumping = asyncio.get_running_loop().create_task(pump(conn))
+            try:
+                status = (await conn.read_head(method="POST")).status
+            finally:
+                pumping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_FAILURES):
+                    await pumping
+    except _FAILURES as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    elapsed = 0.0 if started is None else time.monotonic() - started
+    return {"event": "ended", "status": status, "bytes": sent, "error": error, "elapsed": elapsed}
+
+
 async def _request(args: argparse.Namespace) -> dict[str, object]:
     raw = build_request("GET", args.path, host=args.host)
     started = time.monotonic()
@@ -79,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds for it all")
     parser.add_argument("--stream", action="store_true", help="read the body and drop it")
+    parser.add_argument("--upload", type=int, default=0, help="POST this many bytes")
     args = parser.parse_args(argv)
-    _say(asyncio.run(_stream(args) if args.stream else _request(args)))
+    if args.upload:
+        _say(asyncio.run(_upload(args)))
+    else:
+        _say(asyncio.run(_stream(args) if args.stream else _request(args)))
     return 0
 
 
