@@ -55,7 +55,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests/e2e/conftest.py
 
-# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py),
+# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py;
+# nftables and iproute2: tests/e2e/test_blackhole.py, which runs as root in a network namespace),
 # installed with apt-get if missing; the tests start their own copies on loopback ports.
 test-packages:
 	$(PYTHON) -m bench.bootstrap tests
@@ -75,7 +76,7 @@ clean:
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.
-.PHONY: bench bench-scale bench-tcp tls-scan
+.PHONY: bench bench-scale bench-tcp bench-reconnect tls-scan
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -95,6 +96,13 @@ bench-tcp: $(BENCH_STAMP)
 bench-scale: $(BENCH_STAMP)
 	$(BIN)/python -m bench.bootstrap
 	$(BIN)/python -m bench.scale
+
+# 500 tunnel clients (one process, the real client code), the gateway killed with -9 and
+# restarted on its port after 0, 10 and 30 s: when each client came back (issue 11 item 3;
+# docs/reliability.md). About 2.5 minutes, never more than 400 s:
+# bench/results/reconnect-burst.{md,json}. Not part of `make test`.
+bench-reconnect: $(STAMP)
+	$(BIN)/python -m bench.reconnect_burst
 
 # testssl.sh (apt) against a gateway's --https listener on loopback (issue 8; docs/tls.md):
 # bench/results/tls-scan.{md,json}. About 1.5 minutes; each scan is cut off after 5. Not part
