@@ -1,8 +1,10 @@
 """The ClientHello/SNI peek (tls/clienthello.py) that routes the HTTPS listener's
 connections.
 
-Input: byte 0 is where to cut the bytes for a prefix check; the rest is what a client
-sends first. Checked: nothing raises, the answer is one of the four documented ones; once
+Input: byte 0's bit 0 picks raw bytes or fields, its other bits where to cut the bytes for
+a prefix check. Raw: the rest is what a client sends first. Fields: the rest, split at NUL
+bytes, is a server name and ALPN protocols, built into a well-formed ClientHello (the
+nested lengths would keep a byte-level mutator from ever changing a name's length). Checked: nothing raises, the answer is one of the four documented ones; once
 an answer other than NeedMore is given, more bytes do not change it, and a prefix gives
 NeedMore or the same kind of answer; a server name is non-empty, lower-case printable
 ASCII without a trailing dot; a ClientHello built from the answer reads back the same.
@@ -26,14 +28,14 @@ def _vector(length_bytes: int, body: bytes) -> bytes:
     return len(body).to_bytes(length_bytes, "big") + body
 
 
-def build(server_name: str | None, alpn: tuple[str, ...]) -> bytes:
+def build(server_name: bytes | None, alpn: tuple[bytes, ...]) -> bytes:
     """A minimal ClientHello in one record, with these extensions."""
     extensions = b""
     if server_name is not None:
-        entry = b"\x00" + _vector(2, server_name.encode("ascii"))
+        entry = b"\x00" + _vector(2, server_name)
         extensions += b"\x00\x00" + _vector(2, _vector(2, entry))
     if alpn:
-        names = b"".join(_vector(1, p.encode("latin-1")) for p in alpn)
+        names = b"".join(_vector(1, p) for p in alpn)
         extensions += b"\x00\x10" + _vector(2, _vector(2, names))
     body = b"\x03\x03" + bytes(32) + b"\x00" + _vector(2, b"\x13\x01") + b"\x01\x00"
     body += _vector(2, extensions)
@@ -44,14 +46,19 @@ def build(server_name: str | None, alpn: tuple[str, ...]) -> bytes:
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    cut, stream = data[0], data[1:]
+    cut = data[0] >> 1
+    if data[0] & 1:
+        name, *alpn = data[1:].split(b"\0")
+        stream = build(name, tuple(alpn))
+    else:
+        stream = data[1:]
     result = peek_client_hello(stream)
     assert isinstance(result, (NeedMore, NotTLS, Malformed, ClientHello)), repr(result)
     repr(result)
     if isinstance(result, NeedMore):
         return
     assert peek_client_hello(stream + b"\x16\x03\x01\x00") == result, "more bytes changed it"
-    prefix = peek_client_hello(stream[: cut * len(stream) // 255])
+    prefix = peek_client_hello(stream[: cut * len(stream) // 127])
     assert isinstance(prefix, (NeedMore, type(result))), f"{prefix!r} before {result!r}"
     if isinstance(result, ClientHello):
         name = result.server_name
@@ -59,7 +66,8 @@ def test_one_input(data: bytes) -> None:
             assert name, "an empty server name"
             assert name == name.lower() and not name.endswith("."), name
             assert all(0x21 <= ord(c) <= 0x7E for c in name), name
-        again = peek_client_hello(build(name, result.alpn))
+        protocols = tuple(p.encode("latin-1") for p in result.alpn)
+        again = peek_client_hello(build(None if name is None else name.encode(), protocols))
         assert again == result, f"{result!r} read back as {again!r}"
 
 

@@ -129,7 +129,8 @@ def clienthello() -> list[bytes]:
     body = hello[5:]
     split = hello[:3] + (40).to_bytes(2, "big") + body[:40]
     split += hello[:3] + (len(body) - 40).to_bytes(2, "big") + body[40:]
-    return [b"\x80" + hello, b"\x10" + _openssl_hello(None, []), b"\xf0" + split]
+    raw = [b"\x80" + hello, b"\x10" + _openssl_hello(None, []), b"\xf0" + split]
+    return [*raw, b"\x41app.tunnels.example.com\x00h2\x00http/1.1", b"\x01Localhost."]
 
 
 def main() -> None:
