@@ -113,7 +113,7 @@ FUZZ_STAMP := $(FUZZ_VENV)/.installed
 FUZZ_TREE := $(FUZZ_VENV)/tree
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 1000000
-FUZZ_TARGETS ?= frames control http_request http_response hosts clienthello
+FUZZ_TARGETS ?= frames control mux http_request http_response hosts clienthello
 
 $(FUZZ_STAMP): pyproject.toml setup.py README.md $(shell find src -name '*.py')
 	test -d $(FUZZ_VENV) || $(PYTHON) -m venv $(FUZZ_VENV)

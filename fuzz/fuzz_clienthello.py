@@ -4,10 +4,12 @@ connections.
 Input: byte 0's bit 0 picks raw bytes or fields, its other bits where to cut the bytes for
 a prefix check. Raw: the rest is what a client sends first. Fields: the rest, split at NUL
 bytes, is a server name and ALPN protocols, built into a well-formed ClientHello (the
-nested lengths would keep a byte-level mutator from ever changing a name's length). Checked: nothing raises, the answer is one of the four documented ones; once
-an answer other than NeedMore is given, more bytes do not change it, and a prefix gives
-NeedMore or the same kind of answer; a server name is non-empty, lower-case printable
-ASCII without a trailing dot; a ClientHello built from the answer reads back the same.
+nested lengths would keep a byte-level mutator from ever changing a name's length).
+
+Checked: nothing raises, the answer is one of the four documented ones; once an answer
+other than NeedMore is given, more bytes do not change it, and a prefix gives NeedMore or
+the same kind of answer; a server name is non-empty, lower-case printable ASCII without a
+trailing dot; a ClientHello built from the answer reads back the same.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def test_one_input(data: bytes) -> None:
         return
     cut = data[0] >> 1
     if data[0] & 1:
-        name, *alpn = data[1:].split(b"\0")
-        stream = build(name, tuple(alpn))
+        sent, *alpn = data[1:].split(b"\0")
+        stream = build(sent, tuple(alpn))
     else:
         stream = data[1:]
     result = peek_client_hello(stream)

@@ -1,6 +1,6 @@
 """Writes the seed corpora (fuzz/corpus/<target>/seed-*): valid samples like the tests'.
 
-    python fuzz/seeds.py
+    python fuzz/seeds.py [target ...]    (default: all; OpenSSL's ClientHellos differ each run)
 
 Each target's first bytes are its settings (see the target's docstring); the seeds use
 the plain ones (fed whole) and a few cut ones. Run again after changing a target's input
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import sys
 from pathlib import Path
 
 from tunnelgate.proto.codes import RejectReason, StreamKind
@@ -43,6 +44,12 @@ def frames() -> list[bytes]:
         ]
     )
     return [b"\x00\x00" + wire, b"\x02\x07" + wire, b"\x01\x01" + wire[:40]]
+
+
+def mux() -> list[bytes]:
+    """The frames' seeds, each side: byte 0 says which, and whether streams are open."""
+    wires = [seed[2:] for seed in frames()]
+    return [bytes([side, 0]) + wire for side in (0, 1, 2, 3) for wire in wires[:2]]
 
 
 def control() -> list[bytes]:
@@ -134,14 +141,18 @@ def clienthello() -> list[bytes]:
 
 
 def main() -> None:
+    wanted = set(sys.argv[1:])
     for target, make in [
         ("frames", frames),
         ("control", control),
+        ("mux", mux),
         ("http_request", http_request),
         ("http_response", http_response),
         ("hosts", hosts),
         ("clienthello", clienthello),
     ]:
+        if wanted and target not in wanted:
+            continue
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("seed-*"):
