@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The ClientHello/SNI peek (tls/clienthello.py) that routes the HTTPS listener's
 connections.
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Control messages (JSON on stream 0) and stream-open metadata (proto/messages.py).
 
 Input: byte 0 picks the decoder (even: decode_control, odd: OpenInfo.decode); the rest is

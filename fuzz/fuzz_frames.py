@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The frame decoder (proto/frames.py) against a ten-line reference decoder.
 
 Input: byte 0 picks `max_frames` (0-3) and byte 1 the size of the pieces the stream is fed

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The Host parser: which tunnel a Host header names (gateway/hosts.py) and tunnel names
 (proto/names.py), behind the request parser's own Host check (http1/request.py).
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The public request parser (http1/request.py), the gateway's first line of defence.
 
 Input: byte 0 picks raw chunks (bit 0) and byte 1 the size of the pieces the bytes are fed

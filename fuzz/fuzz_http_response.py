@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The local app's response parser (http1/response.py), which frames passthrough bytes.
 
 Input: byte 0 picks the methods of the requests answered (two bits each, cycling over

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The tunnel connection core (proto/mux.py): frames and control messages where they
 arrive, with streams, windows and the flood budget behind them.
 

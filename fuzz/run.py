@@ -13,6 +13,7 @@ inputs into the committed corpus, keeping only those that add coverage (libFuzze
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -80,15 +81,19 @@ def run(target: str, seconds: int, runs: int) -> Result:
 
 
 def merge(target: str) -> None:
-    """Fold the inputs that found new coverage into the committed corpus."""
+    """Fold the inputs that found new coverage into the committed corpus.
+
+    libFuzzer runs the merge's inner passes as `argv[0] ...` through the shell: the target
+    is run as an executable script, its `#!/usr/bin/env python3` finding this interpreter
+    first on PATH."""
     command = [
-        sys.executable,
         str(HERE / f"fuzz_{target}.py"),
         "-merge=1",
         str(HERE / "corpus" / target),
         str(WORK / "corpus" / target),
     ]
-    subprocess.run(command, capture_output=True, check=True)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    subprocess.run(command, capture_output=True, check=True, env={**os.environ, "PATH": path})
 
 
 def main() -> int:
