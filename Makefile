@@ -8,7 +8,7 @@ PURE_VENV := .venv-pure
 PURE_STAMP := $(PURE_VENV)/.installed
 PURE_TREE := $(PURE_VENV)/tree
 
-.PHONY: run test lint typecheck unit e2e-pure test-packages clean
+.PHONY: run test lint typecheck unit e2e-pure test-packages clean fuzz
 
 # The compiled modules are listed once, in src/tunnelgate/compiled.py (setup.py and the test
 # suite read it too). They are rebuilt whenever their sources change: an extension module left
@@ -47,8 +47,8 @@ run: $(STAMP)
 	$(BIN)/tunnelgate server
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -72,7 +72,7 @@ e2e-pure: $(PURE_STAMP) test-packages
 test: lint typecheck unit e2e-pure
 
 clean:
-	rm -rf $(VENV) $(PURE_VENV) build *.egg-info
+	rm -rf $(VENV) $(PURE_VENV) $(FUZZ_VENV) .fuzz build *.egg-info
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.
@@ -110,3 +110,29 @@ bench-reconnect: $(STAMP)
 tls-scan: $(STAMP)
 	$(BIN)/python -m bench.bootstrap tls-scan
 	$(BIN)/python -m bench.tls_scan
+
+# The atheris targets (issue 11; fuzz/README.md, docs/reliability.md): each runs on the
+# interpreted install (atheris sees no branch inside a mypyc extension), for FUZZ_SECONDS or
+# FUZZ_RUNS, whichever ends first, from its committed corpus (fuzz/corpus/<target>). New
+# inputs and crashes go to .fuzz/; a crash fails the run. FUZZ_MERGE=1 folds the inputs
+# that found new coverage into the committed corpus. Not part of `make test`.
+FUZZ_VENV := .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
+FUZZ_TREE := $(FUZZ_VENV)/tree
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?= frames control mux http_request http_response hosts clienthello
+
+$(FUZZ_STAMP): pyproject.toml setup.py README.md $(shell find src -name '*.py')
+	test -d $(FUZZ_VENV) || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --upgrade pip
+	rm -rf $(FUZZ_TREE) && mkdir -p $(FUZZ_TREE)
+	cp -R pyproject.toml setup.py README.md src $(FUZZ_TREE)/
+	find $(FUZZ_TREE) \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
+	TUNNELGATE_PURE_PYTHON=1 $(FUZZ_VENV)/bin/pip install --quiet '$(FUZZ_TREE)[fuzz]'
+	rm -rf $(FUZZ_TREE)
+	touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	TUNNELGATE_PURE_PYTHON=1 $(FUZZ_VENV)/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS) \
+		--runs $(FUZZ_RUNS) $(if $(filter 1,$(FUZZ_MERGE)),--merge) $(FUZZ_TARGETS)
