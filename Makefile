@@ -8,7 +8,7 @@ PURE_VENV := .venv-pure
 PURE_STAMP := $(PURE_VENV)/.installed
 PURE_TREE := $(PURE_VENV)/tree
 
-.PHONY: run test lint typecheck unit e2e-pure test-packages clean
+.PHONY: run test lint typecheck unit e2e-pure test-packages clean fuzz
 
 # The compiled modules are listed once, in src/tunnelgate/compiled.py (setup.py and the test
 # suite read it too). They are rebuilt whenever their sources change: an extension module left
@@ -47,15 +47,16 @@ run: $(STAMP)
 	$(BIN)/tunnelgate server
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests/e2e/conftest.py
 
-# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py),
+# The tests' own Debian packages (pebble, the ACME test CA: tests/gateway/test_acme_pebble.py;
+# nftables and iproute2: tests/e2e/test_blackhole.py, which runs as root in a network namespace),
 # installed with apt-get if missing; the tests start their own copies on loopback ports.
 test-packages:
 	$(PYTHON) -m bench.bootstrap tests
@@ -71,11 +72,11 @@ e2e-pure: $(PURE_STAMP) test-packages
 test: lint typecheck unit e2e-pure
 
 clean:
-	rm -rf $(VENV) $(PURE_VENV) build *.egg-info
+	rm -rf $(VENV) $(PURE_VENV) $(FUZZ_VENV) .fuzz build *.egg-info
 
 # The benchmark (issue 3): nginx, wrk and pagekite come from apt (bench/bootstrap.py installs
 # whichever is missing); matplotlib from the bench extra. Not part of `make test`.
-.PHONY: bench bench-scale bench-tcp tls-scan
+.PHONY: bench bench-scale bench-tcp bench-reconnect tls-scan
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -96,9 +97,42 @@ bench-scale: $(BENCH_STAMP)
 	$(BIN)/python -m bench.bootstrap
 	$(BIN)/python -m bench.scale
 
+# 500 tunnel clients (one process, the real client code), the gateway killed with -9 and
+# restarted on its port after 0, 10 and 30 s: when each client came back (issue 11 item 3;
+# docs/reliability.md). About 2.5 minutes, never more than 400 s:
+# bench/results/reconnect-burst.{md,json}. Not part of `make test`.
+bench-reconnect: $(STAMP)
+	$(BIN)/python -m bench.reconnect_burst
+
 # testssl.sh (apt) against a gateway's --https listener on loopback (issue 8; docs/tls.md):
 # bench/results/tls-scan.{md,json}. About 1.5 minutes; each scan is cut off after 5. Not part
 # of `make test`.
 tls-scan: $(STAMP)
 	$(BIN)/python -m bench.bootstrap tls-scan
 	$(BIN)/python -m bench.tls_scan
+
+# The atheris targets (issue 11; fuzz/README.md, docs/reliability.md): each runs on the
+# interpreted install (atheris sees no branch inside a mypyc extension), for FUZZ_SECONDS or
+# FUZZ_RUNS, whichever ends first, from its committed corpus (fuzz/corpus/<target>). New
+# inputs and crashes go to .fuzz/; a crash fails the run. FUZZ_MERGE=1 folds the inputs
+# that found new coverage into the committed corpus. Not part of `make test`.
+FUZZ_VENV := .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
+FUZZ_TREE := $(FUZZ_VENV)/tree
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?= frames control mux http_request http_response hosts clienthello
+
+$(FUZZ_STAMP): pyproject.toml setup.py README.md $(shell find src -name '*.py')
+	test -d $(FUZZ_VENV) || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --upgrade pip
+	rm -rf $(FUZZ_TREE) && mkdir -p $(FUZZ_TREE)
+	cp -R pyproject.toml setup.py README.md src $(FUZZ_TREE)/
+	find $(FUZZ_TREE) \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
+	TUNNELGATE_PURE_PYTHON=1 $(FUZZ_VENV)/bin/pip install --quiet '$(FUZZ_TREE)[fuzz]'
+	rm -rf $(FUZZ_TREE)
+	touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	TUNNELGATE_PURE_PYTHON=1 $(FUZZ_VENV)/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS) \
+		--runs $(FUZZ_RUNS) $(if $(filter 1,$(FUZZ_MERGE)),--merge) $(FUZZ_TARGETS)

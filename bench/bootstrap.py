@@ -1,6 +1,7 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
 pagekite, and socat: the plain TCP relay of the TCP rows) for the benchmark, `tests`
-(pebble, the ACME test CA) for `make test`, `tls-scan` (testssl.sh) for `make tls-scan`.
+(pebble, the ACME test CA; nftables and iproute2 for the blackhole test) for `make test`,
+`tls-scan` (testssl.sh) for `make tls-scan`.
 
     python3 -m bench.bootstrap [bench|tests|tls-scan]       (default: bench)
 
@@ -25,7 +26,13 @@ from typing import Final
 # Each set: command -> the package that brings it.
 SETS: Final[Mapping[str, Mapping[str, str]]] = {
     "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite", "socat": "socat"},
-    "tests": {"pebble": "pebble", "pebble-challtestsrv": "pebble"},
+    # nft and ip: tests/e2e/test_blackhole.py drops a tunnel's packets in a network namespace.
+    "tests": {
+        "pebble": "pebble",
+        "pebble-challtestsrv": "pebble",
+        "nft": "nftables",
+        "ip": "iproute2",
+    },
     "tls-scan": {"testssl": "testssl.sh"},
 }
 APT_TIMEOUT: Final = 300.0  # seconds for each apt-get call

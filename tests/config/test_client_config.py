@@ -91,6 +91,11 @@ def test_http_options() -> None:
         ({"addr": "3000", "host_header": "keep"}, "--host-header: the only value is 'rewrite'"),
         ({"addr": "3000", "remote_port": "20001"}, "--remote-port: not allowed for http"),
         ({"addr": "3000", "max_retries": "-1"}, "--max-retries: must be an integer >= 0"),
+        ({"addr": "3000", "heartbeat_interval": "0"}, "--heartbeat-interval: must be a number"),
+        (
+            {"addr": "3000", "heartbeat_interval": "2", "heartbeat_timeout": "2"},
+            "--heartbeat-timeout: must be greater than --heartbeat-interval (2), got 2",
+        ),
         ({"addr": "3000", "log_format": "yaml"}, "--log-format: must be text or json"),
         ({"addr": "3000", "server": "http://gw/connect"}, "--server: must be a ws:// or wss://"),
         ({"addr": "3000", "server": "ws://"}, "--server: must be a ws:// or wss://"),
@@ -337,3 +342,11 @@ def test_client_config_is_frozen() -> None:
     cfg: Any = ClientConfig()
     with pytest.raises(AttributeError):
         cfg.server = "ws://x/connect"
+
+
+def test_heartbeat_options() -> None:
+    cfg = load_client_config("http", {"addr": "3000"}, {})
+    assert (cfg.heartbeat_interval, cfg.heartbeat_timeout) == (10.0, 30.0)
+    argv = {"addr": "3000", "heartbeat_interval": "0.5", "heartbeat_timeout": "1.5"}
+    cfg = load_client_config("http", argv, {})
+    assert (cfg.heartbeat_interval, cfg.heartbeat_timeout) == (0.5, 1.5)

@@ -29,6 +29,7 @@ import pytest_asyncio
 import trustme
 from e2e_support import EXIT_TIMEOUT, assert_rejected, wait_log_line
 
+from tunnelgate.gateway.tcp import ephemeral_port_range
 from tunnelgate.testing.endpoints import Behaviour, BrokenEndpoint
 from tunnelgate.testing.metrics import scrape
 from tunnelgate.testing.proc import JsonObject
@@ -531,6 +532,24 @@ async def test_tcp_on_a_gateway_without_tcp_ports_is_rejected() -> None:
     server = f"ws://127.0.0.1:{port}/connect"
     with proc, start_client("tcp", str(free_port()), "--server", server) as tunnel:
         await assert_rejected(tunnel, "(protocol_unsupported)")
+
+
+async def test_tcp_ports_in_the_ephemeral_range_are_warned_about() -> None:
+    """Such a port, let go while its tunnel reconnects, can become an outgoing connection's
+    local port, and the owner could not listen there again: the operator hears of it."""
+    low, high = ephemeral_port_range()
+    proc, _ = start_gateway("--tcp-ports", f"{high - 1}-{high}")
+    with proc:
+        line = await wait_log_line(
+            proc, lambda obj: obj.get("event") == "tcp_ports_in_ephemeral_range"
+        )
+    assert line["ephemeral"] == f"{low}-{high}"
+    clear, _ = free_port_range(2)  # below the range: no warning
+    quiet, _ = start_gateway("--tcp-ports", f"{clear}-{clear + 1}")
+    with quiet:
+        # The warning would come first: the line after it has been read.
+        await wait_log_line(quiet, lambda obj: obj.get("listener") == "tcp")
+    assert not [line for line in quiet.stdout_lines + quiet.stderr_lines if "ephemeral" in line]
 
 
 # --- a dropped tunnel: its port held for its owner ------------------------------------------------

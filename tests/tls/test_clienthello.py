@@ -97,3 +97,29 @@ def test_a_damaged_hello_is_malformed_or_still_a_hello(where: int, value: int) -
     damaged[where] = value
     result = peek_client_hello(bytes(damaged))
     assert isinstance(result, ClientHello | Malformed) or result in (NEED_MORE, NOT_TLS)
+
+
+def hello_with_server_name(name: bytes) -> bytes:
+    """A minimal well-formed ClientHello in one record whose SNI is `name`, as sent."""
+
+    def vector(size: int, body: bytes) -> bytes:
+        return len(body).to_bytes(size, "big") + body
+
+    sni = b"\x00\x00" + vector(2, vector(2, b"\x00" + vector(2, name)))
+    body = b"\x03\x03" + bytes(32) + b"\x00" + vector(2, b"\x13\x01") + b"\x01\x00"
+    return b"\x16\x03\x01" + vector(2, b"\x01" + vector(3, body + vector(2, sni)))
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [(b"App.Example.COM", "app.example.com"), (b"app.example.com.", "app.example.com")],
+)
+def test_a_server_name_is_lower_cased_and_one_trailing_dot_dropped(sent: bytes, read: str) -> None:
+    assert peek_client_hello(hello_with_server_name(sent)) == ClientHello(read, ())
+
+
+# Found by fuzz/fuzz_clienthello.py: "." came back as the server name "", and "a.." as "a.".
+@pytest.mark.parametrize("sent", [b".", b"..", b"app.example.com..", b"A.."])
+def test_a_server_name_left_empty_or_dotted_by_the_dot_rule_is_malformed(sent: bytes) -> None:
+    result = peek_client_hello(hello_with_server_name(sent))
+    assert result == Malformed("a server name with an empty label at its end")

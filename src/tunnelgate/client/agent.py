@@ -113,7 +113,12 @@ class Agent:
     async def _session(self) -> bool:
         """One connection's life. True if every tunnel got registered on it."""
         self.output.connecting(self.config.server)
-        session = self.current = ClientSession(self, self.specs.keys())
+        session = self.current = ClientSession(
+            self,
+            self.specs.keys(),
+            heartbeat_interval=self.config.heartbeat_interval,
+            heartbeat_timeout=self.config.heartbeat_timeout,
+        )
         try:
             ws = await self._unless_stopped(self._open(session))
         except ConnectFailed as exc:

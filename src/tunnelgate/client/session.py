@@ -44,10 +44,22 @@ class SessionOwner(Protocol):
 
 
 class ClientSession:
-    def __init__(self, owner: SessionOwner, tunnel_ids: Collection[int]) -> None:
+    def __init__(
+        self,
+        owner: SessionOwner,
+        tunnel_ids: Collection[int],
+        *,
+        heartbeat_interval: float = limits.HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT,
+    ) -> None:
         self.owner = owner
         self.tunnel_ids = tunnel_ids
-        self.connection = TunnelConnection(Role.CLIENT, self)
+        self.connection = TunnelConnection(
+            Role.CLIENT,
+            self,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+        )
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.registered: set[int] = set()
         self.rejected = False

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from tunnelgate import limits
 from tunnelgate.errors import ConfigError
 
 from . import parsers
@@ -32,6 +33,10 @@ class ClientConfig:
     # else text lines; "text" chosen explicitly keeps the lines at a terminal too.
     log_format: LogFormat | None = None
     max_retries: int | None = None  # None = forever
+    # Our side of the heartbeat (SPEC names the same pair for the gateway): a gateway that
+    # stops answering is found dead within interval + timeout.
+    heartbeat_interval: float = limits.HEARTBEAT_INTERVAL
+    heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT
     tunnels: tuple[TunnelSpec, ...] = ()
 
 
@@ -68,6 +73,10 @@ CLIENT_OPTIONS: Final[tuple[Option, ...]] = (
            unset="the live view at a terminal, else text"),
     Option("max-retries", "max_retries", _max_retries, "N",
            "give up after N failed reconnects in a row", "client", unset="forever"),
+    Option("heartbeat-interval", "heartbeat_interval", parsers.seconds(True), "S",
+           "ping period in seconds", "client"),
+    Option("heartbeat-timeout", "heartbeat_timeout", parsers.seconds(True), "S",
+           "a gateway silent this many seconds is dead: reconnect", "client"),
 )  # fmt: skip
 
 CLIENT_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(ClientConfig)}
@@ -103,4 +112,10 @@ def load_client_config(
         values = {k: v for k, v in argv_values.items() if k in TUNNEL_KEYS}
         tunnels = (tunnel(command, {"proto": command, **values}, _cli_label),)
     given = resolve(CLIENT_OPTIONS, common, env, file_values, config_path)
-    return ClientConfig(**{name: item.value for name, item in given.items()}, tunnels=tunnels)
+    config = ClientConfig(**{name: item.value for name, item in given.items()}, tunnels=tunnels)
+    if config.heartbeat_timeout <= config.heartbeat_interval:
+        raise ConfigError(
+            f"--heartbeat-timeout: must be greater than --heartbeat-interval "
+            f"({config.heartbeat_interval:g}), got {config.heartbeat_timeout:g}"
+        )
+    return config

@@ -56,7 +56,7 @@ from .reservations import Reservations
 from .routes import Route, RouteTable
 from .selfsigned import default_state_dir
 from .state import GatewayState
-from .tcp import TcpPorts
+from .tcp import TcpPorts, ephemeral_port_range
 from .tls_front import HandshakeCounters, TlsFront, in_domain
 
 log = EventLog("tunnelgate.gateway")
@@ -274,6 +274,15 @@ class Gateway:
             log.info("listening", listener="https", addr=f"{bound[0]}:{bound[1]}")
         if self.tcp is not None:
             tcp = self.tcp
+            low, high = ephemeral_port_range()
+            if tcp.low <= high and low <= tcp.high:
+                log.warning(
+                    "tcp_ports_in_ephemeral_range",
+                    tcp_ports=f"{tcp.low}-{tcp.high}",
+                    ephemeral=f"{low}-{high}",
+                    message="an outgoing connection may take a tunnel's port while its tunnel "
+                    "reconnects; choose --tcp-ports outside net.ipv4.ip_local_port_range",
+                )
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
         if config.admin is not None:
             registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)

@@ -45,6 +45,18 @@ class TcpServices(Protocol):
     def raw_counters(self) -> RawCounters: ...
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux; else IANA's).
+    A tunnel port inside it may be taken by some outgoing connection while its tunnel is
+    away (the listener is closed during the grace), and its owner could not listen again."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            low, high = file.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def port_key(port: int) -> str:
     """The registry key of a TCP port's lease."""
     return f"port:{port}"

@@ -67,6 +67,8 @@ class Proc:
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
         self.argv = list(argv)
         self.lines: dict[Stream, list[str]] = {"stdout": [], "stderr": []}
+        # time.monotonic() as each line was read, for tests that time what a process said.
+        self.arrivals: dict[Stream, list[float]] = {"stdout": [], "stderr": []}
         self._eof: dict[Stream, bool] = {"stdout": False, "stderr": False}
         self._cond = threading.Condition()
         self._async_waiters: set[_AsyncWaiter] = set()
@@ -257,9 +259,16 @@ class Proc:
                 self._eof[stream] = True
                 self._notify()
 
+    def arrived_at(self, line: str, *, stream: Stream = "stdout", after: int = 0) -> float:
+        """When (time.monotonic()) ``line``, the first such line from index ``after``, was read."""
+        with self._cond:
+            index = self.lines[stream].index(line, after)
+            return self.arrivals[stream][index]
+
     def _add(self, stream: Stream, line: str) -> None:
         with self._cond:
             self.lines[stream].append(line)
+            self.arrivals[stream].append(time.monotonic())
             self._notify()
 
     def _notify(self) -> None:

@@ -9,11 +9,13 @@ The raw HTTP client is re-exported here so an end-to-end test needs one import.
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from tunnelgate.gateway.tcp import ephemeral_port_range
 from tunnelgate.testing.http_client import (
     RawConnection,
     RawResponse,
@@ -27,6 +29,7 @@ from tunnelgate.testing.proc import (
     Proc,
     ProcExited,
     WaitTimeout,
+    json_object,
     poll_until,
     poll_until_async,
     terminate_all,
@@ -48,6 +51,7 @@ __all__ = [
     "poll_until_async",
     "start_client",
     "start_gateway",
+    "start_gateway_at",
     "start_local_app_proc",
     "terminate_all",
     "wait_ready",
@@ -73,13 +77,13 @@ def free_port() -> int:
 def free_port_range(count: int, attempts: int = 50) -> tuple[int, int]:
     """``(lo, hi)``, ``count`` consecutive ports that were all free a moment ago.
 
-    Free as a server binds them (SO_REUSEADDR, as the gateway's listeners do): a port
-    whose only sockets are in TIME_WAIT counts as free, since any test that made many
-    short connections leaves a good share of the ephemeral range in that state."""
+    Taken below the kernel's ephemeral range: a port in it that a tunnel's listener lets go
+    (a dropped tunnel's port during its grace) can become the local port of any outgoing
+    connection on the machine, and the owner's return could not listen there again. Free
+    as a server binds them (SO_REUSEADDR, as the gateway's listeners do)."""
+    ephemeral_low = ephemeral_port_range()[0]
     for _ in range(attempts):
-        lo = free_port()
-        if lo + count - 1 > 65535:
-            continue
+        lo = random.randrange(10_000, ephemeral_low - count)
         socks: list[socket.socket] = []
         try:
             for port in range(lo, lo + count):
@@ -163,10 +167,39 @@ def _healthz_ok(port: int) -> bool:
         return False
 
 
-def start_client(*args: str, env: Mapping[str, str] | None = None) -> Proc:
+def start_gateway_at(
+    listen: str,
+    *args: str,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Proc:
+    """``[prefix] tunnelgate server --http LISTEN --log-format json *args``, returned once it
+    logs that it listens. For a gateway the test cannot probe: one inside a network namespace
+    (``prefix``: :attr:`tunnelgate.testing.netns.NetNamespace.prefix`), whose ports are all
+    free, so ``listen`` names a fixed one."""
+    argv = ["server", "--http", listen, "--log-format", "json", *args]
+    proc = Proc([*prefix, *tunnelgate_argv(*argv)], env=env)
+    try:
+        proc.wait_for_line(_is_http_listening, timeout, stream="stderr")  # logs go to stderr
+    except BaseException:
+        proc.terminate()
+        raise
+    return proc
+
+
+def _is_http_listening(line: str) -> bool:
+    obj = json_object(line)
+    return obj is not None and obj.get("event") == "listening" and obj.get("listener") == "http"
+
+
+def start_client(
+    *args: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Proc:
     """``tunnelgate *args --log-format json``, e.g. ``start_client("http", "3000", "--server",
-    f"ws://127.0.0.1:{port}/connect")``. Wait for it with :func:`wait_ready`."""
-    return Proc(tunnelgate_argv(*args, "--log-format", "json"), env=env)
+    f"ws://127.0.0.1:{port}/connect")``; ``prefix`` goes before it (``ip netns exec NS``).
+    Wait for it with :func:`wait_ready`."""
+    return Proc([*prefix, *tunnelgate_argv(*args, "--log-format", "json")], env=env)
 
 
 def _is_ready(obj: JsonObject) -> bool:
@@ -188,9 +221,12 @@ async def wait_ready_async(
     return await proc.wait_for_json_async(_is_ready, timeout, after=after)
 
 
-def start_local_app_proc(timeout: float = START_TIMEOUT) -> tuple[Proc, int]:
-    """``python -m tunnelgate.testing.local_app --port 0``, once it has said where it listens."""
-    proc = Proc([sys.executable, "-m", "tunnelgate.testing.local_app", "--port", "0"])
+def start_local_app_proc(
+    timeout: float = START_TIMEOUT, *, prefix: Sequence[str] = ()
+) -> tuple[Proc, int]:
+    """``python -m tunnelgate.testing.local_app --port 0``, once it has said where it listens;
+    ``prefix`` goes before it (``ip netns exec NS``)."""
+    proc = Proc([*prefix, sys.executable, "-m", "tunnelgate.testing.local_app", "--port", "0"])
     try:
         line = proc.wait_for_json(lambda obj: obj.get("event") == "listening", timeout)
     except BaseException:

@@ -206,7 +206,12 @@ def _server_name(data: bytes) -> str | None:
         if kind == SNI_HOST_NAME:
             if not name or not all(0x21 <= b <= 0x7E for b in name):
                 raise _Bad("a server name that is not printable ASCII")
-            return name.decode("ascii").lower().removesuffix(".")
+            # RFC 6066 §3: no trailing dot. One is forgiven (dropped); "." or "a.." would
+            # leave an empty name or another trailing dot (found by fuzz/fuzz_clienthello.py).
+            host = name.decode("ascii").lower().removesuffix(".")
+            if not host or host.endswith("."):
+                raise _Bad("a server name with an empty label at its end")
+            return host
     return None
 
 
