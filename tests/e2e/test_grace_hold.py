@@ -199,10 +199,14 @@ async def test_grace_hold_0_answers_502_at_once() -> None:
 
 
 async def test_the_per_name_queue_is_bounded() -> None:
-    with held_env("--grace-hold", "30", "--reconnect-grace", "60") as env:
+    async with contextlib.AsyncExitStack() as stack:  # closed even when the test fails
+        env = stack.enter_context(held_env("--grace-hold", "30", "--reconnect-grace", "60"))
         await env.drop(await env.owner())
         mark = env.mark()
-        queued = [await _send(env, env.build("GET", "/")) for _ in range(limits.GRACE_HOLD_QUEUE)]
+        queued = []
+        for _ in range(limits.GRACE_HOLD_QUEUE):
+            queued.append(conn := await _send(env, env.build("GET", "/")))
+            stack.push_async_callback(conn.aclose)
         await env.waiting(limits.GRACE_HOLD_QUEUE, after=mark)
 
         refused = await http_request(env.port, env.build("GET", "/"), timeout=5.0)
