@@ -29,7 +29,13 @@ from ._framing import (
     persistent,
 )
 
-__all__ = ["ResponseComplete", "ResponseEvent", "ResponseHead", "ResponseParser"]
+__all__ = [
+    "ResponseComplete",
+    "ResponseEvent",
+    "ResponseHead",
+    "ResponseParser",
+    "public_head",
+]
 
 
 class ResponseHead(Event):
@@ -39,8 +45,10 @@ class ResponseHead(Event):
     __slots__ = (
         "_raw",
         "chunked",
+        "connection",
         "content_length",
         "end",
+        "hop",
         "interim",
         "keep_alive",
         "reason",
@@ -71,6 +79,8 @@ class ResponseHead(Event):
         switching: bool,
         chunked: bool,
         content_length: int | None,
+        hop: list[int] | None = None,
+        connection: bytes | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -81,9 +91,19 @@ class ResponseHead(Event):
         self.switching = switching
         self.chunked = chunked
         self.content_length = content_length
+        # Where the hop-by-hop and framing fields are in the raw head: (start, stop, kind)
+        # triples, each line with the CRLF before it; None when the head has none of them
+        # (then it can go to the public client as it is).
+        self.hop = hop
+        self.connection = connection  # the Connection field's value(s), lower-cased
         # Where the head ends in the bytes last fed, which completed it (0: it ended
         # with the previous feed's bytes); set by the parser.
         self.end = 0
+
+    @property
+    def raw(self) -> bytes:
+        """The head as the app sent it, CRLFCRLF included."""
+        return self._raw
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -117,9 +137,31 @@ ResponseEvent = ResponseHead | ResponseComplete
 _IDLE, _HEAD, _BODY, _CHUNKED, _UNTIL_EOF, _STOPPED = range(6)
 _STATE_NAMES = ("idle", "head", "body", "chunked", "until-eof", "stopped")
 _VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
-# The only fields passthrough framing needs, read from the lower-cased raw head in one C
-# call (llhttp has already refused whitespace before a colon, obs-fold and bare CR/LF).
-_FRAMING_FIELDS: Final = re.compile(rb"\r\n(content-length|transfer-encoding|connection):([^\r]*)")
+# The fields passthrough framing needs, and the hop-by-hop ones the gateway takes out of a
+# response (public_head), read from the lower-cased raw head in one C-speed scan (llhttp
+# has already refused whitespace before a colon, obs-fold and bare CR/LF).
+_SPECIAL_FIELDS: Final = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
+    rb"|upgrade|trailer):([^\r]*)"
+)
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _KEEP_ALIVE, _PROXY_CONNECTION, _TE = range(6)
+_UPGRADE, _TRAILER = 6, 7
+_KINDS: Final = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"keep-alive": _KEEP_ALIVE,
+    b"proxy-connection": _PROXY_CONNECTION,
+    b"te": _TE,
+    b"upgrade": _UPGRADE,
+    b"trailer": _TRAILER,
+}
+_NAMED = -1  # a field the Connection field names (RFC 9110 §7.6.1)
+# Connection options that name no field, and fields a Connection option cannot take out:
+# the framing the gateway forwards depends on them.
+_NOT_FIELDS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
+_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
+_FIELD_LINE: Final = re.compile(rb"\r\n([^:\r]*):[^\r]*")
 
 
 def _bad(message: str) -> HTTPError:
@@ -147,6 +189,7 @@ class ResponseParser:
         "_method",
         "_sink",
         "_state",
+        "spans",
     )
 
     def __init__(
@@ -162,11 +205,19 @@ class ResponseParser:
         self._state = _IDLE
         self._left = 0
         self._error: HTTPError | None = None
+        # When a list: the start and stop offsets, in the data being fed, of a chunked
+        # body's chunk data are appended to it (for de-chunking; the caller empties it).
+        self.spans: list[int] | None = None
 
     def __repr__(self) -> str:
         method = self._method.decode("ascii", "replace")
         dead = " dead" if self._error else ""
         return f"<ResponseParser {_STATE_NAMES[self._state]} to {method or '-'}{dead}>"
+
+    @property
+    def head_size(self) -> int:
+        """Bytes of the response head read so far (the current one, while in a head)."""
+        return self._framer.size
 
     def expect(self, method: bytes) -> None:
         """A request with this method was sent: its response comes next."""
@@ -216,7 +267,13 @@ class ResponseParser:
         end = framer.scan(data, pos)
         limit = self._max_header_bytes  # as for requests; nginx proxy_buffer_size is 4-8 KiB
         if framer.size > limit or (end < 0 and framer.size == limit):
-            raise _bad(f"response head larger than {limit} bytes")
+            # Its own code: the client tells the gateway (RESET HEAD_TOO_LARGE), which
+            # answers 502 response_head_too_large rather than a vague tunnel_error.
+            raise HTTPError(
+                502,
+                "response_head_too_large",
+                f"response head of {framer.size} bytes or more, over the limit of {limit}",
+            )
         stop = n if end < 0 else end
         if framer.start < stop:
             try:
@@ -267,7 +324,7 @@ class ResponseParser:
 
     def _feed_chunked(self, data: bytes, pos: int, events: list[ResponseEvent]) -> int:
         try:
-            end = self._chunks.scan(data, pos, None)
+            end = self._chunks.scan(data, pos, self.spans)
         except FramingError as exc:
             raise _bad(f"invalid chunked body: {exc}") from None
         n = len(data)
@@ -300,13 +357,18 @@ class ResponseParser:
         if not 100 <= status <= 599:  # RFC 9110 §15: llhttp takes any three digits
             raise _bad(f"status {status} is out of range")
         length = encoding = connection = None
-        for key, value in _FRAMING_FIELDS.findall(raw.lower()):
-            value = value.strip(b" \t")
-            if key == b"content-length":
+        hop: list[int] | None = None
+        for match in _SPECIAL_FIELDS.finditer(raw.lower()):
+            kind = _KINDS[match[1]]
+            if hop is None:
+                hop = []
+            hop += (match.start(), match.end(), kind)
+            value = match[2].strip(b" \t")
+            if kind == _CONTENT_LENGTH:
                 length = value  # llhttp refused duplicates and non-digits
-            elif key == b"transfer-encoding":
+            elif kind == _TRANSFER_ENCODING:
                 encoding = value  # the last line ends the list
-            else:
+            elif kind == _CONNECTION:
                 connection = value if connection is None else connection + b"," + value
         # RFC 9112 §6.3: chunked only when it is the final coding, else close-delimited
         chunked = encoding is not None and header_tokens(encoding)[-1] == b"chunked"
@@ -326,6 +388,8 @@ class ResponseParser:
             switching,
             chunked,
             int(length) if length is not None else None,
+            hop,
+            connection,
         )
 
     def _check_alive(self) -> None:
@@ -342,3 +406,67 @@ def _has_body(method: bytes, status: int) -> bool:
     if method == b"HEAD" or status < 200 or status == 204 or status == 304:
         return False
     return not (method == b"CONNECT" and status < 300)
+
+
+def public_head(head: ResponseHead, close: bool, http10: bool) -> bytes:
+    """`head` as the gateway sends it to the public client, whose server it is.
+
+    Hop-by-hop fields are taken out (RFC 9110 §7.6.1: Connection, the fields it names,
+    Keep-Alive, Proxy-Connection, TE, and Upgrade outside a 101), as serialize_head does
+    for requests; then the gateway states its own decision: `Connection: close` when it
+    closes after this response (`close`), `Connection: keep-alive` to an HTTP/1.0 client
+    it keeps, `Connection: upgrade` on a 101. For an HTTP/1.0 client (`http10`) a chunked
+    body is de-chunked to a close-delimited one (RFC 9112 §6.1), so Transfer-Encoding and
+    Trailer go too (its trailers cannot be sent). Returns `head.raw` itself when nothing
+    changes: the common case costs no copy.
+    """
+    raw = head.raw
+    hop = head.hop
+    interim = head.interim
+    dechunk = http10 and head.chunked
+    if head.switching:
+        extra = b"Connection: upgrade\r\n"
+    elif interim:
+        extra = b""
+    elif close:
+        extra = b"Connection: close\r\n"
+    elif http10:
+        extra = b"Connection: keep-alive\r\n"
+    else:
+        extra = b""
+    if hop is None and not extra:
+        return raw
+    drop: list[int] = []
+    if hop is not None:
+        for i in range(0, len(hop), 3):
+            kind = hop[i + 2]
+            if kind == _CONTENT_LENGTH or kind == _TRANSFER_ENCODING or kind == _TRAILER:
+                if not dechunk:
+                    continue  # the body goes as it came, framing and trailers with it
+            elif kind == _UPGRADE and head.switching:
+                continue
+            drop += (hop[i], hop[i + 1])
+        if head.connection is not None:
+            _drop_named(raw, head.connection, head.switching, drop)
+    parts: list[bytes] = []
+    at = 0
+    for i in range(0, len(drop), 2):
+        parts.append(raw[at : drop[i]])
+        at = drop[i + 1]
+    parts += (raw[at:-2], extra, b"\r\n")
+    return b"".join(parts)
+
+
+def _drop_named(raw: bytes, connection: bytes, switching: bool, drop: list[int]) -> None:
+    """Add the lines of the fields `connection` names to `drop`, kept in order (rare: one
+    more scan of the head, only when the app names a field of its own)."""
+    named = {token for token in header_tokens(connection) if token}
+    named -= _NOT_FIELDS | _FRAMING
+    named -= _KINDS.keys()  # dropped already, or kept on purpose
+    if not named:
+        return
+    for match in _FIELD_LINE.finditer(raw.lower()):
+        if match[1] in named:
+            drop += (match.start(), match.end())
+    pairs = sorted(zip(drop[::2], drop[1::2], strict=True))
+    drop[:] = [x for pair in pairs for x in pair]
