@@ -62,9 +62,16 @@ async def test_hop_by_hop_response_fields_do_not_reach_the_public_client() -> No
             assert comparison.differences() == []
             response = comparison.tunneled.response
             head = response.raw_head
-            for name in (b"Connection", b"X-Secret", b"Keep-Alive", b"Proxy-Connection"):
+            hop = (
+                b"Connection",
+                b"X-Secret",
+                b"Keep-Alive",
+                b"Proxy-Connection",
+                b"TE",
+                b"Upgrade",
+            )
+            for name in hop:
                 assert b"\r\n" + name + b":" not in head, head
-            assert b"\r\nTE:" not in head and b"\r\nUpgrade:" not in head, head
             assert response.header("X-End-To-End") == "kept"
             assert [r.status for r in response.interim] == [103]
             assert b"Keep-Alive" not in response.interim[0].raw_head

@@ -31,6 +31,7 @@ from tunnelgate.transport.reset import abort_with_reset
 
 log = EventLog("tunnelgate.client")
 
+
 class StreamTarget(Protocol):
     """What a relay uses of the tunnel transport (TunnelConnection implements it)."""
 

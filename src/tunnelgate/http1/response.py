@@ -447,7 +447,9 @@ def public_head(head: ResponseHead, close: bool, http10: bool) -> bytes:
                 continue
             drop += (hop[i], hop[i + 1])
         if head.connection is not None:
-            _drop_named(raw, head.connection, head.switching, drop)
+            _drop_named(raw, head.connection, drop)
+    if not drop and not extra:
+        return raw  # only framing fields, kept: as common as a head without any
     parts: list[bytes] = []
     at = 0
     for i in range(0, len(drop), 2):
@@ -457,7 +459,7 @@ def public_head(head: ResponseHead, close: bool, http10: bool) -> bytes:
     return b"".join(parts)
 
 
-def _drop_named(raw: bytes, connection: bytes, switching: bool, drop: list[int]) -> None:
+def _drop_named(raw: bytes, connection: bytes, drop: list[int]) -> None:
     """Add the lines of the fields `connection` names to `drop`, kept in order (rare: one
     more scan of the head, only when the app names a field of its own)."""
     named = {token for token in header_tokens(connection) if token}
