@@ -2,8 +2,10 @@
 
 The request head is re-serialised (hop-by-hop headers out, X-Forwarded-* in) and the
 body streamed with the tunnel's credit as backpressure. The response comes back as
-the local app wrote it; a passthrough parser only finds where it ends (for keep-alive)
-and whether it switched protocols (then bytes are relayed raw both ways).
+the local app wrote it; a parser finds where it ends (for keep-alive) and whether it
+switched protocols (then bytes are relayed raw both ways). Each head goes out whole,
+through public_head: hop-by-hop fields out, the gateway's own Connection decision in;
+an HTTP/1.0 client gets no 1xx and a de-chunked body (issue 13).
 Credit for response bytes goes back to the client only while the public socket
 drains, so a public client that stops reading stops only its own stream.
 """
