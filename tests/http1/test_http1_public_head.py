@@ -19,11 +19,11 @@ PLAIN = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r
 
 def test_a_head_without_hop_by_hop_fields_is_sent_as_it_is_without_a_copy() -> None:
     head = head_of(PLAIN + b"hello")
-    assert head.hop is not None  # Content-Length is noted, for de-chunking
+    assert not head.hop
     assert public_head(head, close=False, http10=False) is head.raw
-    no_fields = head_of(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
-    assert no_fields.hop is None
-    assert public_head(no_fields, close=False, http10=False) is no_fields.raw
+    trailer = head_of(b"HTTP/1.1 200 OK\r\nTrailer: X-A\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert trailer.hop  # looked at again, but kept: the body keeps its trailers
+    assert public_head(trailer, close=False, http10=False) is trailer.raw
 
 
 def test_hop_by_hop_fields_and_those_connection_names_are_taken_out() -> None:
@@ -59,9 +59,32 @@ def test_connection_cannot_name_the_framing_away() -> None:
 def test_the_gateway_states_its_own_connection_decision(
     close: bool, http10: bool, said: bytes
 ) -> None:
-    raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+    raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nContent-Length: 0\r\n\r\n"
     expected = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + said + b"\r\n"
     assert public_head(head_of(raw), close=close, http10=http10) == expected
+
+
+@pytest.mark.parametrize(
+    ("said", "close", "http10", "same"),
+    [
+        (b"keep-alive", False, False, True),
+        (b"keep-alive", False, True, True),
+        (b"close", True, False, True),
+        (b"close", True, True, True),
+        (b"keep-alive", True, False, False),
+        (b"close", False, False, False),
+    ],
+)
+def test_an_apps_lone_connection_saying_what_the_gateway_would_goes_uncopied(
+    said: bytes, close: bool, http10: bool, same: bool
+) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nConnection: " + said + b"\r\nContent-Length: 0\r\n\r\n"
+    head = head_of(raw)
+    wire = public_head(head, close=close, http10=http10)
+    assert (wire is head.raw) == same
+    if not same:
+        stated = b"Connection: close\r\n" if close else b""
+        assert wire == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + stated + b"\r\n"
 
 
 def test_a_101_keeps_upgrade_and_says_connection_upgrade() -> None:

@@ -79,7 +79,7 @@ class ResponseHead(Event):
         switching: bool,
         chunked: bool,
         content_length: int | None,
-        hop: list[int] | None = None,
+        hop: bool = False,
         connection: bytes | None = None,
     ) -> None:
         self.status = status
@@ -91,9 +91,8 @@ class ResponseHead(Event):
         self.switching = switching
         self.chunked = chunked
         self.content_length = content_length
-        # Where the hop-by-hop and framing fields are in the raw head: (start, stop, kind)
-        # triples, each line with the CRLF before it; None when the head has none of them
-        # (then it can go to the public client as it is).
+        # The head has a hop-by-hop field other than Connection, or Trailer (public_head
+        # finds where they are only when it has to rewrite the head).
         self.hop = hop
         self.connection = connection  # the Connection field's value(s), lower-cased
         # Where the head ends in the bytes last fed, which completed it (0: it ended
@@ -156,7 +155,9 @@ _KINDS: Final = {
     b"upgrade": _UPGRADE,
     b"trailer": _TRAILER,
 }
-_NAMED = -1  # a field the Connection field names (RFC 9110 §7.6.1)
+_SAY_UPGRADE: Final = b"Connection: upgrade\r\n"
+_SAY_CLOSE: Final = b"Connection: close\r\n"
+_SAY_KEEP_ALIVE: Final = b"Connection: keep-alive\r\n"
 # Connection options that name no field, and fields a Connection option cannot take out:
 # the framing the gateway forwards depends on them.
 _NOT_FIELDS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
@@ -357,19 +358,17 @@ class ResponseParser:
         if not 100 <= status <= 599:  # RFC 9110 §15: llhttp takes any three digits
             raise _bad(f"status {status} is out of range")
         length = encoding = connection = None
-        hop: list[int] | None = None
-        for match in _SPECIAL_FIELDS.finditer(raw.lower()):
-            kind = _KINDS[match[1]]
-            if hop is None:
-                hop = []
-            hop += (match.start(), match.end(), kind)
-            value = match[2].strip(b" \t")
-            if kind == _CONTENT_LENGTH:
+        hop = False
+        for key, value in _SPECIAL_FIELDS.findall(raw.lower()):
+            value = value.strip(b" \t")
+            if key == b"content-length":
                 length = value  # llhttp refused duplicates and non-digits
-            elif kind == _TRANSFER_ENCODING:
+            elif key == b"transfer-encoding":
                 encoding = value  # the last line ends the list
-            elif kind == _CONNECTION:
+            elif key == b"connection":
                 connection = value if connection is None else connection + b"," + value
+            else:
+                hop = True
         # RFC 9112 §6.3: chunked only when it is the final coding, else close-delimited
         chunked = encoding is not None and header_tokens(encoding)[-1] == b"chunked"
         keep_alive = persistent(version, connection)
@@ -418,38 +417,49 @@ def public_head(head: ResponseHead, close: bool, http10: bool) -> bytes:
     it keeps, `Connection: upgrade` on a 101. For an HTTP/1.0 client (`http10`) a chunked
     body is de-chunked to a close-delimited one (RFC 9112 §6.1), so Transfer-Encoding and
     Trailer go too (its trailers cannot be sent). Returns `head.raw` itself when nothing
-    changes: the common case costs no copy.
+    changes: the common case costs no copy. That includes an app's lone `Connection:
+    keep-alive` on a response the gateway keeps (or `close` on one it closes): the app's
+    option for its hop, but exactly what the gateway may say of its own, so the bytes are
+    the same as dropped and restated (nginx and Node send it on every response).
     """
     raw = head.raw
-    hop = head.hop
     interim = head.interim
+    switching = head.switching
     dechunk = http10 and head.chunked
-    if head.switching:
-        extra = b"Connection: upgrade\r\n"
+    if switching:
+        extra = _SAY_UPGRADE
     elif interim:
         extra = b""
     elif close:
-        extra = b"Connection: close\r\n"
+        extra = _SAY_CLOSE
     elif http10:
-        extra = b"Connection: keep-alive\r\n"
+        extra = _SAY_KEEP_ALIVE
     else:
         extra = b""
-    if hop is None and not extra:
-        return raw
+    connection = head.connection
+    if not head.hop and not dechunk and not switching:
+        # The common cases, decided without looking at the head again: no hop-by-hop
+        # field, or only a Connection that already says what the gateway would.
+        if connection is None:
+            if not extra:
+                return raw
+        elif connection == b"keep-alive" and not close and not interim:
+            return raw  # true of the public hop too: it is kept (and HTTP/1.0 is told)
+        elif connection == b"close" and close and not interim:
+            return raw
     drop: list[int] = []
-    if hop is not None:
-        for i in range(0, len(hop), 3):
-            kind = hop[i + 2]
-            if kind == _CONTENT_LENGTH or kind == _TRANSFER_ENCODING or kind == _TRAILER:
-                if not dechunk:
-                    continue  # the body goes as it came, framing and trailers with it
-            elif kind == _UPGRADE and head.switching:
-                continue
-            drop += (hop[i], hop[i + 1])
-        if head.connection is not None:
-            _drop_named(raw, head.connection, drop)
+    for match in _SPECIAL_FIELDS.finditer(raw.lower()):
+        kind = _KINDS[match[1]]
+        if kind == _CONTENT_LENGTH or kind == _TRANSFER_ENCODING or kind == _TRAILER:
+            if not dechunk:
+                continue  # the body goes as it came, framing and trailers with it
+        elif kind == _UPGRADE and switching:
+            continue
+        drop += (match.start(), match.end())
+    if connection is not None:
+        _drop_named(raw, connection, drop)
     if not drop and not extra:
-        return raw  # only framing fields, kept: as common as a head without any
+        return raw  # only framing fields, kept
     parts: list[bytes] = []
     at = 0
     for i in range(0, len(drop), 2):
