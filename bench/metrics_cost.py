@@ -40,7 +40,7 @@ from prometheus_client import generate_latest
 from tunnelgate.gateway import counters as counters_module
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
-from tunnelgate.gateway.counters import RequestCounters, TunnelCounters
+from tunnelgate.gateway.counters import RawCounters, RequestCounters, TunnelCounters
 from tunnelgate.gateway.metrics import make_registry
 from tunnelgate.gateway.routes import Route
 from tunnelgate.gateway.tls_front import HandshakeCounters
@@ -60,6 +60,7 @@ class _View:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
     buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
     handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
+    raw_counters: RawCounters = field(default_factory=RawCounters)
 
     def live_routes(self) -> Iterator[Route]:
         yield from self.routes
