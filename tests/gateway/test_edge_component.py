@@ -330,3 +330,16 @@ async def test_cut_off_resets_a_response_in_flight(services: Services) -> None:
     conn.drain()
     conn.cut_off()
     assert transport.aborted  # never a FIN that would read as the body's end
+
+
+async def test_a_gateway_answer_to_a_request_with_a_body_says_connection_close(
+    services: Services,
+) -> None:
+    """The body is not read, so the connection ends after the answer: the head says so."""
+    conn, transport = connect(services)
+    conn.data_received(
+        b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\nContent-Length: 3\r\n\r\n"
+    )
+    assert status_of(transport.written) == 200
+    assert b"\r\nConnection: close\r\n" in transport.written
+    assert transport.closed
