@@ -256,9 +256,11 @@ async def test_draining_the_last_response_says_connection_close(
     assert transport.closed  # after the response, not before
 
 
-async def test_draining_a_head_whose_blank_line_was_split_closes_after_it(
+async def test_draining_a_head_whose_blank_line_was_split_still_says_connection_close(
     services: Services,
 ) -> None:
+    """A head is sent only once it is whole (it may need rewriting), so even one cut
+    inside its blank line gets `Connection: close`."""
     peer = TunnelPeer()
     add_route(services, peer)
     conn, transport = connect(services)
@@ -269,7 +271,9 @@ async def test_draining_a_head_whose_blank_line_was_split_closes_after_it(
     head_end = OK_HELLO.index(b"\r\n\r\n") + 3  # the blank line's CR came in the first piece
     peer.respond(sid, OK_HELLO[:head_end])
     peer.respond(sid, OK_HELLO[head_end:], end=True)
-    assert bytes(transport.written) == OK_HELLO  # nothing could be added; as it came
+    assert bytes(transport.written) == (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    )
     assert transport.closed
 
 
@@ -326,3 +330,16 @@ async def test_cut_off_resets_a_response_in_flight(services: Services) -> None:
     conn.drain()
     conn.cut_off()
     assert transport.aborted  # never a FIN that would read as the body's end
+
+
+async def test_a_gateway_answer_to_a_request_with_a_body_says_connection_close(
+    services: Services,
+) -> None:
+    """The body is not read, so the connection ends after the answer: the head says so."""
+    conn, transport = connect(services)
+    conn.data_received(
+        b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\nContent-Length: 3\r\n\r\n"
+    )
+    assert status_of(transport.written) == 200
+    assert b"\r\nConnection: close\r\n" in transport.written
+    assert transport.closed

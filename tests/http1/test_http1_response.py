@@ -165,14 +165,21 @@ def test_expect_during_a_response_is_a_bug() -> None:
         parser.expect(b"GET")
 
 
-def _refusal(raw: bytes, method: bytes = b"GET", *, eof: bool = False, **limits: int) -> HTTPError:
+def _refusal(
+    raw: bytes,
+    method: bytes = b"GET",
+    *,
+    eof: bool = False,
+    code: str = "bad_response",
+    **limits: int,
+) -> HTTPError:
     parser = ResponseParser(**limits)
     parser.expect(method)
     if eof:
         parser.feed(raw)
     with pytest.raises(HTTPError) as info:
         parser.feed_eof() if eof else parser.feed(raw)
-    assert (info.value.status, info.value.code) == (502, "bad_response")
+    assert (info.value.status, info.value.code) == (502, code)
     with pytest.raises(HTTPError):  # and it stays dead
         parser.feed(OK_LENGTH)
     return info.value
@@ -199,9 +206,13 @@ def test_bad_response(raw: bytes) -> None:
 
 
 def test_oversized_head() -> None:
-    error = _refusal(b"HTTP/1.1 200 OK\r\nX: " + b"v" * 200 + b"\r\n\r\n", max_header_bytes=100)
-    assert "larger than 100" in str(error)
-    _refusal(b"HTTP/1.1 200 OK\r\nX: " + b"v" * 200, max_header_bytes=100)  # never finished
+    """Its own code, so that the client can tell the gateway (RESET HEAD_TOO_LARGE)."""
+    raw = b"HTTP/1.1 200 OK\r\nX: " + b"v" * 200 + b"\r\n\r\n"
+    error = _refusal(raw, code="response_head_too_large", max_header_bytes=100)
+    assert "over the limit of 100" in str(error)
+    assert f"of {len(raw)} bytes or more" in str(error)
+    unfinished = b"HTTP/1.1 200 OK\r\nX: " + b"v" * 200
+    _refusal(unfinished, code="response_head_too_large", max_header_bytes=100)
 
 
 def test_too_many_headers() -> None:

@@ -22,11 +22,14 @@ from tunnelgate import limits
 from tunnelgate.config import TunnelSpec
 from tunnelgate.errors import HTTPError
 from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
+from tunnelgate.logs import EventLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.deadlines import Deadlines
 from tunnelgate.transport.pipe import Pipe
 from tunnelgate.transport.reset import abort_with_reset
+
+log = EventLog("tunnelgate.client")
 
 
 class StreamTarget(Protocol):
@@ -274,8 +277,8 @@ class LocalRelay:
             return
         try:
             events = self._parser.feed(data)
-        except HTTPError:
-            self._fail(ErrorCode.PROTOCOL_ERROR)
+        except HTTPError as exc:
+            self._bad_response(exc)
             return
         end = len(data)
         switched = False
@@ -377,6 +380,22 @@ class LocalRelay:
                     local.relay = None
                     local.close()
             self._finish()
+
+    def _bad_response(self, exc: HTTPError) -> None:
+        """The app's response cannot be forwarded: the stream is reset, saying why when
+        the gateway has its own answer for it (docs/protocol.md §7)."""
+        if exc.code == "response_head_too_large":
+            log.warning(
+                "response_head_too_large",
+                tunnel=self.spec.name,
+                path=self.info.target[:200].decode("latin-1"),
+                error=str(exc),
+                size=self._parser.head_size,
+                limit=limits.MAX_HEADER_BYTES,
+            )
+            self._fail(ErrorCode.HEAD_TOO_LARGE)
+        else:
+            self._fail(ErrorCode.PROTOCOL_ERROR)
 
     def _fail(self, code: int, status: int = 502) -> None:
         if self.done:

@@ -418,7 +418,7 @@ class PublicConnection(Downstream):
             self.parser = _HANDED_OVER
             return
         if path == b"/healthz" and head.method in (b"GET", b"HEAD"):
-            close = not head.keep_alive or self.draining
+            close = self._closes_after(head)
             self._write_final(plain_page(200, b"ok\n", close=close), head, 200)
             return
         self._answer_error(head, 404, "not_found", f"{path.decode('latin-1')} is not served here")
@@ -431,14 +431,14 @@ class PublicConnection(Downstream):
         if answer is None:
             self._answer_error(head, 404, "no_challenge", "no such ACME challenge here")
             return
-        close = not head.keep_alive or self.draining
+        close = self._closes_after(head)
         self._write_final(plain_page(200, answer, close=close), head, 200)
 
     def _redirect_to_https(self, head: RequestHead) -> None:
         host = head.host.rsplit(b":", 1)[0].decode("ascii", "replace")
         target = head.target.decode("latin-1")
         location = self.gateway.hosts.https_url(host, target if target.startswith("/") else "/")
-        close = not head.keep_alive or self.draining
+        close = self._closes_after(head)
         self._write_final(redirect_page(location, close=close), head, 308)
 
     def _answer_error(self, head: RequestHead, status: int, code: str, message: str) -> None:
@@ -460,10 +460,16 @@ class PublicConnection(Downstream):
             self.client_addr,
             None,
         )
-        if head.content_length or head.chunked or not head.keep_alive or self.draining:
+        if self._closes_after(head):
             self.close()
         else:
             self._arm_between_requests()
+
+    def _closes_after(self, head: RequestHead) -> bool:
+        """Whether the connection ends after an answer the gateway makes itself (which
+        then says `Connection: close`): the request said so, the gateway drains, or the
+        request has a body, which is not read."""
+        return bool(head.content_length or head.chunked or not head.keep_alive or self.draining)
 
     def _refuse(self, exc: HTTPError) -> None:
         if self.transport is None or self.closing:

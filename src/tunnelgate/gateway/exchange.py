@@ -2,8 +2,10 @@
 
 The request head is re-serialised (hop-by-hop headers out, X-Forwarded-* in) and the
 body streamed with the tunnel's credit as backpressure. The response comes back as
-the local app wrote it; a passthrough parser only finds where it ends (for keep-alive)
-and whether it switched protocols (then bytes are relayed raw both ways).
+the local app wrote it; a parser finds where it ends (for keep-alive) and whether it
+switched protocols (then bytes are relayed raw both ways). Each head goes out whole,
+through public_head: hop-by-hop fields out, the gateway's own Connection decision in;
+an HTTP/1.0 client gets no 1xx and a de-chunked body (issue 13).
 Credit for response bytes goes back to the client only while the public socket
 drains, so a public client that stops reading stops only its own stream.
 """
@@ -15,8 +17,14 @@ import time
 
 from tunnelgate.errors import HTTPError, LocalProtocolError
 from tunnelgate.http1.request import RequestHead, serialize_head
-from tunnelgate.http1.response import ResponseComplete, ResponseHead, ResponseParser
-from tunnelgate.logs import AccessLog
+from tunnelgate.http1.response import (
+    ResponseComplete,
+    ResponseHead,
+    ResponseParser,
+    public_head,
+)
+from tunnelgate.limits import MAX_HEADER_BYTES
+from tunnelgate.logs import AccessLog, EventLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.pipe import Pipe
@@ -26,15 +34,13 @@ from .pages import error_page
 from .routes import Route
 
 access_log = AccessLog("tunnelgate.gateway")
+log = EventLog("tunnelgate.gateway")
 MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
 # Why reading a public connection is paused (bits: several can hold at once).
 PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
 PAUSE_CREDIT = 2  # the request body's stream is out of tunnel credit
 PAUSE_UPGRADE = 4  # bytes after an upgrade request wait for the 101
 PAUSE_DRAIN = 8  # the next request waits until a slow reader drained our buffer
-# Added to the head of a response while the gateway drains (RFC 9112 §9.6): the public
-# client then knows the connection ends with this response, and does not send another.
-CONNECTION_CLOSE = b"Connection: close\r\n"
 
 
 class Downstream(asyncio.Protocol):
@@ -125,11 +131,17 @@ class Exchange:
         self.finished = False
         self.status = 0
         self._response_keep_alive = False
+        self._in_body = False  # the final head is out: what comes is the body
         self.bytes_in = 0
         self.bytes_out = 0
         self._unacked = 0
         self._parser = ResponseParser()
         self._parser.expect(head.method)
+        # An HTTP/1.0 client gets no chunked coding: the parser notes where chunk data is
+        # (known before the head is: it may come in the same read as the body).
+        self._dechunk = False
+        if head.version == "1.0":
+            self._parser.spans = []
         self._early: list[bytes] = []  # upgrade bytes sent before the 101
         self._early_size = 0
         self._started = time.monotonic()
@@ -234,39 +246,57 @@ class Exchange:
         if self.pipe is not None:
             self.pipe.on_data(data)
             return
+        spans = self._parser.spans  # an HTTP/1.0 client's: where chunk data is
+        if spans is not None:
+            spans.clear()
         try:
             events = self._parser.feed(data)
         except HTTPError as exc:
             self._bad_response(exc)
             return
-        end = len(data)
+        # Heads are sent as public_head makes them (hop-by-hop fields out), never before
+        # they are whole (the parser holds a cut one); body bytes as they came, or for an
+        # HTTP/1.0 client the chunk data only. `out` stays empty while data goes unchanged.
+        n = len(data)
+        out: list[bytes] = []
+        keep = pos = 0  # data[keep:pos] goes out as it is; past pos is not looked at yet
+        end = n  # where the response ends in data
+        in_body = self._in_body
         complete = switched = False
-        close_at = -1  # where `Connection: close` goes into this response's head
         for event in events:
             if isinstance(event, ResponseHead):
-                self._on_head(event)
-                if self.conn.draining and self._response_keep_alive and self.head.keep_alive:
-                    # Before the blank line; a head whose blank line began in the previous
-                    # feed (end < 2) goes as it is, and the connection closes after it.
-                    close_at = event.end - 2
-                    self._response_keep_alive = False
+                wire = self._on_head(event)
+                if wire is not event.raw or event.end - len(wire) != pos:
+                    if pos > keep:
+                        out.append(data[keep:pos])
+                    if wire:
+                        out.append(wire)
+                    keep = event.end
+                pos = event.end
+                in_body = not event.interim
             elif isinstance(event, ResponseComplete):
                 if self.status == 101:
                     switched = True  # what follows the 101 head is the new protocol
                 else:
                     end -= event.leftover  # bytes past the response: the app misbehaved
                     complete = True
-        if close_at >= 0:
-            self._write(data[:close_at])
-            self._write_own(CONNECTION_CLOSE)
-            self._write(data[close_at:end])
+        self._in_body = in_body
+        stop = end if in_body else pos  # the bytes of a head still coming wait
+        if spans is not None and self._dechunk and in_body:  # the chunk data, nothing else
+            if pos > keep:
+                out.append(data[keep:pos])
+            out += [data[spans[i] : spans[i + 1]] for i in range(0, len(spans), 2)]
+            keep = stop
+        if out:
+            if stop > keep:
+                out.append(data[keep:stop])
+            self._write_pieces(out, end)
         else:
-            self._write(data if end == len(data) else data[:end])
+            self._write(data if keep == 0 and stop == n else data[keep:stop], end)
         if switched:
             self._switch_protocols()
         elif complete:
-            keep = self.request_done and self.head.keep_alive and self._response_keep_alive
-            self._finish(keep_alive=keep and end == len(data))
+            self._finish(keep_alive=self._response_keep_alive and end == n)
 
     def on_end(self) -> None:
         if self.finished:
@@ -297,6 +327,8 @@ class Exchange:
             self._gateway_error(503, "tunnel_busy", "the tunnel refused the request")
         elif code == ErrorCode.CONNECT_ERROR:
             self._gateway_error(502, "local_unreachable", "the local app is not answering")
+        elif code == ErrorCode.HEAD_TOO_LARGE:
+            self._head_too_large()
         else:
             self._gateway_error(502, "tunnel_error", "the tunnel dropped the request")
 
@@ -315,35 +347,64 @@ class Exchange:
         self._finish(keep_alive=False, aborted=aborted)
 
     # --- internals ------------------------------------------------------------
-    def _on_head(self, head: ResponseHead) -> None:
+    def _on_head(self, head: ResponseHead) -> bytes:
+        """What to send the public client for this head, and the gateway's decision on
+        the connection (kept after the response, or closed: then the head says so)."""
         self.conn.disarm()  # the app answered: the response timeout is over
-        if not head.interim:
-            self.status = head.status
-            self._response_keep_alive = head.keep_alive
+        http10 = self.head.version == "1.0"
+        if head.interim:
+            # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (101 is not interim here, and
+            # an HTTP/1.0 request cannot ask for an upgrade: the edge refuses it).
+            return b"" if http10 else public_head(head, False, False)
+        self.status = head.status
+        if head.switching:
+            return public_head(head, False, False)
+        self._dechunk = dechunk = http10 and head.chunked  # RFC 9112 §6.1
+        # An early response (the app answered before the request body is all here) ends
+        # the connection, and says so: the rest of the body is not read. Keeping it would
+        # mean reading and dropping up to a whole upload, bounded by size and time (nginx's
+        # lingering_close); a client told `Connection: close` simply retries on a new
+        # connection, which is correct in every case and costs one handshake.
+        keep = (
+            head.keep_alive
+            and self.head.keep_alive
+            and self.request_done
+            and not dechunk  # the close ends the body
+            and not self.conn.draining  # RFC 9112 §9.6: the last response says close
+        )
+        self._response_keep_alive = keep
+        return public_head(head, not keep, http10)
 
-    def _write(self, data: bytes) -> None:
-        transport = self.conn.transport
-        if not data or transport is None or transport.is_closing():
-            return
-        self.response_started = True
-        self.bytes_out += len(data)
-        transport.write(data)
-        if self.conn.write_paused:
-            # Held for a slow reader: its credit waits until the socket drains.
-            self._unacked += len(data)
-            self.conn.hold(len(data))
-        else:
-            self.tc.acknowledge(self.sid, len(data))
-
-    def _write_own(self, data: bytes) -> None:
-        """Bytes of the gateway's own in the response: no tunnel credit to return."""
+    def _write(self, data: bytes, consumed: int) -> None:
+        """Send `data` to the public client for `consumed` bytes of the stream: their
+        credit goes back to the client once the public socket takes them."""
         transport = self.conn.transport
         if transport is None or transport.is_closing():
             return
-        self.bytes_out += len(data)
-        transport.write(data)
+        if data:
+            self.response_started = True
+            self.bytes_out += len(data)
+            transport.write(data)
+        self._credit(len(data), consumed)
+
+    def _write_pieces(self, pieces: list[bytes], consumed: int) -> None:
+        transport = self.conn.transport
+        if transport is None or transport.is_closing():
+            return
+        size = sum(len(piece) for piece in pieces)
+        if size:
+            self.response_started = True
+            self.bytes_out += size
+            transport.writelines(pieces)
+        self._credit(size, consumed)
+
+    def _credit(self, written: int, consumed: int) -> None:
         if self.conn.write_paused:
-            self.conn.hold(len(data))
+            # Held for a slow reader: its credit waits until the socket drains.
+            self._unacked += consumed
+            self.conn.hold(written)
+        elif consumed:
+            self.tc.acknowledge(self.sid, consumed)
 
     def _switch_protocols(self) -> None:
         """After the 101: the public connection and the stream become one raw pipe, with
@@ -363,8 +424,23 @@ class Exchange:
             self.tc.reset(self.sid, ErrorCode.CANCEL)
             self._gateway_error(504, "response_timeout", "the local app did not answer in time")
 
+    def _head_too_large(self) -> None:
+        limit = MAX_HEADER_BYTES  # the client's ResponseParser's, which found it
+        log.warning(
+            "response_head_too_large",
+            tunnel=self.tunnel.name,
+            path=self.head.target[:200].decode("latin-1"),
+            limit=limit,
+            client=self.conn.client_addr,
+        )
+        message = f"the local app's response head is over the limit of {limit} bytes"
+        self._gateway_error(502, "response_head_too_large", message)
+
     def _bad_response(self, exc: HTTPError) -> None:
         self.tc.reset(self.sid, ErrorCode.PROTOCOL_ERROR)
+        if exc.code == "response_head_too_large" and not self.response_started:
+            self._head_too_large()  # found here: a client older than the code
+            return
         if self.response_started:
             self._abort_public()
         else:

@@ -29,7 +29,13 @@ from ._framing import (
     persistent,
 )
 
-__all__ = ["ResponseComplete", "ResponseEvent", "ResponseHead", "ResponseParser"]
+__all__ = [
+    "ResponseComplete",
+    "ResponseEvent",
+    "ResponseHead",
+    "ResponseParser",
+    "public_head",
+]
 
 
 class ResponseHead(Event):
@@ -39,8 +45,10 @@ class ResponseHead(Event):
     __slots__ = (
         "_raw",
         "chunked",
+        "connection",
         "content_length",
         "end",
+        "hop",
         "interim",
         "keep_alive",
         "reason",
@@ -71,6 +79,8 @@ class ResponseHead(Event):
         switching: bool,
         chunked: bool,
         content_length: int | None,
+        hop: bool = False,
+        connection: bytes | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -81,9 +91,18 @@ class ResponseHead(Event):
         self.switching = switching
         self.chunked = chunked
         self.content_length = content_length
+        # The head has a hop-by-hop field other than Connection, or Trailer (public_head
+        # finds where they are only when it has to rewrite the head).
+        self.hop = hop
+        self.connection = connection  # the Connection field's value(s), lower-cased
         # Where the head ends in the bytes last fed, which completed it (0: it ended
         # with the previous feed's bytes); set by the parser.
         self.end = 0
+
+    @property
+    def raw(self) -> bytes:
+        """The head as the app sent it, CRLFCRLF included."""
+        return self._raw
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -117,9 +136,33 @@ ResponseEvent = ResponseHead | ResponseComplete
 _IDLE, _HEAD, _BODY, _CHUNKED, _UNTIL_EOF, _STOPPED = range(6)
 _STATE_NAMES = ("idle", "head", "body", "chunked", "until-eof", "stopped")
 _VERSIONS = {b"HTTP/1.1 ": "1.1", b"HTTP/1.0 ": "1.0"}
-# The only fields passthrough framing needs, read from the lower-cased raw head in one C
-# call (llhttp has already refused whitespace before a colon, obs-fold and bare CR/LF).
-_FRAMING_FIELDS: Final = re.compile(rb"\r\n(content-length|transfer-encoding|connection):([^\r]*)")
+# The fields passthrough framing needs, and the hop-by-hop ones the gateway takes out of a
+# response (public_head), read from the lower-cased raw head in one C-speed scan (llhttp
+# has already refused whitespace before a colon, obs-fold and bare CR/LF).
+_SPECIAL_FIELDS: Final = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
+    rb"|upgrade|trailer):([^\r]*)"
+)
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _KEEP_ALIVE, _PROXY_CONNECTION, _TE = range(6)
+_UPGRADE, _TRAILER = 6, 7
+_KINDS: Final = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"keep-alive": _KEEP_ALIVE,
+    b"proxy-connection": _PROXY_CONNECTION,
+    b"te": _TE,
+    b"upgrade": _UPGRADE,
+    b"trailer": _TRAILER,
+}
+_SAY_UPGRADE: Final = b"Connection: upgrade\r\n"
+_SAY_CLOSE: Final = b"Connection: close\r\n"
+_SAY_KEEP_ALIVE: Final = b"Connection: keep-alive\r\n"
+# Connection options that name no field, and fields a Connection option cannot take out:
+# the framing the gateway forwards depends on them.
+_NOT_FIELDS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
+_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
+_FIELD_LINE: Final = re.compile(rb"\r\n([^:\r]*):[^\r]*")
 
 
 def _bad(message: str) -> HTTPError:
@@ -147,6 +190,7 @@ class ResponseParser:
         "_method",
         "_sink",
         "_state",
+        "spans",
     )
 
     def __init__(
@@ -162,11 +206,19 @@ class ResponseParser:
         self._state = _IDLE
         self._left = 0
         self._error: HTTPError | None = None
+        # When a list: the start and stop offsets, in the data being fed, of a chunked
+        # body's chunk data are appended to it (for de-chunking; the caller empties it).
+        self.spans: list[int] | None = None
 
     def __repr__(self) -> str:
         method = self._method.decode("ascii", "replace")
         dead = " dead" if self._error else ""
         return f"<ResponseParser {_STATE_NAMES[self._state]} to {method or '-'}{dead}>"
+
+    @property
+    def head_size(self) -> int:
+        """Bytes of the response head read so far (the current one, while in a head)."""
+        return self._framer.size
 
     def expect(self, method: bytes) -> None:
         """A request with this method was sent: its response comes next."""
@@ -216,7 +268,13 @@ class ResponseParser:
         end = framer.scan(data, pos)
         limit = self._max_header_bytes  # as for requests; nginx proxy_buffer_size is 4-8 KiB
         if framer.size > limit or (end < 0 and framer.size == limit):
-            raise _bad(f"response head larger than {limit} bytes")
+            # Its own code: the client tells the gateway (RESET HEAD_TOO_LARGE), which
+            # answers 502 response_head_too_large rather than a vague tunnel_error.
+            raise HTTPError(
+                502,
+                "response_head_too_large",
+                f"response head of {framer.size} bytes or more, over the limit of {limit}",
+            )
         stop = n if end < 0 else end
         if framer.start < stop:
             try:
@@ -267,7 +325,7 @@ class ResponseParser:
 
     def _feed_chunked(self, data: bytes, pos: int, events: list[ResponseEvent]) -> int:
         try:
-            end = self._chunks.scan(data, pos, None)
+            end = self._chunks.scan(data, pos, self.spans)
         except FramingError as exc:
             raise _bad(f"invalid chunked body: {exc}") from None
         n = len(data)
@@ -300,14 +358,17 @@ class ResponseParser:
         if not 100 <= status <= 599:  # RFC 9110 §15: llhttp takes any three digits
             raise _bad(f"status {status} is out of range")
         length = encoding = connection = None
-        for key, value in _FRAMING_FIELDS.findall(raw.lower()):
+        hop = False
+        for key, value in _SPECIAL_FIELDS.findall(raw.lower()):
             value = value.strip(b" \t")
             if key == b"content-length":
                 length = value  # llhttp refused duplicates and non-digits
             elif key == b"transfer-encoding":
                 encoding = value  # the last line ends the list
-            else:
+            elif key == b"connection":
                 connection = value if connection is None else connection + b"," + value
+            else:
+                hop = True
         # RFC 9112 §6.3: chunked only when it is the final coding, else close-delimited
         chunked = encoding is not None and header_tokens(encoding)[-1] == b"chunked"
         keep_alive = persistent(version, connection)
@@ -326,6 +387,8 @@ class ResponseParser:
             switching,
             chunked,
             int(length) if length is not None else None,
+            hop,
+            connection,
         )
 
     def _check_alive(self) -> None:
@@ -342,3 +405,80 @@ def _has_body(method: bytes, status: int) -> bool:
     if method == b"HEAD" or status < 200 or status == 204 or status == 304:
         return False
     return not (method == b"CONNECT" and status < 300)
+
+
+def public_head(head: ResponseHead, close: bool, http10: bool) -> bytes:
+    """`head` as the gateway sends it to the public client, whose server it is.
+
+    Hop-by-hop fields are taken out (RFC 9110 §7.6.1: Connection, the fields it names,
+    Keep-Alive, Proxy-Connection, TE, and Upgrade outside a 101), as serialize_head does
+    for requests; then the gateway states its own decision: `Connection: close` when it
+    closes after this response (`close`), `Connection: keep-alive` to an HTTP/1.0 client
+    it keeps, `Connection: upgrade` on a 101. For an HTTP/1.0 client (`http10`) a chunked
+    body is de-chunked to a close-delimited one (RFC 9112 §6.1), so Transfer-Encoding and
+    Trailer go too (its trailers cannot be sent). Returns `head.raw` itself when nothing
+    changes: the common case costs no copy. That includes an app's lone `Connection:
+    keep-alive` on a response the gateway keeps (or `close` on one it closes): the app's
+    option for its hop, but exactly what the gateway may say of its own, so the bytes are
+    the same as dropped and restated (nginx and Node send it on every response).
+    """
+    raw = head.raw
+    interim = head.interim
+    switching = head.switching
+    dechunk = http10 and head.chunked
+    if switching:
+        extra = _SAY_UPGRADE
+    elif interim:
+        extra = b""
+    elif close:
+        extra = _SAY_CLOSE
+    elif http10:
+        extra = _SAY_KEEP_ALIVE
+    else:
+        extra = b""
+    connection = head.connection
+    if not head.hop and not dechunk and not switching:
+        # The common cases, decided without looking at the head again: no hop-by-hop
+        # field, or only a Connection that already says what the gateway would.
+        if connection is None:
+            if not extra:
+                return raw
+        elif connection == b"keep-alive" and not close and not interim:
+            return raw  # true of the public hop too: it is kept (and HTTP/1.0 is told)
+        elif connection == b"close" and close and not interim:
+            return raw
+    drop: list[int] = []
+    for match in _SPECIAL_FIELDS.finditer(raw.lower()):
+        kind = _KINDS[match[1]]
+        if kind == _CONTENT_LENGTH or kind == _TRANSFER_ENCODING or kind == _TRAILER:
+            if not dechunk:
+                continue  # the body goes as it came, framing and trailers with it
+        elif kind == _UPGRADE and switching:
+            continue
+        drop += (match.start(), match.end())
+    if connection is not None:
+        _drop_named(raw, connection, drop)
+    if not drop and not extra:
+        return raw  # only framing fields, kept
+    parts: list[bytes] = []
+    at = 0
+    for i in range(0, len(drop), 2):
+        parts.append(raw[at : drop[i]])
+        at = drop[i + 1]
+    parts += (raw[at:-2], extra, b"\r\n")
+    return b"".join(parts)
+
+
+def _drop_named(raw: bytes, connection: bytes, drop: list[int]) -> None:
+    """Add the lines of the fields `connection` names to `drop`, kept in order (rare: one
+    more scan of the head, only when the app names a field of its own)."""
+    named = {token for token in header_tokens(connection) if token}
+    named -= _NOT_FIELDS | _FRAMING
+    named -= _KINDS.keys()  # dropped already, or kept on purpose
+    if not named:
+        return
+    for match in _FIELD_LINE.finditer(raw.lower()):
+        if match[1] in named:
+            drop += (match.start(), match.end())
+    pairs = sorted(zip(drop[::2], drop[1::2], strict=True))
+    drop[:] = [x for pair in pairs for x in pair]

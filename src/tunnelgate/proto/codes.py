@@ -22,6 +22,10 @@ class ErrorCode(IntEnum):
     # The peer floods us (frames that make work but carry nothing, replies it does not
     # read): as HTTP/2's ENHANCE_YOUR_CALM after CVE-2019-9512..9518.
     ENHANCE_YOUR_CALM = 13
+    # RESET only: the local app's response head is over the limit (limits.MAX_HEADER_BYTES);
+    # the gateway answers 502 response_head_too_large. A peer that does not know the code
+    # takes it as INTERNAL_ERROR (§9), an older gateway answers tunnel_error.
+    HEAD_TOO_LARGE = 14
 
 
 class StreamKind(IntEnum):

@@ -18,6 +18,9 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
 - :mod:`tunnelgate.testing.http_client`: a raw-socket HTTP/1.1 client for tests that must
   control every byte (keep-alive, pipelining, chunked bodies, upgrades).
 - :mod:`tunnelgate.testing.websocket`: client-side WebSocket frames for the raw client.
+- :mod:`tunnelgate.testing.differential`: a raw origin answering scripted bytes, and the same
+  raw request sent to it directly and through a tunnel, compared modulo what a proxy must
+  change (X-Forwarded-*, hop-by-hop fields, HTTP/1.0 adaptations).
 - :mod:`tunnelgate.testing.endpoints`: broken and hostile tunnel endpoints (closing, resetting,
   silent, bad statuses, a 101 and then nothing, rejecting) to test how a client copes with the
   network or an attacker in front of the gateway.
