@@ -29,7 +29,10 @@ ATTACK_TIME = 10.0  # seconds an attacker keeps trying before the test calls it 
 CUT_OFF_WITHIN = 5.0  # seconds in which a flooding peer must be disconnected
 MAX_RSS_GROWTH = 100.0  # MiB
 LATENCY_FACTOR = 10.0  # the good tunnel's median latency may grow at most this much
-LATENCY_FLOOR = 0.005  # seconds: below this a ratio of medians says nothing on loopback
+# Seconds: below this a ratio of medians says nothing. A flood the gateway does not cut off
+# put the good tunnel's median at 1.5-2.8 s (the builds before issue 6); at 5 ms the limit
+# failed now and then on a 2-core machine shared with other test runs (13 ms against 12).
+LATENCY_FLOOR = 0.05
 # One 4 MiB message of 380,000 frames handled in one go stalls the gateway for well over
 # 100 ms; in slices of 1,024 frames, each turn costs under a millisecond. On a machine
 # shared with other work a few milliseconds of extra median latency are noise, not this.
