@@ -61,7 +61,6 @@ class _View:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
     buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
     handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
-    raw_counters: RawCounters = field(default_factory=RawCounters)
 
     def live_routes(self) -> Iterator[Route]:
         yield from self.routes
