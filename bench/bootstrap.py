@@ -1,5 +1,6 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
-pagekite, and socat: the plain TCP relay of the TCP rows) for the benchmark, `tests`
+pagekite, socat: the plain TCP relay of the TCP rows, and slowhttptest for
+``python -m bench.slowhttp``) for the benchmark, `tests`
 (pebble, the ACME test CA; nftables and iproute2 for the blackhole test) for `make test`,
 `tls-scan` (testssl.sh) for `make tls-scan`.
 
@@ -25,7 +26,13 @@ from typing import Final
 
 # Each set: command -> the package that brings it.
 SETS: Final[Mapping[str, Mapping[str, str]]] = {
-    "bench": {"nginx": "nginx", "wrk": "wrk", "pagekite": "pagekite", "socat": "socat"},
+    "bench": {
+        "nginx": "nginx",
+        "wrk": "wrk",
+        "pagekite": "pagekite",
+        "socat": "socat",
+        "slowhttptest": "slowhttptest",
+    },
     # nft and ip: tests/e2e/test_blackhole.py drops a tunnel's packets in a network namespace.
     "tests": {
         "pebble": "pebble",
