@@ -13,6 +13,7 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
   ``python -m tunnelgate.testing.tcp_app --port 0 [--proxy-protocol v1|v2|any]``.
 - :mod:`tunnelgate.testing.proxy_header`: a PROXY protocol (v1, v2) header reader, written apart
   from the client's encoder.
+- :mod:`tunnelgate.testing.serving`: stopping a test server with its connections (bounded).
 - :mod:`tunnelgate.testing.metrics`: ``/metrics`` read with prometheus_client's parser, one
   string per sample.
 - :mod:`tunnelgate.testing.http_client`: a raw-socket HTTP/1.1 client for tests that must

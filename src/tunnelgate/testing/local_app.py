@@ -47,6 +47,7 @@ import uvloop
 from tunnelgate.testing import upgrades
 from tunnelgate.testing import websocket as ws
 from tunnelgate.testing.httpserver import Request, Response, ServerStats, serve_connection
+from tunnelgate.testing.serving import close_server
 
 BLOCK = 64 * 1024
 """Size of the pieces /bytes generates and writes (and of each chunk when chunked)."""
@@ -100,14 +101,7 @@ class LocalApp:
 
     async def aclose(self) -> None:
         """Stop listening, cancel every connection, and wait for them to finish."""
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5.0)
-        if self._server is not None:
-            await asyncio.wait_for(self._server.wait_closed(), 5.0)
+        await close_server(self._server, self._tasks)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

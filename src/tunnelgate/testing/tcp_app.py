@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import uvloop
 
 from tunnelgate.testing.proxy_header import ProxyHeader, ProxyHeaderError, parse_proxy_header
+from tunnelgate.testing.serving import close_server
 
 PIECE = 64 * 1024
 """Largest piece read and written back at once."""
@@ -90,14 +91,7 @@ class TcpApp:
 
     async def aclose(self) -> None:
         """Stop listening, cancel every connection, and wait for them to finish."""
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5.0)
-        if self._server is not None:
-            await asyncio.wait_for(self._server.wait_closed(), 5.0)
+        await close_server(self._server, self._tasks)
 
     async def wait_connections(
         self,
