@@ -78,7 +78,8 @@ def test_allow_anonymous_flag() -> None:
         (["server", "--http", "off"], "tunnelgate: --http: is off"),
         (
             ["server", "--redis", "redis://r", "--advertise", "10.0.0.5:80"],
-            "tunnelgate: not implemented in this version: --redis, --advertise",
+            "tunnelgate: --cluster-secret: cluster mode needs --redis, --cluster-secret and "
+            "--advertise together (given: --redis, --advertise)",
         ),
         (["server", "--workers", "two"], "tunnelgate: --workers: must be an integer >= 1 or auto"),
         (["http"], "tunnelgate: the following arguments are required: PORT|HOST:PORT|URL"),
@@ -113,7 +114,8 @@ def test_server_help_documents_every_option(capsys: pytest.CaptureFixture[str]) 
     # Unimplemented options are listed apart, after the ones that work.
     todo = text.index("not implemented in this version")
     assert text.index("--https ADDR public HTTPS listener") < todo
-    assert text.index("--redis URL cluster mode") > todo
+    assert text.index("--redis URL cluster mode") < todo
+    assert text.index("--workers N|auto processes") > todo
     assert text.index("--grace-hold S seconds") < todo
     assert text.index("--max-connections-per-address N public") < todo
     assert "--workers N|auto processes sharing the listeners" in text

@@ -362,9 +362,6 @@ EXTRA_OPTIONS = {"jwt-audience", "jwt-issuer", "metrics-per-tunnel"}
 
 # A valid value, other than the default, for each option start-up refuses.
 UNIMPLEMENTED: dict[str, object] = {
-    "redis": "redis://localhost:6379/0",
-    "cluster-secret": "cl4ster",
-    "advertise": "10.0.0.5:8080",
     "workers": "auto",
 }
 
@@ -401,15 +398,39 @@ def test_unimplemented_option_is_refused_by_name(tmp_path: Path, key: str) -> No
         assert str(info.value) == f"not implemented in this version: {label}"
 
 
-def test_refusal_lists_every_unimplemented_option_in_table_order(tmp_path: Path) -> None:
+SECRET = "s" * 32
+
+
+def test_cluster_options_come_together(tmp_path: Path) -> None:
     path = write(tmp_path, 'redis = "redis://r"\n')
-    argv: dict[str, object] = {"cluster_secret": "cl4ster", "workers": "2"}
     with pytest.raises(ConfigError) as info:
-        gateway(argv, {"TUNNELGATE_ADVERTISE": "10.0.0.5:8080"}, path)
+        gateway({"cluster_secret": SECRET}, {}, path)
     assert str(info.value) == (
-        "not implemented in this version: config file key 'redis', --cluster-secret, "
-        "TUNNELGATE_ADVERTISE, --workers"
+        "--advertise: cluster mode needs --redis, --cluster-secret and --advertise together "
+        "(given: --redis, --cluster-secret)"
     )
+    cfg = gateway({"cluster_secret": SECRET}, {"TUNNELGATE_ADVERTISE": "10.0.0.5:7000"}, path)
+    assert (cfg.redis, cfg.cluster_secret, cfg.advertise) == (
+        "redis://r",
+        SECRET,
+        ("10.0.0.5", 7000),
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ({"cluster_secret": "short"}, "--cluster-secret: must be at least 32 bytes"),
+        (
+            {"cluster_secret": SECRET, "advertise": "127.0.0.1:8080"},
+            "--advertise: 127.0.0.1:8080 is another listener's address",
+        ),
+    ],
+)
+def test_cluster_options_are_checked(argv: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        gateway({"redis": "redis://r", "advertise": "127.0.0.1:7000", **argv})
+    assert str(info.value) == message
 
 
 def test_unimplemented_options_at_their_default_are_accepted(tmp_path: Path) -> None:

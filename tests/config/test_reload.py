@@ -14,7 +14,7 @@ from tunnelgate.config import GATEWAY_OPTIONS, GatewayConfig, changed_options, r
 # the admin listener's metrics.
 RESTART_ONLY = {
     "domain", "http", "https", "state-dir", "tcp-ports", "tcp-bind", "acme-email",
-    "acme-directory", "admin", "metrics-per-tunnel",
+    "acme-directory", "admin", "metrics-per-tunnel", "redis", "cluster-secret", "advertise",
 }  # fmt: skip
 
 
@@ -31,9 +31,7 @@ def test_reload_marks_of_unimplemented_options() -> None:
     # Declared now, so that each feature arrives with its reload rule already decided.
     marks = {option.key: option.reload for option in GATEWAY_OPTIONS if not option.implemented}
     restart = {key for key, reload in marks.items() if not reload}
-    assert restart == {
-        "redis", "cluster-secret", "advertise", "workers",
-    }  # fmt: skip
+    assert restart == {"workers"}
 
 
 def test_same_config_changes_nothing() -> None:

@@ -73,6 +73,10 @@ class GatewayConfig:
     handshake_timeout: float = limits.TLS_HANDSHAKE_TIMEOUT
     drain_timeout: float = limits.DRAIN_TIMEOUT
     grace_hold: float = limits.GRACE_HOLD
+    # Cluster mode (issue 12): all three or none.
+    redis: str | None = field(default=None, repr=False)  # the URL may carry a password
+    cluster_secret: str | None = field(default=None, repr=False)
+    advertise: Address | None = None
 
 
 GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}
@@ -158,6 +162,7 @@ def _check_gateway(cfg: GatewayConfig) -> None:
     if cfg.redirect_http and (cfg.https is None or cfg.http is None):
         raise ConfigError("--redirect-http: needs both --http and --https")
     _check_jwt(cfg)
+    _check_cluster(cfg)
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.
     if cfg.tcp_ports is not None:
         listeners.append(("--tcp-bind", (cfg.tcp_bind, cfg.tcp_ports[0])))
@@ -171,6 +176,30 @@ def _check_gateway(cfg: GatewayConfig) -> None:
                 "--jwt-public-key, --controller); configure one, or "
                 "pass --allow-anonymous to accept anonymous tunnels from anywhere"
             )
+
+
+def _check_cluster(cfg: GatewayConfig) -> None:
+    given = [
+        key
+        for key, value in (
+            ("--redis", cfg.redis),
+            ("--cluster-secret", cfg.cluster_secret),
+            ("--advertise", cfg.advertise),
+        )
+        if value is not None
+    ]
+    if given and len(given) < 3:
+        missing = [k for k in ("--redis", "--cluster-secret", "--advertise") if k not in given]
+        raise ConfigError(
+            f"{missing[0]}: cluster mode needs --redis, --cluster-secret and "
+            f"--advertise together (given: {', '.join(given)})"
+        )
+    if cfg.cluster_secret is not None and len(cfg.cluster_secret.encode()) < 32:
+        raise ConfigError("--cluster-secret: must be at least 32 bytes")
+    if cfg.advertise is not None and cfg.advertise in (cfg.http, cfg.https, cfg.admin):
+        raise ConfigError(
+            f"--advertise: {format_address(cfg.advertise)} is another listener's address"
+        )
 
 
 def _check_jwt(cfg: GatewayConfig) -> None:
