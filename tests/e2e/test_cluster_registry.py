@@ -232,3 +232,24 @@ async def test_a_lease_taken_elsewhere_while_redis_was_empty_is_lost_and_its_cli
         assert lease(redis_server, "delta")["n"] == b.advertise
         assert await get(b, "delta") == 200
         assert await get(a, "delta") == 404  # not served twice
+
+
+async def test_a_gateway_starts_without_redis_and_joins_when_it_comes(
+    redis_server: RedisServer, local_app_proc: int, clients: list[Proc]
+) -> None:
+    redis_server.kill()
+    node = start_node(redis_server)  # healthy without Redis
+    try:
+        joined = await wait_log_line(node.proc, event("cluster_joined"), timeout=WAIT)
+        assert joined["node"] == node.advertise
+        assert joined["redis"] == redis_server.url
+        await wait_log_line(node.proc, event("registry_unavailable"), timeout=WAIT)
+        await assert_rejected(client(clients, node, local_app_proc, "early"), "registry")
+        redis_server.start()
+        await wait_log_line(node.proc, event("registry_restored"), timeout=WAIT)
+        late = client(clients, node, local_app_proc, "early")
+        await wait_ready_async(late, WAIT)
+        assert lease(redis_server, "early")["n"] == node.advertise
+        assert await get(node, "early") == 200
+    finally:
+        node.proc.terminate()

@@ -141,6 +141,25 @@ async def test_redis_down_fails_closed_and_queues_releases_and_holds(
     assert "registry_restored" in events[1]
 
 
+async def test_a_hold_redis_did_not_get_is_made_later_with_the_grace_left(
+    redis_server: RedisServer, registry: RedisRegistry
+) -> None:
+    lease = await claimed(registry, "web", ALICE)
+    redis_server.pause()  # the lease stays in Redis; the hold does not get there
+    try:
+        asked = time.monotonic()
+        assert not await registry.hold(lease, 3.0)
+    finally:
+        redis_server.resume()
+    await registry.keeper.run_round()
+    assert registry.keeper.pending == 0
+    state = await registry.lookup("web")
+    assert state is not None
+    assert not state.online
+    assert state.expires_at <= asked + 3.0 + 0.01  # counted from when it was asked
+    assert registry.keeper.leases() == []  # a held lease is not refreshed
+
+
 async def test_a_lease_taken_while_redis_was_empty_is_lost_here(
     redis_server: RedisServer,
 ) -> None:

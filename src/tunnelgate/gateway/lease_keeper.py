@@ -116,8 +116,12 @@ class LeaseKeeper:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(RegistryUnavailable):  # the registry logs it
+            try:
                 await self.run_round()
+            except RegistryUnavailable:
+                pass  # the registry logged it; the next round tries again
+            except Exception:  # the task's root: a bug in one round must not stop the next
+                log.exception("lease_keeper_failed")
             up = self._store.available
             # A period, not a wait for an event: Redis tells no one when it is back.
             await asyncio.sleep(self.interval if up else limits.REDIS_RETRY_INTERVAL)
