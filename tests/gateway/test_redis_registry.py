@@ -274,3 +274,18 @@ def test_logged_urls_carry_no_password() -> None:
     assert public_url("redis://:s3cret@10.0.0.1:6379/0") == "redis://:***@10.0.0.1:6379/0"
     assert public_url("redis://u:s3cret@[::1]:6379") == "redis://u:***@[::1]:6379"
     assert public_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def test_a_principals_tunnels_are_counted_across_nodes(redis_server: RedisServer) -> None:
+    """--max-tunnels-per-token holds for the cluster, not per gateway."""
+    first = RedisRegistry(redis_server.url, "n1", LIVENESS)
+    second = RedisRegistry(redis_server.url, "n2", LIVENESS)
+    try:
+        await claimed(first, "a", ALICE, "n1")
+        b = await claimed(second, "b", ALICE, "n2")
+        assert await first.count(ALICE.principal) == 2
+        assert await second.hold(b, GRACE)
+        assert await first.count(ALICE.principal) == 1
+    finally:
+        await first.aclose()
+        await second.aclose()
