@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -68,6 +70,7 @@ WINDOW_MARGIN: Final = 5.0  # seconds a fault window stays open after all is bac
 START_TIMEOUT: Final = 30.0  # seconds for a process to be ready (gateway healthy, tunnel up)
 BACK_TIMEOUT: Final = 90.0  # seconds for every client to be registered after the restart
 DOWNTIME: Final = (0.5, 5.0)  # seconds a killed client stays down; under the grace hold
+LOGGED_ID: Final = re.compile(r'"path": "/soak\?id=(\d+)&')
 SETUP_BUDGET: Final = 300.0  # seconds for everything but the run itself
 POLL: Final = 0.05
 
@@ -92,6 +95,7 @@ class Soak:
         self.admin_port = free_port()
         self.app_port = 0
         self.gateway: ManagedProc | None = None
+        self.gateway_logs: list[Path] = []
         self.life = 0
         self.restarting = False
         self.clients: list[ManagedProc] = []
@@ -131,6 +135,7 @@ class Soak:
     async def start_gateway(self) -> None:
         proc = self.procs.start("gateway", self.gateway_argv(), nofile=NOFILE)
         self.gateway = proc
+        self.gateway_logs.append(proc.log_path)
         await poll("the gateway's /healthz", partial(healthy, self.port), START_TIMEOUT)
         if not proc.alive:
             raise BenchError(f"the gateway exited:\n{proc.log_tail()}")
@@ -336,7 +341,8 @@ class Soak:
         warmup = min(60.0, max(a.ramp, a.duration / 10))
         window = min(60.0, a.duration / 10)
         live = [s for s in self.samples if s.life >= 0]
-        result["verdict"] = judge(tally, self.windows)
+        logged = gateway_answers(self.gateway_logs, tally.to_look_up())
+        result["verdict"] = judge(tally, self.windows, logged)
         result["flatness"] = flatness_by_life(live, warmup, window) if live else []
         result["warmup_s"], result["window_s"] = warmup, window
         result["faults"] = self.events
@@ -351,6 +357,20 @@ class Soak:
             "end": round(os.getloadavg()[0], 2),
         }
         result["errors"] += self.errors
+
+
+def gateway_answers(logs: list[Path], wanted: set[int]) -> dict[int, int]:
+    """The status each of the `wanted` requests got, by the gateways' JSON request lines
+    (the request id is in the logged path)."""
+    found: dict[int, int] = {}
+    for path in logs if wanted else []:
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                match = LOGGED_ID.search(line)
+                if match and int(match[1]) in wanted:
+                    with contextlib.suppress(ValueError, KeyError):
+                        found[int(match[1])] = int(json.loads(line)["status"])
+    return found
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -202,7 +202,7 @@ class Connection:
         """Read and judge the answer; whether the connection may carry another request."""
 
         def failed(kind: str) -> bool:
-            self.tally.failed(kind, started, self.now(), self.tunnel)
+            self.tally.failed(kind, started, self.now(), self.tunnel, req.ident)
             return False
 
         try:

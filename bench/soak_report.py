@@ -115,6 +115,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"MiB down.",
         ]
         lines += [f"- corrupted: {what}" for what in verdict["corrupt_samples"]]
+        lines += [f"- lost or unexplained: {what}" for what in verdict["failure_samples"]]
     if result.get("flatness"):
         lines += [
             "",

@@ -62,6 +62,7 @@ class Failure:
     started: float
     ended: float
     tunnel: int
+    ident: int  # the request's id, 0 when none was sent (a failed connect)
 
 
 @dataclass
@@ -89,28 +90,45 @@ class Tally:
         if len(self.corrupt_samples) < CORRUPT_SAMPLES:
             self.corrupt_samples.append(what)
 
-    def failed(self, kind: str, started: float, ended: float, tunnel: int) -> None:
-        self.failures.append(Failure(kind, started, ended, tunnel))
+    def failed(self, kind: str, started: float, ended: float, tunnel: int, ident: int = 0) -> None:
+        self.failures.append(Failure(kind, started, ended, tunnel, ident))
+
+    def to_look_up(self) -> set[int]:
+        """The requests whose connection failed: the gateway's log may say it answered."""
+        return {f.ident for f in self.failures if f.ident and f.kind not in LOST}
 
 
-def judge(tally: Tally, windows: list[Window]) -> dict[str, Any]:
+def judge(
+    tally: Tally, windows: list[Window], logged: dict[int, int] | None = None
+) -> dict[str, Any]:
     """The counts by category, with each connection-level failure and cut-off judged against
-    the fault windows (a gateway window explains both, a client's only its own cut-offs)."""
+    the fault windows (a gateway window explains both, a client's only its own cut-offs).
+
+    `logged` maps request ids to the status the gateway's log says it answered: a reset or
+    close outside every window after the gateway logged an error answer is refused with that
+    reason (the answer was sent, and lost to the reset: see docs/reliability.md, "Soak")."""
+    logged = logged or {}
     refused = Counter(tally.refused)
     unexplained: Counter[str] = Counter()
+    samples: list[str] = []  # the first few unexplained and lost, to look into
     lost: Counter[str] = Counter()
     gateway = [w for w in windows if w.tunnel is None]
     for f in tally.failures:
+        what = f"{f.kind} on tunnel s{f.tunnel}, {f.started:.2f}-{f.ended:.2f} s, id {f.ident}"
         if f.kind in LOST:
             lost[f.kind] += 1
+            samples.append(what)
         elif f.kind == CUT_OFF and any(w.covers(f.started, f.ended, f.tunnel) for w in windows):
             refused[CUT_OFF] += 1
         elif f.kind in CONNECTION_FAILURES and any(
             w.covers(f.started, f.ended, f.tunnel) for w in gateway
         ):
             refused[f.kind] += 1
+        elif f.kind in CONNECTION_FAILURES and logged.get(f.ident, 0) >= 400:
+            refused[f"{f.kind} after the gateway's {logged[f.ident]} (its log)"] += 1
         else:
             unexplained[f.kind] += 1
+            samples.append(what)
     outside = sum(not any(w.covers(s, e, t) for w in windows) for s, e, t in tally.refusal_times)
     requests = tally.ok + sum(refused.values()) + tally.corrupted + sum(lost.values())
     requests += sum(unexplained.values())
@@ -126,6 +144,7 @@ def judge(tally: Tally, windows: list[Window]) -> dict[str, Any]:
         "lost_by_kind": dict(lost),
         "unexplained": sum(unexplained.values()),
         "unexplained_by_kind": dict(unexplained),
+        "failure_samples": samples[:CORRUPT_SAMPLES],
         "bytes_up": tally.bytes_up,
         "bytes_down": tally.bytes_down,
         "passed": tally.corrupted == 0 and not lost and not unexplained and tally.ok > 0,
