@@ -113,24 +113,11 @@ class Soak:
     def gateway_argv(self) -> list[str]:
         a = self.args
         return tunnelgate_argv(
-            "server",
-            "--http",
-            f"127.0.0.1:{self.port}",
-            "--admin",
-            f"127.0.0.1:{self.admin_port}",
-            "--log-format",
-            "json",
-            "--token",
-            TOKEN,
-            "--reconnect-grace",
-            str(a.reconnect_grace),
-            "--grace-hold",
-            str(a.grace_hold),
-            "--drain-timeout",
-            str(a.drain_timeout),
-            "--max-tunnels-per-token",
-            "64",
-        )
+            "server", "--http", f"127.0.0.1:{self.port}", "--admin",
+            f"127.0.0.1:{self.admin_port}", "--log-format", "json", "--token", TOKEN,
+            "--reconnect-grace", str(a.reconnect_grace), "--grace-hold", str(a.grace_hold),
+            "--drain-timeout", str(a.drain_timeout), "--max-tunnels-per-token", "64",
+        )  # fmt: skip
 
     async def start_gateway(self) -> None:
         proc = self.procs.start("gateway", self.gateway_argv(), nofile=NOFILE)
@@ -142,17 +129,9 @@ class Soak:
 
     def client_argv(self, tunnel: int) -> list[str]:
         return tunnelgate_argv(
-            "http",
-            str(self.app_port),
-            "--subdomain",
-            f"s{tunnel}",
-            "--token",
-            TOKEN,
-            "--server",
-            f"ws://127.0.0.1:{self.port}/connect",
-            "--log-format",
-            "json",
-        )
+            "http", str(self.app_port), "--subdomain", f"s{tunnel}", "--token", TOKEN,
+            "--server", f"ws://127.0.0.1:{self.port}/connect", "--log-format", "json",
+        )  # fmt: skip
 
     def start_client(self, tunnel: int) -> ManagedProc:
         return self.procs.start(f"client{tunnel}", self.client_argv(tunnel))

@@ -5,8 +5,9 @@ per-address cap is not what is measured) and talks to tunnel ``i % tunnels`` thr
 gateway. It sends a request, reads the whole answer, checks it (:mod:`bench.soak_verdict`
 says what counts as what), waits a random think time (exponential, so the whole is a Poisson
 stream at ``rate`` requests a second), and goes on, on the same connection while the gateway
-keeps it alive; otherwise it opens a new one. A connection the gateway closed while it was
-idle is noticed before it is reused, as any HTTP client's pool does, and is not a failure.
+keeps it alive; otherwise it opens a new one. A connection the gateway closes while it is
+idle (a drain) is noticed at once, as any HTTP client's pool does, and is not a failure: the
+next request, a few seconds later, opens a new one.
 
 Request mix (each connection has its own seeded generator): 30 % GET without a body, 50 %
 POST with a Content-Length, 20 % POST chunked; body sizes each way: 73 % up to 4 KiB, 25 %
@@ -34,6 +35,7 @@ ANSWER_TIMEOUT: Final = 120.0  # seconds for a head (or the next body piece): mo
 CONNECT_TIMEOUT: Final = 10.0
 THINK_MAX: Final = 60.0  # seconds; under the gateway's 75 s keep-alive idle time
 RECONNECT_PAUSE: Final = (0.2, 1.0)  # seconds after a failed connect, a random point between
+REOPEN_PAUSE: Final = (0.2, 5.0)  # seconds before reopening a connection the gateway closed
 SEND_TIMEOUT: Final = 120.0
 
 
@@ -141,9 +143,30 @@ class Connection:
                     think = self.rng.expovariate(self.plan.rate / self.plan.connections)
                 else:
                     think = self.rng.uniform(*RECONNECT_PAUSE)
-                await asyncio.sleep(min(think, THINK_MAX, max(0.0, self.plan.ends - self.now())))
+                await self.idle(min(think, THINK_MAX, max(0.0, self.plan.ends - self.now())))
         finally:
             await self.close()
+
+    async def idle(self, seconds: float) -> None:
+        """Think for `seconds`, watching the connection: if the gateway closes it meanwhile (a
+        drain), the think is cut to a short random pause, so that the next request opens a new
+        one soon and the gateway holds about N connections throughout, not fewer until each
+        one's next request. (A new connection left idle would meet the head timeout.)"""
+        conn = self.conn
+        deadline = time.monotonic() + seconds
+        if conn is None:
+            await asyncio.sleep(seconds)  # pacing
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await conn.reader.read(1)  # b"": closed; a byte: unasked for, drop it too
+        except TimeoutError:
+            return
+        except OSError:
+            pass
+        await self.close()
+        left = max(0.0, deadline - time.monotonic())
+        await asyncio.sleep(min(left, self.rng.uniform(*REOPEN_PAUSE)))  # pacing
 
     async def close(self) -> None:
         if self.conn is not None:
