@@ -94,6 +94,7 @@ class Soak:
         self.port = free_port()
         self.admin_port = free_port()
         self.app_port = 0
+        self.app: ManagedProc | None = None
         self.gateway: ManagedProc | None = None
         self.gateway_logs: list[Path] = []
         self.life = 0
@@ -147,7 +148,7 @@ class Soak:
         argv = [sys.executable, "-m", "bench.soak_app", "--port", "0"]
         if self.args.corrupt_every:
             argv += ["--corrupt-every", str(self.args.corrupt_every)]
-        app = self.procs.start("app", argv)
+        app = self.app = self.procs.start("app", argv)
         await poll("the app's listening line", lambda: announced_port(app) > 0, START_TIMEOUT)
         self.app_port = announced_port(app)
         await self.start_gateway()
@@ -328,6 +329,8 @@ class Soak:
         result["windows"] = [asdict(w) for w in self.windows]
         result["samples"] = [asdict(s) for s in self.samples]
         result["gateway_cpu_s"] = round(sum(self.gateway_cpu.values()), 1)
+        if self.app is not None and self.app.alive:
+            result["app_cpu_s"] = round(cpu_seconds(self.app.pid), 1)
         loads = [s.loadavg for s in self.samples] or [0.0]
         result["loadavg_1m"] = {
             "start": round(loads[0], 2),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -74,7 +75,8 @@ def fault_lines(faults: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"- {len(some)} tunnel clients killed with {name} and restarted (down "
                 f"{min(f['down_s'] for f in some):.1f}-{max(f['down_s'] for f in some):.1f} s; "
-                f"tunnel back {back[0]:.1f}-{back[-1]:.1f} s after the signal)"
+                f"tunnel back {back[0]:.1f}-{back[-1]:.1f} s after the signal; exit statuses "
+                f"{sorted({f['exit'] for f in some})})"
             )
     for f in faults:
         if "gateway" in f["what"]:
@@ -98,7 +100,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['rate']:g} requests/s asked for, from {cfg['sources']} source addresses. "
         f"Load average (1 min): {load.get('start')} at the start, mean {load.get('mean')}, "
         f"max {load.get('max')}, {load.get('end')} at the end. CPU: gateway "
-        f"{result.get('gateway_cpu_s')} s, harness {result.get('harness_cpu_s')} s over "
+        f"{result.get('gateway_cpu_s')} s, app {result.get('app_cpu_s')} s, harness "
+        f"{result.get('harness_cpu_s')} s over "
         f"{result.get('ran_s')} s.",
         "",
         f"**Verdict: {'PASSED' if result.get('passed') else 'FAILED'}**",
@@ -139,8 +142,9 @@ def svg(result: dict[str, Any]) -> str:
     """RSS (MiB, left axis) and open fds (right axis) against seconds, faults marked."""
     samples = result.get("samples", [])
     span = max([float(result["config"]["duration"])] + [float(s["t"]) for s in samples])
-    rss_top = max([s["rss_kib"] / 1024 for s in samples] + [1.0]) * 1.15
-    fds_top = max([s["fds"] for s in samples] + [1]) * 1.15
+    # Axis tops with round quarters: 20 MiB and 100 descriptors steps.
+    rss_top = 80 * math.ceil(max([s["rss_kib"] / 1024 for s in samples] + [1.0]) * 1.1 / 80)
+    fds_top = 400 * math.ceil(max([s["fds"] for s in samples] + [1]) * 1.1 / 400)
     w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(t: float) -> float:
@@ -193,9 +197,15 @@ def svg(result: dict[str, Any]) -> str:
             _polyline([(x(s["t"]), y(s["rss_kib"] / 1024, rss_top)) for s in mine], RSS_COLOUR)
         )
         out.append(_polyline([(x(s["t"]), y(s["fds"], fds_top)) for s in mine], FDS_COLOUR))
+    for s in samples:  # while the gateway restarts (the old one draining, then the new one)
+        if s["life"] < 0:
+            cx = x(s["t"])
+            for cy, colour in ((y(s["rss_kib"] / 1024, rss_top), RSS_COLOUR),
+                               (y(s["fds"], fds_top), FDS_COLOUR)):  # fmt: skip
+                out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="1.5" fill="{colour}"/>')
     out.append(
-        f'<text x="{LEFT}" y="{HEIGHT - 8}" fill="#444">dashed: the gateway drain-restart;'
-        f" dotted: a tunnel client killed and restarted</text>"
+        f'<text x="{LEFT}" y="{HEIGHT - 8}" fill="#444">dashed: the gateway drain-restart '
+        f"(dots: until every tunnel is back); dotted: a tunnel client killed and restarted</text>"
     )
     out.append("</svg>")
     return "\n".join(out) + "\n"
