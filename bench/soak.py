@@ -26,16 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
-import json
 import os
 import random
-import re
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -44,14 +40,10 @@ from typing import Any, Final
 import uvloop
 
 from .measure import run_bounded, say
-from .probe import Target, get
 from .procs import (
     BenchError,
-    ManagedProc,
     Processes,
-    announced_port,
     cpu_seconds,
-    free_port,
     open_fds,
     raise_nofile,
     raise_on_signals,
@@ -59,47 +51,28 @@ from .procs import (
 )
 from .run import RESULTS, WORKDIR, machine
 from .soak_load import LoadPlan, run_load
+from .soak_procs import NOFILE, START_TIMEOUT, SoakProcesses, poll
 from .soak_report import write_results
 from .soak_verdict import Sample, Tally, Window, flatness_by_life, judge
-from .systems import healthy, tunnel_ready, tunnelgate_argv
+from .systems import tunnel_ready
 
-TOKEN: Final = "soak-token-0123456789"
-NOFILE: Final = 16384  # for the gateway and this process: 2,000 connections and then some
 SAMPLE_INTERVAL: Final = 2.0  # seconds between /proc samples of the gateway
 WINDOW_MARGIN: Final = 5.0  # seconds a fault window stays open after all is back
-START_TIMEOUT: Final = 30.0  # seconds for a process to be ready (gateway healthy, tunnel up)
 BACK_TIMEOUT: Final = 90.0  # seconds for every client to be registered after the restart
 DOWNTIME: Final = (0.5, 5.0)  # seconds a killed client stays down; under the grace hold
-LOGGED_ID: Final = re.compile(r'"path": "/soak\?id=(\d+)&')
 SETUP_BUDGET: Final = 300.0  # seconds for everything but the run itself
-POLL: Final = 0.05
-
-
-async def poll(what: str, check: Callable[[], bool], limit: float) -> None:
-    """Wait until `check()` (run in a thread: it may block on I/O) is true, or BenchError."""
-    deadline = time.monotonic() + limit
-    while not await asyncio.to_thread(check):
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {limit:g} s waiting for {what}")
-        await asyncio.sleep(POLL)
 
 
 class Soak:
-    """The processes and the fault schedule of one run."""
+    """One run: the fault schedule, the samples, the load, the results."""
 
     def __init__(self, args: argparse.Namespace, procs: Processes) -> None:
         self.args = args
         self.procs = procs
+        self.p = SoakProcesses(args, procs)
         self.rng = random.Random(args.seed)
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.app_port = 0
-        self.app: ManagedProc | None = None
-        self.gateway: ManagedProc | None = None
-        self.gateway_logs: list[Path] = []
-        self.life = 0
+        self.life = 0  # which gateway process: 0, then 1 after the restart
         self.restarting = False
-        self.clients: list[ManagedProc] = []
         self.windows: list[Window] = []
         self.samples: list[Sample] = []
         self.events: list[dict[str, Any]] = []  # the faults, for the report and the plot
@@ -109,53 +82,6 @@ class Soak:
 
     def now(self) -> float:
         return time.monotonic() - self.started
-
-    # --- processes ----------------------------------------------------------------------
-    def gateway_argv(self) -> list[str]:
-        a = self.args
-        return tunnelgate_argv(
-            "server", "--http", f"127.0.0.1:{self.port}", "--admin",
-            f"127.0.0.1:{self.admin_port}", "--log-format", "json", "--token", TOKEN,
-            "--reconnect-grace", str(a.reconnect_grace), "--grace-hold", str(a.grace_hold),
-            "--drain-timeout", str(a.drain_timeout), "--max-tunnels-per-token", "64",
-        )  # fmt: skip
-
-    async def start_gateway(self) -> None:
-        proc = self.procs.start("gateway", self.gateway_argv(), nofile=NOFILE)
-        self.gateway = proc
-        self.gateway_logs.append(proc.log_path)
-        await poll("the gateway's /healthz", partial(healthy, self.port), START_TIMEOUT)
-        if not proc.alive:
-            raise BenchError(f"the gateway exited:\n{proc.log_tail()}")
-
-    def client_argv(self, tunnel: int) -> list[str]:
-        return tunnelgate_argv(
-            "http", str(self.app_port), "--subdomain", f"s{tunnel}", "--token", TOKEN,
-            "--server", f"ws://127.0.0.1:{self.port}/connect", "--log-format", "json",
-        )  # fmt: skip
-
-    def start_client(self, tunnel: int) -> ManagedProc:
-        return self.procs.start(f"client{tunnel}", self.client_argv(tunnel))
-
-    def tunnels_up(self) -> int:
-        try:
-            answer = get(Target(self.admin_port, f"127.0.0.1:{self.admin_port}"), "/api/tunnels")
-        except OSError:
-            return 0
-        return len(json.loads(answer.body)) if answer.status == 200 else 0
-
-    async def start_all(self) -> None:
-        argv = [sys.executable, "-m", "bench.soak_app", "--port", "0"]
-        if self.args.corrupt_every:
-            argv += ["--corrupt-every", str(self.args.corrupt_every)]
-        app = self.app = self.procs.start("app", argv)
-        await poll("the app's listening line", lambda: announced_port(app) > 0, START_TIMEOUT)
-        self.app_port = announced_port(app)
-        await self.start_gateway()
-        self.clients = [self.start_client(k) for k in range(self.args.clients)]
-        await poll(
-            "every client's tunnel", lambda: self.tunnels_up() == len(self.clients), START_TIMEOUT
-        )
 
     # --- faults -------------------------------------------------------------------------
     def schedule(self) -> list[tuple[float, str]]:
@@ -186,16 +112,16 @@ class Soak:
                 kills += 1
 
     async def kill_client(self, number: int) -> None:
-        tunnel = self.rng.randrange(len(self.clients))
+        tunnel = self.rng.randrange(len(self.p.clients))
         sig = signal.SIGKILL if number % 2 == 0 else signal.SIGTERM
-        old = self.clients[tunnel]
+        old = self.p.clients[tunnel]
         began = self.now()
         os.kill(old.pid, sig)
         await poll(f"client s{tunnel} to exit", lambda: not old.alive, START_TIMEOUT)
         self.procs.stop(old)  # gone already: only forgotten
         down = self.rng.uniform(*DOWNTIME)
         await asyncio.sleep(down)  # the outage being simulated
-        new = self.clients[tunnel] = self.start_client(tunnel)
+        new = self.p.clients[tunnel] = self.p.start_client(tunnel)
         await poll(
             f"client s{tunnel} back", lambda: tunnel_ready(new) or not new.alive, START_TIMEOUT
         )
@@ -214,7 +140,7 @@ class Soak:
         say(f"{sig.name} client s{tunnel}: back after {self.now() - began:.1f} s")
 
     async def restart_gateway(self) -> None:
-        old = self.gateway
+        old = self.p.gateway
         assert old is not None
         began = self.now()
         self.restarting = True
@@ -232,11 +158,11 @@ class Soak:
             self.errors.append(f"the drained gateway exited with status {rc}")
         self.procs.stop(old)
         self.life += 1
-        await self.start_gateway()
+        await self.p.start_gateway()
         listening = self.now()
-        count = len(self.clients)
+        count = len(self.p.clients)
         await poll(
-            "every client registered again", lambda: self.tunnels_up() == count, BACK_TIMEOUT
+            "every client registered again", lambda: self.p.tunnels_up() == count, BACK_TIMEOUT
         )
         back = self.now()
         self.restarting = False
@@ -259,7 +185,7 @@ class Soak:
     # --- sampling -------------------------------------------------------------------------
     async def sample(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            gateway = self.gateway
+            gateway = self.p.gateway
             if gateway is not None and gateway.alive:
                 try:
                     self.samples.append(
@@ -281,22 +207,15 @@ class Soak:
                 pass
 
     async def run(self, result: dict[str, Any]) -> None:
-        await self.start_all()
+        await self.p.start_all()
         a = self.args
         sources = tuple(f"127.0.0.{2 + k}" for k in range(a.sources))
-        hosts = tuple(f"s{k}.localhost:{self.port}" for k in range(a.clients))
+        hosts = tuple(f"s{k}.localhost:{self.p.port}" for k in range(a.clients))
         self.started = time.monotonic()
         plan = LoadPlan(
-            self.port,
-            hosts,
-            sources,
-            a.connections,
-            a.rate,
-            a.ramp,
-            self.started,
-            a.duration,
-            a.seed,
-        )
+            port=self.p.port, hosts=hosts, sources=sources, connections=a.connections,
+            rate=a.rate, ramp=a.ramp, started=self.started, ends=a.duration, seed=a.seed,
+        )  # fmt: skip
         tally = Tally()
         cpu_before = time.process_time()
         say(
@@ -321,7 +240,7 @@ class Soak:
         warmup = min(60.0, max(a.ramp, a.duration / 10))
         window = min(60.0, a.duration / 10)
         live = [s for s in self.samples if s.life >= 0]
-        logged = gateway_answers(self.gateway_logs, tally.to_look_up())
+        logged = self.p.gateway_answers(tally.to_look_up())
         result["verdict"] = judge(tally, self.windows, logged)
         result["flatness"] = flatness_by_life(live, warmup, window) if live else []
         result["warmup_s"], result["window_s"] = warmup, window
@@ -329,8 +248,8 @@ class Soak:
         result["windows"] = [asdict(w) for w in self.windows]
         result["samples"] = [asdict(s) for s in self.samples]
         result["gateway_cpu_s"] = round(sum(self.gateway_cpu.values()), 1)
-        if self.app is not None and self.app.alive:
-            result["app_cpu_s"] = round(cpu_seconds(self.app.pid), 1)
+        if self.p.app is not None and self.p.app.alive:
+            result["app_cpu_s"] = round(cpu_seconds(self.p.app.pid), 1)
         loads = [s.loadavg for s in self.samples] or [0.0]
         result["loadavg_1m"] = {
             "start": round(loads[0], 2),
@@ -339,20 +258,6 @@ class Soak:
             "end": round(os.getloadavg()[0], 2),
         }
         result["errors"] += self.errors
-
-
-def gateway_answers(logs: list[Path], wanted: set[int]) -> dict[int, int]:
-    """The status each of the `wanted` requests got, by the gateways' JSON request lines
-    (the request id is in the logged path)."""
-    found: dict[int, int] = {}
-    for path in logs if wanted else []:
-        with path.open(errors="replace") as lines:
-            for line in lines:
-                match = LOGGED_ID.search(line)
-                if match and int(match[1]) in wanted:
-                    with contextlib.suppress(ValueError, KeyError):
-                        found[int(match[1])] = int(json.loads(line)["status"])
-    return found
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
