@@ -72,7 +72,7 @@ class Soak:
         self.p = SoakProcesses(args, procs)
         self.rng = random.Random(args.seed)
         self.life = 0  # which gateway process: 0, then 1 after the restart
-        self.restarting = False
+        self.draining = False  # from the SIGTERM until the new gateway answers
         self.windows: list[Window] = []
         self.samples: list[Sample] = []
         self.events: list[dict[str, Any]] = []  # the faults, for the report and the plot
@@ -143,7 +143,7 @@ class Soak:
         old = self.p.gateway
         assert old is not None
         began = self.now()
-        self.restarting = True
+        self.draining = True
         with_cpu = cpu_seconds(old.pid)
         os.kill(old.pid, signal.SIGTERM)
         await poll(
@@ -159,13 +159,13 @@ class Soak:
         self.procs.stop(old)
         self.life += 1
         await self.p.start_gateway()
+        self.draining = False  # the new process's samples from here: its warm-up included
         listening = self.now()
         count = len(self.p.clients)
         await poll(
             "every client registered again", lambda: self.p.tunnels_up() == count, BACK_TIMEOUT
         )
         back = self.now()
-        self.restarting = False
         self.windows.append(Window(began, back + WINDOW_MARGIN, None, "gateway drain-restart"))
         self.events.append(
             {
@@ -191,7 +191,7 @@ class Soak:
                     self.samples.append(
                         Sample(
                             round(self.now(), 2),
-                            -1 if self.restarting else self.life,
+                            -1 if self.draining else self.life,
                             rss_kib(gateway.pid),
                             open_fds(gateway.pid),
                             os.getloadavg()[0],

@@ -197,7 +197,7 @@ def svg(result: dict[str, Any]) -> str:
             _polyline([(x(s["t"]), y(s["rss_kib"] / 1024, rss_top)) for s in mine], RSS_COLOUR)
         )
         out.append(_polyline([(x(s["t"]), y(s["fds"], fds_top)) for s in mine], FDS_COLOUR))
-    for s in samples:  # while the gateway restarts (the old one draining, then the new one)
+    for s in samples:  # the old gateway draining, then the new one starting
         if s["life"] < 0:
             cx = x(s["t"])
             for cy, colour in ((y(s["rss_kib"] / 1024, rss_top), RSS_COLOUR),
@@ -205,7 +205,7 @@ def svg(result: dict[str, Any]) -> str:
                 out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="1.5" fill="{colour}"/>')
     out.append(
         f'<text x="{LEFT}" y="{HEIGHT - 8}" fill="#444">dashed: the gateway drain-restart '
-        f"(dots: until every tunnel is back); dotted: a tunnel client killed and restarted</text>"
+        f"(dots: draining, then starting); dotted: a tunnel client killed and restarted</text>"
     )
     out.append("</svg>")
     return "\n".join(out) + "\n"
