@@ -720,8 +720,8 @@ class PublicConnection(Downstream):
             self.hold_ended()
         elif kind == _BODY:
             exchange = self.exchange
-            if exchange is None or exchange.request_done or exchange.response_started:
-                return
+            if exchange is None or exchange.request_done or exchange.status:
+                return  # (a 1xx may have gone out: the final answer is still ours to give)
             if self._paused_for & PAUSE_CREDIT:
                 self._arm_body_wait()  # the tunnel holds the body back, not the client
             else:
