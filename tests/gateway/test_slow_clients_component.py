@@ -132,7 +132,7 @@ async def test_an_address_past_its_share_of_streams_gets_503_and_others_pass(
     assert len(peer.streams) == 2
     assert status_of(mine[2][1].written) == 503
     assert b"X-Tunnelgate-Error: tunnel_busy" in mine[2][1].written
-    other, other_transport = connect(services, OTHER)
+    other, _ = connect(services, OTHER)
     other.data_received(get())
     await peer.pump()
     assert len(peer.streams) == 3  # another address is served
