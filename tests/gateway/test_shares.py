@@ -6,8 +6,8 @@ from tunnelgate.gateway.shares import StreamShares
 
 def test_an_address_gets_its_share_of_the_streams_and_no_more() -> None:
     shares = StreamShares(512)
-    assert shares.limit == int(512 * limits.ADDRESS_STREAM_SHARE) == 128
-    for _ in range(128):
+    assert shares.limit == int(512 * limits.ADDRESS_STREAM_SHARE) == 256
+    for _ in range(256):
         assert shares.take("192.0.2.1")
     assert not shares.take("192.0.2.1")
     assert shares.take("192.0.2.2")  # another address is not held back

@@ -124,7 +124,7 @@ async def test_with_100_continue_the_body_waits_for_the_app_then_is_timed(
 async def test_an_address_past_its_share_of_streams_gets_503_and_others_pass(
     services: Services,
 ) -> None:
-    peer = serve(services, max_streams=8)  # a share of 2
+    peer = serve(services, max_streams=4)  # a share of 2
     mine = [connect(services) for _ in range(3)]
     for conn, _ in mine:
         conn.data_received(post(10))  # slow bodies: each holds its stream
