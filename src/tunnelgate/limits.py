@@ -103,11 +103,12 @@ SEND_TIMEOUT: Final = 30 * SECONDS
 # mod_reqtimeout's body=20. The response timeout still bounds the whole wait from the head.
 BODY_IDLE_TIMEOUT: Final = 20 * SECONDS
 # The streams of one tunnel connection that one address (IPv6: one /64) may hold at once,
-# as a fraction of --max-streams (256 of 512): past it that address gets 503 tunnel_busy
-# while the other half is left to everyone else. nginx limit_conn keyed by address and
-# host, HAProxy's per-source stick-table conn_cur limits per backend. Half, not less: a
-# NAT or a load test from one machine (the bench sweeps to 200 connections) must fit.
-ADDRESS_STREAM_SHARE: Final = 1 / 2
+# as a fraction of --max-streams (384 of 512): past it that address gets 503 tunnel_busy,
+# and a quarter of the streams is always left to everyone else. nginx limit_conn keyed by
+# address and host, HAProxy's per-source stick-table conn_cur limits per backend. No less:
+# a NAT or a load test from one machine must fit (tests/e2e/test_bulk.py sends 300
+# requests at once from one address; the bench sweeps to 200 connections).
+ADDRESS_STREAM_SHARE: Final = 3 / 4
 # While nothing is held for slow readers, free heap memory is given back to the kernel
 # this often (allocator.trim): RSS returns near its baseline after a burst or an attack.
 TRIM_INTERVAL: Final = 15 * SECONDS
