@@ -164,8 +164,11 @@ def stalled_reader(port: int, raw: bytes, source: str = "127.0.0.1") -> socket.s
 
 
 async def test_slow_readers_from_one_address_do_not_make_others_busy() -> None:
-    # Enough stalled readers to pass the whole budget if one address could: each holds
-    # its write buffer's high-water mark and a window (256 KiB each).
+    # More stalled readers than the whole budget holds at the initial window (each holds
+    # its write buffer's high-water mark and a window, 256 KiB each; windows grow while
+    # the kernel still takes data). The stream share admits 3/4 of the tunnel's streams at
+    # once and refuses the rest; of those admitted, the held-bytes share resets the ones
+    # past 64 MiB (`connection_shed`), which is what this waits for.
     held_each = limits.WRITE_HIGH_WATER + limits.INITIAL_STREAM_WINDOW
     count = limits.MAX_HELD_RESPONSE_BYTES * 5 // 4 // held_each
     with start_tunnel_env() as env:
