@@ -48,6 +48,7 @@ MODULES: Final = (
     "tunnelgate.gateway.caps",
     "tunnelgate.gateway.counters",
     "tunnelgate.gateway.routes",
+    "tunnelgate.gateway.shares",
     "tunnelgate.gateway.exchange",
     "tunnelgate.client.upstream",
     "tunnelgate.client.raw",

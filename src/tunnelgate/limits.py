@@ -86,6 +86,29 @@ WRITE_LOW_WATER: Final = 64 * KiB
 # requests get 503 and tunnel windows shrink (gateway/buffers.py). 512 stalled readers
 # at the initial window fit; a slow-read attack on many tunnels does not grow past it.
 MAX_HELD_RESPONSE_BYTES: Final = 256 * MiB
+# ...of which one address (IPv6: one /64) may hold a quarter: a connection whose held bytes
+# would take its address past it is reset (its response cut off), so slow readers from one
+# address cannot put the whole gateway under pressure (slowhttptest -X from one address
+# did, 12 s in). Envoy's overload manager resets the streams that hold the most buffer
+# (reset_high_memory_stream); a quarter is 250 stalled readers or more per address.
+MAX_HELD_RESPONSE_BYTES_PER_ADDRESS: Final = MAX_HELD_RESPONSE_BYTES // 4
+# A public client whose write buffer is over its high-water mark and that takes nothing
+# at all for this long is reset (its response cut off): nginx send_timeout (60 s, "if the
+# client does not receive anything within this time"), HAProxy's `timeout client` (30 s in
+# its examples). Any progress starts it again: a slow reader is bounded by the budgets.
+SEND_TIMEOUT: Final = 30 * SECONDS
+# A request body that stops for this long (no byte read from the client, while the tunnel
+# takes what comes) gets 408 and the connection is closed; its stream is reset, so the
+# app sees the body cut off. nginx client_body_timeout (60 s, between two reads); Apache
+# mod_reqtimeout's body=20. The response timeout still bounds the whole wait from the head.
+BODY_IDLE_TIMEOUT: Final = 20 * SECONDS
+# The streams of one tunnel connection that one address (IPv6: one /64) may hold at once,
+# as a fraction of --max-streams (384 of 512): past it that address gets 503 tunnel_busy,
+# and a quarter of the streams is always left to everyone else. nginx limit_conn keyed by
+# address and host, HAProxy's per-source stick-table conn_cur limits per backend. No less:
+# a NAT or a load test from one machine must fit (tests/e2e/test_bulk.py sends 300
+# requests at once from one address; the bench sweeps to 200 connections).
+ADDRESS_STREAM_SHARE: Final = 3 / 4
 # While nothing is held for slow readers, free heap memory is given back to the kernel
 # this often (allocator.trim): RSS returns near its baseline after a burst or an attack.
 TRIM_INTERVAL: Final = 15 * SECONDS

@@ -83,7 +83,11 @@ class Gateway:
         max_connections = config.max_connections or limits.default_max_connections(open_files)
         self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.live = GatewayState()
-        self.buffers = BufferBudget(limits.MAX_HELD_RESPONSE_BYTES, self._set_pressure)
+        self.buffers = BufferBudget(
+            limits.MAX_HELD_RESPONSE_BYTES,
+            self._set_pressure,
+            share=limits.MAX_HELD_RESPONSE_BYTES_PER_ADDRESS,
+        )
         self.deadlines = Deadlines()
         https_port = config.https[1] if config.https else None
         self.hosts = HostRouter(config.domain, config.http[1] if config.http else None, https_port)

@@ -5,6 +5,12 @@ its own tunnel stream (gateway/exchange.py). Hosts that are not tunnels are the
 gateway itself: `/connect` (tunnel clients), `/healthz`, else 404. With --grace-hold, a
 request for a name held for its owner waits for the owner (routes.RouteTable.wait), its
 connection unread meanwhile.
+
+Slow clients (docs/reliability.md, slowhttptest): a request body that stops gets 408
+(limits.BODY_IDLE_TIMEOUT); a client that takes nothing of its response is reset
+(send_timeout.py); bytes held for slow readers count against their address's share of
+the gateway's budget, past which the connection is reset (buffers.py); one address's
+share of a tunnel's streams is the exchange's (shares.py).
 """
 
 from __future__ import annotations
@@ -37,12 +43,16 @@ from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exc
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
 from .routes import Held, Route, RouteTable
+from .send_timeout import SendWatch
 
 log = EventLog("tunnelgate.gateway")
 # Clients trigger these at will: one budget of warning lines per cause.
 _head_timeouts = RateLimitedLog(log)
 _silent_closes = RateLimitedLog(log)
-_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD = range(5)
+_body_timeouts = RateLimitedLog(log)
+_send_timeouts = RateLimitedLog(log)
+_sheds = RateLimitedLog(log)
+_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD, _BODY = range(6)
 # Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner.
 PAUSE_HOLD = 16
 
@@ -143,6 +153,8 @@ class PublicConnection(Downstream):
         self._timer_kind = _NO_TIMER
         self.slot = slot  # held under gateway.caps until released
         self.wait: _Wait | None = None  # the request waiting for its tunnel, if any
+        self._response_due = 0.0  # monotonic: while a body comes, when the app's time is up
+        self._send_watch: SendWatch | None = None  # made when writes first pause
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -163,6 +175,7 @@ class PublicConnection(Downstream):
                 self.closing = True
                 transport.abort()  # over a cap: no bytes, no waiting
                 return
+        self.address = self.slot
         transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
         # The head timeout counts from accept (from the handshake's end, under TLS): a
         # connection that sends nothing is closed.
@@ -183,6 +196,8 @@ class PublicConnection(Downstream):
             return
         self.queue.extend(events)
         self._pump()
+        if self._timer_kind == _BODY:
+            self._arm_body_wait()  # bytes came: the body's idle time starts again
         if (
             self.parser.head_pending
             and self.exchange is None
@@ -212,8 +227,10 @@ class PublicConnection(Downstream):
             self._abandon_wait()
         if self.write_paused:
             self.write_paused = False
-            self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+            self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held, self.address)
             self.held = 0
+        if self._send_watch is not None:
+            self._send_watch.stop()
         if self.exchange is not None:
             self.exchange.public_lost(exc)
             self.exchange = None
@@ -222,12 +239,21 @@ class PublicConnection(Downstream):
     def pause_writing(self) -> None:
         # What sits in our buffer counts against the gateway-wide budget (buffers.py).
         self.write_paused = True
-        self.gateway.buffers.take(limits.WRITE_HIGH_WATER)
+        if not self.gateway.buffers.take(limits.WRITE_HIGH_WATER, self.address):
+            # Called from inside the transport's write: reset it once that returned.
+            asyncio.get_running_loop().call_soon(self._shed)
+        self._watch_sending()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+        self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held, self.address)
         self.held = 0
+        watch = self._send_watch
+        if watch is not None:
+            if self.closing:
+                watch.start()  # it took bytes; the watch sees the last ones out
+            else:
+                watch.stop()
         if self.exchange is not None:
             self.exchange.public_resumed()
         if self._drain_before_next:
@@ -238,7 +264,47 @@ class PublicConnection(Downstream):
     def hold(self, n: int) -> None:
         """`n` bytes of a response were written while paused (see buffers.py)."""
         self.held += n
-        self.gateway.buffers.take(n)
+        if not self.gateway.buffers.take(n, self.address):
+            self._shed()
+
+    def _shed(self) -> None:
+        """This connection took its address past its share of the held-bytes budget:
+        reset it (its response is cut off), so one address cannot take what all share."""
+        buffers = self.gateway.buffers
+        held = buffers.by_address.get(self.address, 0)
+        if self.closing or held <= buffers.share:
+            return  # gone already, or others from its address drained meanwhile
+        _sheds.warning(
+            "connection_shed",
+            reason="address_held_share",
+            client=self.client_addr,
+            held=held,
+            limit=buffers.share,
+        )
+        self.reset()
+
+    # --- send_timeout.Watched ---------------------------------------------------------
+    def unsent(self) -> int:
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def send_timed_out(self) -> None:
+        """The client took nothing for SEND_TIMEOUT while we had bytes for it: reset, as
+        what is in flight is cut off (its exchange logs it `aborted`). A transport that
+        is closing (flushing its last bytes) is aborted too: else it would wait forever."""
+        transport = self.transport
+        if transport is None:
+            return
+        _send_timeouts.warning(
+            "connection_timed_out",
+            reason="send_timeout",
+            client=self.client_addr,
+            unsent=self.unsent(),
+            timeout_s=limits.SEND_TIMEOUT,
+        )
+        self.closing = True
+        self.disarm()
+        abort_with_reset(transport)
 
     # --- flow of requests ---------------------------------------------------
     def resume_requests(self) -> None:
@@ -265,6 +331,8 @@ class PublicConnection(Downstream):
                 exchange.send_body(event.data)
             elif isinstance(event, RequestComplete):
                 exchange.end_request()
+                if self._timer_kind == _BODY:  # the body is in: the app's turn
+                    self.arm(max(self._response_due - time.monotonic(), 0.001), _RESPONSE)
             else:
                 exchange.upgrade_data(event.data)
         if not self.queue:
@@ -558,11 +626,22 @@ class PublicConnection(Downstream):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        """Close after what is already written has been sent."""
+        """Close after what is already written has been sent (if the client takes it:
+        else the send timeout ends it)."""
         self.closing = True
         self.disarm()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size() and not transport.is_closing():
+                self._watch_sending()
+            transport.close()
+
+    def _watch_sending(self) -> None:
+        """The client has bytes of ours to take: SEND_TIMEOUT to take any (send_timeout.py)."""
+        watch = self._send_watch
+        if watch is None:
+            watch = self._send_watch = SendWatch(self, self.gateway.deadlines)
+        watch.start()
 
     # --- transport.pipe.PipeSocket: this connection after a 101 ---------------------
     def write(self, data: bytes) -> None:
@@ -608,6 +687,21 @@ class PublicConnection(Downstream):
     def arm_response_timeout(self) -> None:
         self.arm(self.gateway.config.response_timeout, _RESPONSE)
 
+    def await_body(self) -> None:
+        """The request body is the client's to send: it may pause up to BODY_IDLE_TIMEOUT
+        between reads, and the response timeout still counts from now."""
+        timeout = self.gateway.config.response_timeout
+        self._response_due = time.monotonic() + timeout if timeout > 0 else math.inf
+        self._arm_body_wait()
+
+    def _arm_body_wait(self) -> None:
+        """The body's idle timeout, or what is left of the response timeout if sooner."""
+        left = self._response_due - time.monotonic()
+        if limits.BODY_IDLE_TIMEOUT < left:
+            self.arm(limits.BODY_IDLE_TIMEOUT, _BODY)
+        else:
+            self.arm(max(left, 0.001), _RESPONSE)
+
     def disarm(self) -> None:
         self._timer_kind = _NO_TIMER
         self.gateway.deadlines.clear(self)
@@ -624,6 +718,29 @@ class PublicConnection(Downstream):
             self.close()
         elif kind == _HOLD:
             self.hold_ended()
+        elif kind == _BODY:
+            exchange = self.exchange
+            if exchange is None or exchange.request_done or exchange.status:
+                return  # (a 1xx may have gone out: the final answer is still ours to give)
+            if self._paused_for & PAUSE_CREDIT:
+                self._arm_body_wait()  # the tunnel holds the body back, not the client
+            else:
+                self._body_timed_out(exchange)
+
+    def _body_timed_out(self, exchange: Exchange) -> None:
+        """No byte of the request body for BODY_IDLE_TIMEOUT: 408, and the stream is
+        reset, so the app sees the body cut off, never complete."""
+        assert self.transport is not None
+        self.transport.write(error_page(408, "body_timeout", "request body not sent in time"))
+        _body_timeouts.warning(
+            "connection_timed_out",
+            reason="body_timeout",
+            status=408,
+            client=self.client_addr,
+            timeout_s=limits.BODY_IDLE_TIMEOUT,
+        )
+        exchange.abort_request(408)
+        self.close()
 
     def _head_timed_out(self) -> None:
         assert self.transport is not None
