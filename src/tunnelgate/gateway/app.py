@@ -31,9 +31,11 @@ import uvloop
 from tunnelgate import limits
 from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig, auth_methods, read_tokens_file, token_digest
+from tunnelgate.config.parsers import format_address
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode, StreamKind
+from tunnelgate.proto.link import LinkVerifier
 from tunnelgate.transport.deadlines import Deadlines
 
 from .acme import LETS_ENCRYPT, AcmeManager
@@ -42,6 +44,7 @@ from .auth import Anonymous, AuthChain, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
+from .cluster import Cluster
 from .connect import TunnelAcceptor
 from .counters import RawCounters, RequestCounters, TunnelCounters
 from .drain import drain
@@ -49,7 +52,9 @@ from .edge import PublicConnection
 from .hosts import HostRouter
 from .jwt_auth import JwtTokens
 from .jwt_keys import load_keys
+from .link_in import Adoption, LinkIntake, LinkReceiver
 from .metrics import make_registry
+from .port_follow import PortFollower
 from .ratelimit import FailedAuthLimiter
 from .registry import MemoryRegistry, Registry
 from .reservations import Reservations
@@ -69,7 +74,11 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, open_files: int) -> None:
         self.config = config
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        # In cluster mode a lease names the node by the address other nodes reach it at.
+        advertise = config.advertise
+        self.node = (
+            format_address(advertise) if advertise else f"{socket.gethostname()}:{os.getpid()}"
+        )
         max_connections = config.max_connections or limits.default_max_connections(open_files)
         self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.live = GatewayState()
@@ -90,6 +99,11 @@ class Gateway:
         self.registry: Registry = MemoryRegistry()
         ports = config.tcp_ports
         self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
+        self.cluster: Cluster | None = None
+        if config.cluster_secret is not None and advertise is not None:
+            self.cluster = Cluster(self, config.cluster_secret.encode())
+            if self.tcp is not None:
+                self.tcp.forwarder = self.cluster
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
         self.static_tokens = _static_tokens(config)
         self.auth = _authenticator(config, failures, self.static_tokens)
@@ -263,7 +277,7 @@ class Gateway:
             store, policy = self.certificates, in_domain(config.domain)
             host, port = config.https
             server = await loop.create_server(
-                lambda: TlsFront(self, store, self.handshakes, policy),
+                lambda: TlsFront(self, store, self.handshakes, policy, self.cluster),
                 host,
                 port,
                 backlog=4096,
@@ -284,6 +298,8 @@ class Gateway:
                     "reconnects; choose --tcp-ports outside net.ipv4.ip_local_port_range",
                 )
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
+        if self.cluster is not None:
+            servers.append(await self._listen_for_links())
         if config.admin is not None:
             registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)
             token = config.admin_token
@@ -294,6 +310,37 @@ class Gateway:
             bound = admin.sockets[0].getsockname()
             log.info("listening", listener="admin", addr=f"{bound[0]}:{bound[1]}")
         return servers, admin
+
+    async def _listen_for_links(self) -> asyncio.Server:
+        """The --advertise listener (link_in.py), and the TCP ports of other nodes."""
+        config, loop, cluster = self.config, asyncio.get_running_loop(), self.cluster
+        assert config.advertise is not None
+        assert config.cluster_secret is not None
+        assert cluster is not None
+        verifier = LinkVerifier(
+            config.cluster_secret.encode(),
+            window=limits.LINK_CLOCK_WINDOW,
+            max_nonces=limits.MAX_LINK_NONCES,
+        )
+        store, tls = self.certificates, None
+        if config.https is not None and store is not None:
+            policy = in_domain(config.domain)
+
+            def tls() -> TlsFront:
+                assert store is not None
+                return TlsFront(self, store, self.handshakes, policy, self.cluster)
+
+        adoption = Adoption(self, cluster.counters, tls, self.tcp)
+        receiver = LinkReceiver(verifier, adoption, self.deadlines, cluster.counters)
+        host, port = config.advertise
+        server = await loop.create_server(
+            lambda: LinkIntake(receiver), host, port, backlog=4096, reuse_address=True
+        )
+        if self.tcp is not None:
+            follower = PortFollower(self.registry, self.tcp, self.node)
+            self.live.spawn(follower.run(), "port follower")
+        log.info("listening", listener="cluster", addr=self.node)
+        return server
 
     async def _shut_down(self, servers: list[asyncio.Server], admin: asyncio.Server | None) -> None:
         """Stop accepting (the kernel refuses new connections from now on), drain what is
