@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -56,9 +57,11 @@ async def poll_async(
     interval: float = 0.02,
 ) -> None:
     """Until `condition()` is true; TimeoutError after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(interval)  # poll interval; the timeout bounds the wait
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{condition!r} still false after {timeout}s")
+        await asyncio.sleep(interval)  # poll interval; the deadline bounds the wait
 
 
 @contextlib.asynccontextmanager
