@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import time
@@ -87,7 +88,7 @@ async def in_process_cluster(
             stop = asyncio.Event()
             task = asyncio.get_running_loop().create_task(gateway.serve(stop))
             nodes.append(Node(gateway, stop, task, http_port, link_port, bind))
-            await poll_async(lambda port=http_port: _healthy(port), START_TIMEOUT)
+            await poll_async(functools.partial(_healthy, http_port), START_TIMEOUT)
         yield nodes
     finally:
         for node in nodes:

@@ -7,10 +7,8 @@ nodes B and C (HTTP, a large streamed upload, a WebSocket, a TCP port on B's own
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from cluster_support import SECRET, Node, events, in_process_cluster, poll_async, wait_events
 
-from tunnelgate.gateway.registry import Owner
+from tunnelgate.gateway.registry import Claimed, Owner
 from tunnelgate.logs import configure_logging
 from tunnelgate.proto.link import LinkKind, Preamble, encode_preamble
 from tunnelgate.testing import websocket as ws
@@ -109,7 +107,7 @@ async def test_requests_reach_a_tunnel_through_every_node(
     finally:
         client.terminate()
     forwarded = await wait_events(log_stream, "cluster_forwarded", 2)
-    assert sorted(e["target"] for e in forwarded) == ["web", "web"]
+    assert [str(e["target"]) for e in forwarded] == ["web", "web"]
     assert {e["node"] for e in forwarded} == {a.name}
     via = [e.get("via") for e in events(log_stream, "request") if e["path"] == "/echo"]
     assert sorted(via, key=str) == sorted([None, b.name, c.name], key=str)
@@ -240,7 +238,7 @@ async def test_an_unreachable_owner_is_502_node_unreachable(cluster: list[Node])
 async def test_a_name_held_on_another_node_is_502_offline(cluster: list[Node]) -> None:
     a, b, _ = cluster
     claimed = await a.gateway.registry.claim("away", Owner("someone"), a.name)
-    assert not isinstance(claimed, int)
+    assert isinstance(claimed, Claimed)
     await a.gateway.registry.hold(claimed.lease, 30.0)
     raw = build_request("GET", "/", host=host("away", b))
     response = await http_request(b.http_port, raw, timeout=TIMEOUT)
@@ -306,7 +304,7 @@ async def test_a_forwarded_connection_is_never_forwarded_again(
 
 
 async def test_a_link_that_says_nothing_is_closed_after_the_preamble_timeout(
-    cluster: list[Node], log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+    cluster: list[Node], log_stream: io.StringIO
 ) -> None:
     _, b, _ = cluster
     async with await open_connection(b.link_port, timeout=TIMEOUT) as conn:
@@ -315,5 +313,3 @@ async def test_a_link_that_says_nothing_is_closed_after_the_preamble_timeout(
         assert await conn.read_until_eof() == b""
     assert time.monotonic() - started < TIMEOUT
     assert [e["reason"] for e in events(log_stream, "cluster_link_refused")] == ["preamble_timeout"]
-    assert json.dumps  # the module is used for events' parsing
-    await asyncio.sleep(0)
