@@ -93,7 +93,7 @@ class LinkEnd(asyncio.Protocol):
         self.write_paused = False
         self.reset_seen = False  # lost with an error: the other gateway reset
         self.ended_first = False  # its EOF came before the public client's
-        self._reading_paused = False
+        self.reading_paused = False
         self._early: list[bytes] = []
         self._early_end: bool | None = None  # ended before splice: None, clean, or reset
 
@@ -185,14 +185,14 @@ class LinkEnd(asyncio.Protocol):
             transport.close()
 
     def _pause(self) -> None:
-        if not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def _resume(self) -> None:
         transport = self.transport
-        if self._reading_paused and transport is not None and not transport.is_closing():
-            self._reading_paused = False
+        if self.reading_paused and transport is not None and not transport.is_closing():
+            self.reading_paused = False
             transport.resume_reading()
 
 
