@@ -109,6 +109,9 @@ async def test_requests_reach_a_tunnel_through_every_node(
     forwarded = await wait_events(log_stream, "cluster_forwarded", 2)
     assert [str(e["target"]) for e in forwarded] == ["web", "web"]
     assert {e["node"] for e in forwarded} == {a.name}
+    counted = [node.gateway.cluster_counters for node in cluster]
+    assert [c.adopted if c else None for c in counted] == [2, 0, 0]
+    assert [sum(c.forwarded.values()) if c else None for c in counted] == [0, 1, 1]
     via = [e.get("via") for e in events(log_stream, "request") if e["path"] == "/echo"]
     assert sorted(via, key=str) == sorted([None, b.name, c.name], key=str)
 

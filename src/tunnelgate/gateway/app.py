@@ -53,6 +53,7 @@ from .hosts import HostRouter
 from .jwt_auth import JwtTokens
 from .jwt_keys import load_keys
 from .link_in import Adoption, LinkIntake, LinkReceiver
+from .link_out import ClusterCounters
 from .metrics import make_registry
 from .port_follow import PortFollower
 from .ratelimit import FailedAuthLimiter
@@ -159,6 +160,10 @@ class Gateway:
 
     def open_streams(self) -> int:
         return sum(session.open_streams() for session in self.live.sessions)
+
+    @property
+    def cluster_counters(self) -> ClusterCounters | None:
+        return self.cluster.counters if self.cluster is not None else None
 
     def tunnel_connections(self) -> int:
         return len(self.live.sessions)
