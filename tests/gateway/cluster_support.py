@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tunnelgate.config import GatewayConfig
 from tunnelgate.gateway.app import Gateway
@@ -34,6 +35,7 @@ class Node:
     http_port: int
     link_port: int
     bind: str  # its --tcp-bind
+    https_port: int | None = None
 
     @property
     def name(self) -> str:
@@ -67,14 +69,26 @@ async def poll_async(
 
 @contextlib.asynccontextmanager
 async def in_process_cluster(
-    count: int = 3, *, tcp_ports: tuple[int, int] | None = None
+    count: int = 3,
+    *,
+    tcp_ports: tuple[int, int] | None = None,
+    certificate: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[list[Node]]:
+    """`certificate`: (chain, key) for an --https listener on every node."""
     registry = MemoryRegistry()
     nodes: list[Node] = []
     try:
         for i in range(count):
             http_port, link_port = free_port(), free_port()
             bind = f"127.0.0.{i + 2}"
+            https_port = free_port() if certificate is not None else None
+            tls: dict[str, object] = {}
+            if certificate is not None:
+                tls = {
+                    "https": ("127.0.0.1", https_port),
+                    "tls_cert": str(certificate[0]),
+                    "tls_key": str(certificate[1]),
+                }
             config = GatewayConfig(
                 http=("127.0.0.1", http_port),
                 advertise=("127.0.0.1", link_port),
@@ -82,12 +96,13 @@ async def in_process_cluster(
                 tcp_ports=tcp_ports,
                 tcp_bind=bind,
                 drain_timeout=1.0,
+                **tls,  # type: ignore[arg-type]
             )
             gateway = Gateway(config, 4096)
             gateway.registry = registry
             stop = asyncio.Event()
             task = asyncio.get_running_loop().create_task(gateway.serve(stop))
-            nodes.append(Node(gateway, stop, task, http_port, link_port, bind))
+            nodes.append(Node(gateway, stop, task, http_port, link_port, bind, https_port))
             await poll_async(functools.partial(_healthy, http_port), START_TIMEOUT)
         yield nodes
     finally:
