@@ -356,25 +356,25 @@ class AccessLog:
             return
         stamp = _clock.stamp(time.time())
         if _config.json:
-            line = json.dumps(
-                {
-                    "ts": stamp,
-                    "level": "info",
-                    "logger": self._name,
-                    "event": "request",
-                    "host": host,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "bytes_in": bytes_in,
-                    "bytes_out": bytes_out,
-                    "duration_ms": duration_ms,
-                    "client": client,
-                    "tunnel": tunnel,
-                    "aborted": aborted,
-                    **({} if via is None else {"via": via}),
-                }
-            )
+            fields: dict[str, object] = {
+                "ts": stamp,
+                "level": "info",
+                "logger": self._name,
+                "event": "request",
+                "host": host,
+                "method": method,
+                "path": path,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": duration_ms,
+                "client": client,
+                "tunnel": tunnel,
+                "aborted": aborted,
+            }
+            if via is not None:
+                fields["via"] = via
+            line = json.dumps(fields)
         else:
             line = (
                 f"{stamp} INFO request host={_plain(host)} method={_plain(method)} "
