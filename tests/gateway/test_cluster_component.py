@@ -234,8 +234,8 @@ async def test_an_unreachable_owner_is_502_node_unreachable(cluster: list[Node])
     response = await http_request(b.http_port, raw, timeout=TIMEOUT)
     assert response.status == 502
     assert response.header("X-Tunnelgate-Error") == "node_unreachable"
-    assert b.gateway.cluster is not None
-    assert b.gateway.cluster.cache.get("ghost") is None  # dropped, asked again next time
+    assert b.gateway.forwarder is not None
+    assert b.gateway.forwarder.cache.get("ghost") is None  # dropped, asked again next time
 
 
 async def test_a_name_held_on_another_node_is_502_offline(cluster: list[Node]) -> None:

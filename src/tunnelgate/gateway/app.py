@@ -100,11 +100,11 @@ class Gateway:
         self.registry: Registry = MemoryRegistry()
         ports = config.tcp_ports
         self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
-        self.cluster: Cluster | None = None
+        self.forwarder: Cluster | None = None
         if config.cluster_secret is not None and advertise is not None:
-            self.cluster = Cluster(self, config.cluster_secret.encode())
+            self.forwarder = Cluster(self, config.cluster_secret.encode())
             if self.tcp is not None:
-                self.tcp.forwarder = self.cluster
+                self.tcp.forwarder = self.forwarder
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
         self.static_tokens = _static_tokens(config)
         self.auth = _authenticator(config, failures, self.static_tokens)
@@ -163,7 +163,7 @@ class Gateway:
 
     @property
     def cluster_counters(self) -> ClusterCounters | None:
-        return self.cluster.counters if self.cluster is not None else None
+        return self.forwarder.counters if self.forwarder is not None else None
 
     def tunnel_connections(self) -> int:
         return len(self.live.sessions)
@@ -282,7 +282,7 @@ class Gateway:
             store, policy = self.certificates, in_domain(config.domain)
             host, port = config.https
             server = await loop.create_server(
-                lambda: TlsFront(self, store, self.handshakes, policy, self.cluster),
+                lambda: TlsFront(self, store, self.handshakes, policy, self.forwarder),
                 host,
                 port,
                 backlog=4096,
@@ -303,7 +303,7 @@ class Gateway:
                     "reconnects; choose --tcp-ports outside net.ipv4.ip_local_port_range",
                 )
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
-        if self.cluster is not None:
+        if self.forwarder is not None:
             servers.append(await self._listen_for_links())
         if config.admin is not None:
             registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)
@@ -318,7 +318,7 @@ class Gateway:
 
     async def _listen_for_links(self) -> asyncio.Server:
         """The --advertise listener (link_in.py), and the TCP ports of other nodes."""
-        config, loop, cluster = self.config, asyncio.get_running_loop(), self.cluster
+        config, loop, cluster = self.config, asyncio.get_running_loop(), self.forwarder
         assert config.advertise is not None
         assert config.cluster_secret is not None
         assert cluster is not None
@@ -333,7 +333,7 @@ class Gateway:
 
             def tls() -> TlsFront:
                 assert store is not None
-                return TlsFront(self, store, self.handshakes, policy, self.cluster)
+                return TlsFront(self, store, self.handshakes, policy, self.forwarder)
 
         adoption = Adoption(self, cluster.counters, tls, self.tcp)
         receiver = LinkReceiver(verifier, adoption, self.deadlines, cluster.counters)

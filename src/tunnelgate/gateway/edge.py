@@ -129,7 +129,7 @@ class EdgeServices(Protocol):
     @property
     def raw_counters(self) -> RawCounters: ...  # TLS passthrough's (tcp.RawPublic)
     @property
-    def cluster(self) -> ClusterRouter | None: ...  # None: one gateway alone
+    def forwarder(self) -> ClusterRouter | None: ...  # None: one gateway alone
 
 
 class PublicConnection(Downstream):
@@ -306,13 +306,13 @@ class PublicConnection(Downstream):
         not served here may be asked of the cluster (never for a forwarded connection)."""
         route = self.gateway.routes.get(name, time.monotonic())
         if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
-            if route is None and may_forward and self.gateway.cluster is not None:
+            if route is None and may_forward and self.gateway.forwarder is not None:
                 self._forward(head, name)
                 return
             host = head.host.decode("ascii", "replace")
             self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
-            if may_forward and self.gateway.cluster is not None:
+            if may_forward and self.gateway.forwarder is not None:
                 self._forward(head, name)  # its owner may be back on another gateway
                 return
             self._wait_for_owner(head, name, route.expires_at, route.kind is StreamKind.HTTP)
@@ -330,7 +330,7 @@ class PublicConnection(Downstream):
     def _forward(self, head: RequestHead, name: str) -> None:
         """Ask the cluster where `name` is; this connection is not read meanwhile, and what
         it already sent waits here (to go to the other gateway, or to be served here)."""
-        cluster = self.gateway.cluster
+        cluster = self.gateway.forwarder
         assert cluster is not None
         self.forwarding = (head, self.queue)
         self.queue = []
