@@ -21,6 +21,12 @@ from tunnelgate.transport.splice import LinkEnd, PublicEnd, splice
 
 log = EventLog("tunnelgate.gateway")
 LINK_ENDINGS = ("client", "node", "client_reset", "node_reset", "cut_off")
+FORWARD_FAILURES = ("node_unreachable", "tunnel_offline", "registry_unavailable")
+LINK_REFUSALS = (
+    "bad_magic", "bad_version", "bad_mac", "bad_kind", "malformed", "stale_timestamp",
+    "replayed", "replay_cache_full", "preamble_timeout", "closed_before_preamble",
+    "too_many_pending", "kind_not_served",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -28,11 +34,12 @@ class ClusterCounters:
     """Forwarded connections (by how they ended) and their bytes, for metrics."""
 
     forwarded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LINK_ENDINGS, 0))
-    failed: dict[str, int] = field(default_factory=dict)  # by reason: no link was made
+    # by reason: no link was made (the metrics' label values are these closed lists)
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FORWARD_FAILURES, 0))
     bytes_in: int = 0  # public client -> owning node
     bytes_out: int = 0
     adopted: int = 0  # connections other nodes forwarded here
-    refused: dict[str, int] = field(default_factory=dict)  # link preambles refused, by reason
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LINK_REFUSALS, 0))
 
     def fail(self, reason: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1
