@@ -249,6 +249,12 @@ async def test_a_name_held_on_another_node_is_502_offline(cluster: list[Node]) -
     assert response.header("X-Tunnelgate-Error") == "tunnel_offline"
 
 
+def refusals(node: Node) -> dict[str, int]:
+    counters = node.gateway.cluster_counters
+    assert counters is not None
+    return {reason: count for reason, count in counters.refused.items() if count}
+
+
 def link_preamble(
     target: str, *, secret: str = SECRET, at: float | None = None, kind: LinkKind = LinkKind.HTTP
 ) -> bytes:
@@ -272,11 +278,13 @@ async def test_a_bad_preamble_is_refused_and_logged(
     async with await open_connection(b.link_port, timeout=TIMEOUT) as conn:
         await conn.send(first)
         assert await conn.read_until_eof() == b""  # closed, nothing said
-    refused = events(log_stream, "cluster_link_refused")
-    assert [e["reason"] for e in refused] == [reason]
+    assert refusals(b) == {reason: 1}
+    # Logged too, rate-limited (five lines per 10 s for the whole process, so earlier tests
+    # in this process may have spent the budget): a line, if any, says why.
+    assert {e["reason"] for e in events(log_stream, "cluster_link_refused")} <= {reason}
 
 
-async def test_a_replayed_preamble_is_refused(cluster: list[Node], log_stream: io.StringIO) -> None:
+async def test_a_replayed_preamble_is_refused(cluster: list[Node]) -> None:
     _, b, _ = cluster
     first = link_preamble("nobody") + build_request("GET", "/", host=host("nobody", b))
     for _ in range(2):
@@ -284,7 +292,7 @@ async def test_a_replayed_preamble_is_refused(cluster: list[Node], log_stream: i
             await conn.send(first)
             answer = await conn.read_until_eof()
     assert answer == b""
-    assert [e["reason"] for e in events(log_stream, "cluster_link_refused")] == ["replayed"]
+    assert refusals(b) == {"replayed": 1}
 
 
 async def test_a_forwarded_connection_is_never_forwarded_again(
@@ -295,10 +303,10 @@ async def test_a_forwarded_connection_is_never_forwarded_again(
     client = await client_on(a, "http", str(app.port), "--subdomain", "loop")
     try:
         async with await open_connection(b.link_port, timeout=TIMEOUT) as conn:
-            await conn.send(link_preamble("loop") + build_request("GET", "/", host="loop.x"))
-            await conn.send(build_request("GET", "/", host=host("loop", b)))
+            await conn.send(link_preamble("loop") + build_request("GET", "/", host=host("loop", b)))
             response = await conn.read_response()
         assert response.status == 404
+        assert response.header("X-Tunnelgate-Error") == "no_tunnel"
     finally:
         client.terminate()
     assert events(log_stream, "cluster_forwarded") == []
@@ -307,7 +315,7 @@ async def test_a_forwarded_connection_is_never_forwarded_again(
 
 
 async def test_a_link_that_says_nothing_is_closed_after_the_preamble_timeout(
-    cluster: list[Node], log_stream: io.StringIO
+    cluster: list[Node],
 ) -> None:
     _, b, _ = cluster
     async with await open_connection(b.link_port, timeout=TIMEOUT) as conn:
@@ -315,4 +323,4 @@ async def test_a_link_that_says_nothing_is_closed_after_the_preamble_timeout(
         started = time.monotonic()
         assert await conn.read_until_eof() == b""
     assert time.monotonic() - started < TIMEOUT
-    assert [e["reason"] for e in events(log_stream, "cluster_link_refused")] == ["preamble_timeout"]
+    assert refusals(b) == {"preamble_timeout": 1}

@@ -343,6 +343,7 @@ class Gateway:
         )
         if self.tcp is not None:
             follower = PortFollower(self.registry, self.tcp, self.node)
+            cluster.ports_changed = follower.poke
             self.live.spawn(follower.run(), "port follower")
         log.info("listening", listener="cluster", addr=self.node)
         return server

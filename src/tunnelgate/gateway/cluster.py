@@ -18,7 +18,7 @@ node) or `cluster_answer` (an error it gives in its own way).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from tunnelgate import limits
@@ -85,6 +85,7 @@ class Cluster:
         self.node = services.node
         self.cache = NodeCache(limits.MAX_ROUTE_CACHE, limits.ROUTE_CACHE_TTL)
         self.counters = ClusterCounters()
+        self.ports_changed: Callable[[], None] | None = None  # the port follower's poke
 
     def __repr__(self) -> str:
         return f"<Cluster {self.node} {self.cache!r}>"
@@ -103,11 +104,14 @@ class Cluster:
     def owner_changed(self, key: str) -> None:
         """The registry says `key` (a name or "port:N") changed owner: ask again next time."""
         self.cache.drop(key)
+        if key.startswith("port:") and self.ports_changed is not None:
+            self.ports_changed()
 
-    async def watch(self, changes: AsyncIterator[str]) -> None:
-        """Drop cache entries as ownership changes arrive (the registry's pub/sub)."""
-        async for key in changes:
-            self.owner_changed(key)
+    def resync(self) -> None:
+        """Changes may have been missed (the subscription broke): forget every answer."""
+        self.cache.clear()
+        if self.ports_changed is not None:
+            self.ports_changed()
 
     # --- one forward -------------------------------------------------------------------
     def _spawn(self, conn: Handover, kind: LinkKind, key: str, target: str, client: str) -> None:

@@ -355,6 +355,8 @@ class TcpPublic(RawPublic):
         super().__init__(services)
         self._ports = ports
         self.port = port
+        self._forwarding = False  # the cluster is finding the port's node
+        self._ahead = b""  # what the client sent meanwhile (one read: reading pauses)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -378,7 +380,9 @@ class TcpPublic(RawPublic):
         forwarder = self._ports.forwarder
         if route is None and self.via is None and forwarder is not None:
             if self.port in self._ports.followed:
-                transport.pause_reading()  # until the link is up
+                # Reading pauses at the first read (data_received): uvloop starts reading
+                # after connection_made whatever it asked.
+                self._forwarding = True
                 forwarder.forward_tcp(self, self.port, client)
                 return
         if route is None:
@@ -387,9 +391,18 @@ class TcpPublic(RawPublic):
         self._slot = None
         self.start(transport, route, StreamKind.TCP, slot, client, first)
 
+    def data_received(self, data: bytes) -> None:
+        if self._forwarding:
+            self._ahead += data
+            if self.transport is not None:
+                self.transport.pause_reading()  # until the link is up
+            return
+        super().data_received(data)
+
     # --- cluster.Handover: the port's tunnel is on another node -----------------------
     def cluster_local(self, name: str) -> None:
         """The port is not held elsewhere after all (it moved): served or refused here."""
+        self._forwarding = False
         transport, slot = self.transport, self._slot
         if transport is None or transport.is_closing():
             return
@@ -398,10 +411,12 @@ class TcpPublic(RawPublic):
             self._end_now("tunnel_offline")
             return
         self._slot = None
+        ahead, self._ahead = self._ahead, b""
         transport.resume_reading()
-        self.start(transport, route, StreamKind.TCP, slot, self._client)
+        self.start(transport, route, StreamKind.TCP, slot, self._client, ahead)
 
     def cluster_answer(self, status: int, code: str, message: str) -> None:
+        self._forwarding = False
         if self.transport is not None and not self.transport.is_closing():
             self._end_now(code)
 
@@ -410,4 +425,6 @@ class TcpPublic(RawPublic):
         if transport is None or transport.is_closing():
             return None
         self.transport, self._slot = None, None
-        return transport, slot, b""
+        self._forwarding = False
+        ahead, self._ahead = self._ahead, b""
+        return transport, slot, ahead
