@@ -135,7 +135,7 @@ def measure_cluster(
         if (quotient := _ratio(rps["cross-node"], rps["same-node"])) is not None:
             ratios.append(quotient)
     bulk_plan = Plan(deadline=deadline, bulk_repeats=0, parallel=0)
-    runs = {side.name: SystemRun(side, origin, bulk_plan, load) for side in sides}  # type: ignore[arg-type]
+    runs = {side.name: SystemRun(side, origin, bulk_plan, load) for side in sides}
     errors: list[str] = []
     bulk = interleaved_bulk(runs, plan.bulk_rounds, errors)
     summary: dict[str, Any] = {}
