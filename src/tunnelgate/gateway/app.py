@@ -379,6 +379,12 @@ class Gateway:
             follower = PortFollower(self.registry, self.tcp, self.node)
             cluster.ports_changed = follower.poke
             self.live.spawn(follower.run(), "port follower")
+        if config.redis is not None:
+            # Imported here, as the registry is: redis costs a gateway without it at start.
+            from .owner_watch import watch_owners
+
+            watch = watch_owners(config.redis, cluster.owner_changed, cluster.resync)
+            self.live.spawn(watch, "owner watch")
         log.info("listening", listener="cluster", addr=self.node)
         return server
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from tunnelgate import limits
+from tunnelgate.errors import RegistryUnavailable
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.link import LinkKind
 
@@ -171,7 +172,7 @@ class Cluster:
         try:
             async with asyncio.timeout(limits.CLUSTER_LOOKUP_TIMEOUT):
                 state = await self._services.registry.lookup(key)
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, RegistryUnavailable) as exc:
             _warnings.warning("cluster_lookup_failed", target=key, error=repr(exc))
             return _Elsewhere(503, "registry_unavailable", "the cluster's registry is unavailable")
         return self._decide(key, state)

@@ -14,6 +14,7 @@ import asyncio
 from typing import Protocol
 
 from tunnelgate import limits
+from tunnelgate.errors import RegistryUnavailable
 from tunnelgate.logs import EventLog, RateLimitedLog
 
 from .registry import NameState, Registry
@@ -71,7 +72,7 @@ class PortFollower:
     async def scan(self) -> None:
         try:
             remote = await self._remote_ports()
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, RegistryUnavailable) as exc:
             _warnings.warning("port_scan_failed", error=repr(exc))
             return
         ports = self._ports
