@@ -3,7 +3,7 @@
 Two gateways share one redis-server (started here on a free loopback port, `--save ""`);
 the client holds the tunnel on gateway A. **same-node**: the load goes to A, which has the
 tunnel. **cross-node**: the load goes to B, which has not: B forwards each public connection
-over the cluster link to A (docs/cluster-forwarding.md). Small GETs (50 connections, the
+over the cluster link to A (docs/cluster.md, Forwarding). Small GETs (50 connections, the
 plain-HTTP rows' load) on each in turn for `rounds` rounds, the order rotated every round;
 then one 100 MiB download through each, taken in turn (:func:`bench.measure.interleaved_bulk`).
 Reported: each side's median req/s and MB/s, and cross/same ratios (of the medians, and the
