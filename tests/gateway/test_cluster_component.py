@@ -238,6 +238,19 @@ async def test_an_unreachable_owner_is_502_node_unreachable(cluster: list[Node])
     assert b.gateway.forwarder.cache.get("ghost") is None  # dropped, asked again next time
 
 
+async def test_a_forward_that_fails_unexpectedly_is_still_answered(
+    cluster: list[Node], log_stream: io.StringIO
+) -> None:
+    """A lease naming a node no address can be made of: the task's root answers 502."""
+    a, b, _ = cluster
+    await a.gateway.registry.claim("odd", Owner("someone"), "no-port-here")
+    raw = build_request("GET", "/", host=host("odd", b))
+    response = await http_request(b.http_port, raw, timeout=TIMEOUT)
+    assert response.status == 502
+    assert response.header("X-Tunnelgate-Error") == "forward_failed"
+    assert [e["target"] for e in events(log_stream, "cluster_forward_failed")] == ["odd"]
+
+
 async def test_a_name_held_on_another_node_is_502_offline(cluster: list[Node]) -> None:
     a, b, _ = cluster
     claimed = await a.gateway.registry.claim("away", Owner("someone"), a.name)

@@ -122,11 +122,19 @@ class Cluster:
     async def _forward(
         self, conn: Handover, kind: LinkKind, key: str, target: str, client: str
     ) -> None:
+        """The task's root: whatever goes wrong, the connection gets its answer (it is not
+        read meanwhile, and nothing else would ever answer it)."""
         try:
-            found = await self._locate(key)
-        except Exception:  # a registry's own errors (Redis): answered, with the traceback
-            log.exception("cluster_lookup_failed", target=key)
-            found = _Elsewhere(503, "registry_unavailable", "the cluster's registry failed")
+            await self._forward_once(conn, kind, key, target, client)
+        except Exception:
+            log.exception("cluster_forward_failed", target=key)
+            self.counters.fail("forward_failed")
+            conn.cluster_answer(502, "forward_failed", "the request could not be forwarded")
+
+    async def _forward_once(
+        self, conn: Handover, kind: LinkKind, key: str, target: str, client: str
+    ) -> None:
+        found = await self._locate(key)
         if isinstance(found, _Elsewhere):
             if found.status:
                 self.counters.fail(found.code)

@@ -21,7 +21,7 @@ from tunnelgate.transport.splice import LinkEnd, PublicEnd, splice
 
 log = EventLog("tunnelgate.gateway")
 LINK_ENDINGS = ("client", "node", "client_reset", "node_reset", "cut_off")
-FORWARD_FAILURES = ("node_unreachable", "tunnel_offline", "registry_unavailable")
+FORWARD_FAILURES = ("node_unreachable", "tunnel_offline", "registry_unavailable", "forward_failed")
 LINK_REFUSALS = (
     "bad_magic", "bad_version", "bad_mac", "bad_kind", "malformed", "stale_timestamp",
     "replayed", "replay_cache_full", "preamble_timeout", "closed_before_preamble",
