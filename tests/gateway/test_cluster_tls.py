@@ -122,3 +122,30 @@ def test_tls_passthrough_to_a_tunnel_on_another_node(
             await echo.aclose()
 
     run(scenario())
+
+
+def test_https_decrypted_here_for_a_host_on_another_node(
+    ca: trustme.CA, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    """The SNI names no tunnel (the bare domain), the Host does: B terminates, then relays
+    the decrypted connection (kind https) and A still says X-Forwarded-Proto: https."""
+
+    async def scenario() -> None:
+        app = await start_local_app()
+        try:
+            async with two_nodes(ca, tmp_path) as (a, b):
+                async with client_on(a, "http", str(app.port), "--subdomain", "web"):
+                    assert b.https_port is not None
+                    raw = build_request("GET", "/echo", host=f"web.localhost:{b.https_port}")
+                    response = await http_request(
+                        b.https_port, raw, tls=trusting(ca), server_name="localhost"
+                    )
+                assert response.status == 200
+                headers = {k.lower(): v for k, v in response.json()["headers"]}
+                assert headers["x-forwarded-proto"] == "https"
+                forwarded = await wait_events(log_stream, "cluster_forwarded", 1)
+                assert [(e["target"], e["node"]) for e in forwarded] == [("web", a.name)]
+        finally:
+            await app.aclose()
+
+    run(scenario())
