@@ -272,7 +272,8 @@ def link_preamble(
     target: str, *, secret: str = SECRET, at: float | None = None, kind: LinkKind = LinkKind.HTTP
 ) -> bytes:
     stamp = time.time() if at is None else at
-    preamble = Preamble(kind, target, "198.51.100.9:4444", "127.0.0.1:1", stamp, os.urandom(16))
+    sent_ms = round(stamp * 1000)
+    preamble = Preamble(kind, target, "198.51.100.9:4444", "127.0.0.1:1", sent_ms, os.urandom(16))
     return encode_preamble(preamble, secret.encode())
 
 

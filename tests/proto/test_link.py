@@ -27,7 +27,7 @@ NOW = 1_800_000_000.0
 def preamble(
     nonce: bytes = b"n" * 16, *, at: float = NOW, kind: LinkKind = LinkKind.HTTP
 ) -> Preamble:
-    return Preamble(kind, "web", "203.0.113.7:5000", "127.0.0.2:7001", at, nonce)
+    return Preamble(kind, "web", "203.0.113.7:5000", "127.0.0.2:7001", round(at * 1000), nonce)
 
 
 def verifier(window: float = 30.0, max_nonces: int = 100) -> LinkVerifier:
@@ -123,9 +123,13 @@ def test_a_bad_kind_behind_a_good_mac_is_refused() -> None:
 
 def test_fields_must_fit() -> None:
     with pytest.raises(ValueError, match="255"):
-        encode_preamble(Preamble(LinkKind.TCP, "1" * 256, "c", "v", NOW, b"n" * 16), SECRET)
+        encode_preamble(
+            Preamble(LinkKind.TCP, "1" * 256, "c", "v", round(NOW * 1000), b"n" * 16), SECRET
+        )
     with pytest.raises(ValueError, match="nonce"):
         encode_preamble(preamble(b"short"), SECRET)
+    with pytest.raises(ValueError, match="sent_ms"):
+        encode_preamble(preamble(at=-1.0), SECRET)
 
 
 def test_nonce_cache_forgets_in_order() -> None:
@@ -156,7 +160,7 @@ def test_any_bytes_need_more_or_are_refused(data: bytes) -> None:
 def test_any_preamble_round_trips(
     kind: LinkKind, target: str, client: str, nonce: bytes, ms: int
 ) -> None:
-    sent = Preamble(kind, target, client, "v:1", NOW - ms / 1000, nonce)
+    sent = Preamble(kind, target, client, "v:1", round(NOW * 1000) - ms, nonce)
     read = verifier().read(encode_preamble(sent, SECRET), NOW)
     assert read is not None
     assert read[0] == sent

@@ -76,7 +76,8 @@ async def open_link(node: str) -> LinkEnd:
 
 def preamble_bytes(kind: LinkKind, target: str, client: str, via: str, secret: bytes) -> bytes:
     nonce = secrets.token_bytes(NONCE_BYTES)
-    return encode_preamble(Preamble(kind, target, client, via, time.time(), nonce), secret)
+    sent_ms = round(time.time() * 1000)
+    return encode_preamble(Preamble(kind, target, client, via, sent_ms, nonce), secret)
 
 
 class Relay:

@@ -59,18 +59,19 @@ class Preamble:
     target: str
     client: str
     via: str
-    timestamp: float  # Unix seconds
+    sent_ms: int  # when it was made: Unix time in milliseconds (exact on the wire)
     nonce: bytes
 
 
 def encode_preamble(preamble: Preamble, secret: bytes) -> bytes:
     """The preamble's bytes, MAC included. Raises ValueError for a field over 255 bytes
-    or not ASCII (the caller made it: a local error)."""
-    parts = [
-        _FIXED.pack(MAGIC, VERSION, preamble.kind, round(preamble.timestamp * 1000), preamble.nonce)
-    ]
+    or not ASCII, a nonce of another size, a time outside u64 (the caller made it: a local
+    error)."""
     if len(preamble.nonce) != NONCE_BYTES:
         raise ValueError(f"a nonce is {NONCE_BYTES} bytes")
+    if not 0 <= preamble.sent_ms < 1 << 64:
+        raise ValueError("sent_ms must fit in 64 bits")
+    parts = [_FIXED.pack(MAGIC, VERSION, preamble.kind, preamble.sent_ms, preamble.nonce)]
     for text in (preamble.target, preamble.client, preamble.via):
         field = text.encode("ascii")
         if len(field) > MAX_FIELD:
@@ -130,7 +131,7 @@ class LinkVerifier:
         if not hmac.compare_digest(expected, mac):
             raise LinkRefused("bad_mac")
         preamble = _decode(signed)
-        if abs(preamble.timestamp - now) > self._window:
+        if abs(preamble.sent_ms / 1000 - now) > self._window:
             raise LinkRefused("stale_timestamp")
         refused = self.nonces.add(preamble.nonce, now)
         if refused is not None:
@@ -167,4 +168,4 @@ def _decode(signed: bytes) -> Preamble:
             raise LinkRefused("malformed") from None
         at += 1 + size
     target, client, via = fields
-    return Preamble(link_kind, target, client, via, stamp / 1000, nonce)
+    return Preamble(link_kind, target, client, via, stamp, nonce)
