@@ -40,6 +40,9 @@ from .routes import Route
 from .tcp import RawPublic
 
 log = EventLog("tunnelgate.gateway")
+_failures = RateLimitedLog(log)
+_MAX_PEEK = MAX_CLIENT_HELLO + 1024  # the ClientHello and its record headers
+_HTTP_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class TlsForwarder(Protocol):
@@ -47,11 +50,6 @@ class TlsForwarder(Protocol):
     it answers with the front's `cluster_*` methods."""
 
     def forward_tls(self, front: TlsFront, name: str, client: str) -> None: ...
-
-
-_failures = RateLimitedLog(log)
-_MAX_PEEK = MAX_CLIENT_HELLO + 1024  # the ClientHello and its record headers
-_HTTP_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(slots=True)
