@@ -43,6 +43,7 @@ MODULES: Final = (
     "tunnelgate.http1.serialize",
     "tunnelgate.transport.deadlines",
     "tunnelgate.transport.pipe",
+    "tunnelgate.transport.splice",
     "tunnelgate.transport.tunnel",
     "tunnelgate.gateway.edge",
     "tunnelgate.gateway.caps",

@@ -332,5 +332,34 @@ BACKOFF_MAX: Final = 30 * SECONDS
 # before it drops the connection: the user asked to stop, now.
 GOODBYE_TIMEOUT: Final = 0.5 * SECONDS
 
+# --- cluster: the link between gateways (proto/link.py, gateway/cluster*.py) ----------
+# A link connection sends its whole preamble within this of accept, or is closed (as
+# HANDSHAKE_TIMEOUT for a tunnel's first message).
+LINK_PREAMBLE_TIMEOUT: Final = 5 * SECONDS
+# A preamble's timestamp is accepted this far from our clock either way; nonces are kept
+# twice as long, so a replay is refused by one check or the other. Kerberos allows 5 min
+# of skew; gateways of one cluster run NTP.
+LINK_CLOCK_WINDOW: Final = 30 * SECONDS
+# Nonces remembered (only of preambles whose HMAC checked: no one without the secret can
+# fill it); when full, new links are refused until the oldest expire. 64 Ki in 60 s is
+# about 1,000 forwarded connections per second per receiving node.
+MAX_LINK_NONCES: Final = 65_536
+# Link connections waiting for their preamble at once; more are closed at accept.
+MAX_PENDING_LINKS: Final = 1024
+# Connecting to the node that has a tunnel; then 502 node_unreachable (nginx
+# proxy_connect_timeout is 60 s; a peer on the same network answers in milliseconds).
+LINK_CONNECT_TIMEOUT: Final = 3 * SECONDS
+# A route miss asks the shared registry where the name is; then 502 registry_unavailable.
+CLUSTER_LOOKUP_TIMEOUT: Final = 2 * SECONDS
+# name -> node answers kept for the next miss: pub/sub drops an entry when its name moves,
+# the TTL bounds how stale one may be without it, and a failed forward drops it at once.
+ROUTE_CACHE_TTL: Final = 2 * SECONDS
+MAX_ROUTE_CACHE: Final = 10_000
+# How often a node reads which TCP ports other nodes hold (pub/sub brings changes sooner),
+# to listen on them and forward.
+PORT_SCAN_INTERVAL: Final = 2 * SECONDS
+# Lookups of port leases in flight at once during that scan.
+PORT_SCAN_BATCH: Final = 64
+
 # --- names --------------------------------------------------------------------
 RANDOM_NAME_LENGTH: Final = 10  # 36^10 ~ 3.6e15 names

@@ -246,7 +246,13 @@ async def test_a_lease_taken_elsewhere_while_redis_was_empty_is_lost_and_its_cli
         assert "lease lost" in first.output()
         assert lease(redis_server, "delta")["n"] == b.advertise
         assert await get(b, "delta") == 200
-        assert await get(a, "delta") == 404  # not served twice
+        # Not served twice: a has no tunnel for it any more, and relays to its owner, b
+        # (cross-node forwarding, docs/cluster.md).
+        assert await get(a, "delta") == 200
+        relayed = await wait_log_line(
+            a.proc, event("cluster_forwarded", target="delta"), after=mark
+        )
+        assert relayed["node"] == b.advertise
 
 
 async def test_a_gateway_starts_without_redis_and_joins_when_it_comes(

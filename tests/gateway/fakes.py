@@ -206,6 +206,7 @@ class Services:
         self.routes = RouteTable()
         self.registry = MemoryRegistry()
         self.tcp = None  # no TCP tunnels in these tests
+        self.forwarder = None  # one gateway alone
         self.acme = None
         self.counters = RequestCounters()
         self.tunnel_counters = TunnelCounters()

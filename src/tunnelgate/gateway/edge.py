@@ -31,6 +31,7 @@ from tunnelgate.http1.request import (
     RequestParser,
     UpgradeData,
 )
+from tunnelgate.http1.serialize import restate_head
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.deadlines import Deadlines
@@ -53,8 +54,10 @@ _body_timeouts = RateLimitedLog(log)
 _send_timeouts = RateLimitedLog(log)
 _sheds = RateLimitedLog(log)
 _NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD, _BODY = range(6)
-# Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner.
+# Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner,
+# or for the cluster to say where its tunnel is.
 PAUSE_HOLD = 16
+PAUSE_CLUSTER = 32
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 # HTTP-01 challenges are asked for over plain HTTP on the tunnel's own host (RFC 8555 §8.3).
@@ -88,6 +91,13 @@ class TunnelAcceptor(Protocol):
         client_addr: str,
         release_slot: Callable[[], None],
     ) -> None: ...
+
+
+class ClusterRouter(Protocol):
+    """Where a name no tunnel of this gateway serves is served (gateway/cluster.py). It
+    answers later with one of the connection's `cluster_*` methods."""
+
+    def forward_http(self, conn: PublicConnection, head: RequestHead, name: str) -> None: ...
 
 
 class ChallengeResponder(Protocol):
@@ -128,6 +138,8 @@ class EdgeServices(Protocol):
     def counters(self) -> RequestCounters: ...
     @property
     def raw_counters(self) -> RawCounters: ...  # TLS passthrough's (tcp.RawPublic)
+    @property
+    def forwarder(self) -> ClusterRouter | None: ...  # None: one gateway alone
 
 
 class PublicConnection(Downstream):
@@ -155,6 +167,9 @@ class PublicConnection(Downstream):
         self.wait: _Wait | None = None  # the request waiting for its tunnel, if any
         self._response_due = 0.0  # monotonic: while a body comes, when the app's time is up
         self._send_watch: SendWatch | None = None  # made when writes first pause
+        # A request (and what came after it) waiting for the cluster to say where its
+        # tunnel is; reading is paused meanwhile.
+        self.forwarding: tuple[RequestHead, list[RequestEvent]] | None = None
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -163,10 +178,11 @@ class PublicConnection(Downstream):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0])
-            self.client_addr = f"{peer[0]}:{peer[1]}"
+        if self.via is None:  # else another gateway forwarded it: the client is set already
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.client_ip = str(peer[0])
+                self.client_addr = f"{peer[0]}:{peer[1]}"
         if self.slot is None:
             sock = transport.get_extra_info("socket")  # uvloop made it for peername: cached
             fd: int = sock.fileno() if sock is not None else -1
@@ -351,13 +367,25 @@ class PublicConnection(Downstream):
             if not head.target.startswith(ACME_CHALLENGE):
                 self._redirect_to_https(head)
                 return
+        self._route(head, name, self.via is None)
+
+    def _route(self, head: RequestHead, name: str, may_forward: bool) -> None:
+        """Send the request down the tunnel of `name`, or answer it. `may_forward`: a name
+        not served here may be asked of the cluster (never for a forwarded connection)."""
         route = self.gateway.routes.get(name, time.monotonic())
-        host = head.host.decode("ascii", "replace")
         if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
+            if route is None and may_forward and self.gateway.forwarder is not None:
+                self._forward(head, name)
+                return
+            host = head.host.decode("ascii", "replace")
             self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
+            if may_forward and self.gateway.forwarder is not None:
+                self._forward(head, name)  # its owner may be back on another gateway
+                return
             self._wait_for_owner(head, name, route.expires_at, route.kind is StreamKind.HTTP)
         elif self.gateway.buffers.over:
+            host = head.host.decode("ascii", "replace")
             # Slow readers hold the gateway's whole buffer budget: no new streams now.
             self._answer_error(
                 head, 503, "gateway_busy", f"the gateway is busy; retry {host} shortly"
@@ -365,6 +393,61 @@ class PublicConnection(Downstream):
         else:
             self.exchange = Exchange(self, head, route)
             self.exchange.start()
+
+    # --- the tunnel is on another gateway (cluster.py) -----------------------------------
+    def _forward(self, head: RequestHead, name: str) -> None:
+        """Ask the cluster where `name` is; this connection is not read meanwhile, and what
+        it already sent waits here (to go to the other gateway, or to be served here)."""
+        cluster = self.gateway.forwarder
+        assert cluster is not None
+        self.forwarding = (head, self.queue)
+        self.queue = []
+        self.pause_reading_for(PAUSE_CLUSTER)
+        cluster.forward_http(self, head, name)
+
+    def cluster_local(self, name: str) -> None:
+        """The cluster says `name` is not on another gateway: served (or answered) here."""
+        pending = self.forwarding
+        if pending is None or self.closing:
+            return
+        self.forwarding = None
+        head, events = pending
+        self.queue = events + self.queue
+        self.resume_reading_for(PAUSE_CLUSTER)
+        self._route(head, name, False)
+        self._pump()
+
+    def cluster_answer(self, status: int, code: str, message: str) -> None:
+        """The cluster could not send the request on: the gateway's answer, then close."""
+        pending = self.forwarding
+        if pending is None or self.closing:
+            return
+        self.forwarding = None
+        self._answer_error(pending[0], status, code, message)
+
+    def cluster_handover(self) -> tuple[asyncio.Transport, str | None, bytes] | None:
+        """Give this connection to the cluster's link: its transport (reading paused), its
+        slot under the caps, and every byte it read that was not served, restated (the
+        request head, what followed it, a head cut mid-way). None if it is gone."""
+        pending, transport = self.forwarding, self.transport
+        if pending is None or self.closing or transport is None:
+            return None
+        self.forwarding = None
+        head, events = pending
+        parts = [restate_head(head)]
+        for event in events + self.queue:
+            if isinstance(event, RequestHead):
+                parts.append(restate_head(event))
+            elif isinstance(event, (BodyData, UpgradeData)):
+                parts.append(event.data)
+        parts.append(self.parser.unparsed())
+        self.queue = []
+        self.closing = True  # this object is done; the transport moves on
+        self.disarm()
+        self.gateway.live.connection_closed(self)
+        slot, self.slot = self.slot, None
+        self.parser = _HANDED_OVER
+        return transport, slot, b"".join(parts)
 
     # --- waiting for a tunnel's owner (--grace-hold) -----------------------------------
     def _wait_for_owner(
@@ -459,6 +542,8 @@ class PublicConnection(Downstream):
                 0.0,
                 self.client_addr,
                 None,
+                False,
+                self.via,
             )
 
     def _serve_gateway(self, head: RequestHead) -> None:
@@ -527,6 +612,8 @@ class PublicConnection(Downstream):
             0.0,
             self.client_addr,
             None,
+            False,
+            self.via,
         )
         if self._closes_after(head):
             self.close()
@@ -600,7 +687,12 @@ class PublicConnection(Downstream):
             message = f"the gateway is shutting down; retry {host} shortly"
             self._end_wait(503, "gateway_draining", message)
             return
-        if self.exchange is None and not self.queue and not self.parser.head_pending:
+        if (
+            self.exchange is None
+            and self.forwarding is None
+            and not self.queue
+            and not self.parser.head_pending
+        ):
             self.close()
 
     def cut_off(self) -> None:

@@ -62,6 +62,9 @@ class Downstream(asyncio.Protocol):
         self.client_addr = "?"
         # What per-address limits count this connection under (caps.address_key).
         self.address = "?"
+        # Another gateway of the cluster forwarded this connection (its advertise address);
+        # client_addr is then the public client's, from the link's preamble.
+        self.via: str | None = None
         self.write_paused = False  # our write buffer is over its high-water mark
         # The gateway drains: the response in flight is this connection's last (it says
         # `Connection: close` if its head is still to come) and no new stream is opened.
@@ -523,5 +526,6 @@ class Exchange:
             self.conn.client_addr,
             tunnel.name,
             aborted,
+            self.conn.via,
         )
         self.conn.exchange_finished(keep_alive)
