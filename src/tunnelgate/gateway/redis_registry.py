@@ -130,7 +130,7 @@ class RedisRegistry:
         return self._state(name, found)
 
     async def ports(self, low: int, high: int) -> dict[int, NameState]:
-        args = [low, high, lua.LEASE_PREFIX]
+        args: list[str | int] = [low, high, lua.LEASE_PREFIX]
         found = await self._call(self._ports, [lua.PORTS_KEY], args)
         return {int(f[0]): self._state(lua.PORT_PREFIX + str(f[0]), f[1:]) for f in found}
 
