@@ -112,7 +112,8 @@ class Gateway:
         self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
         self.forwarder: Cluster | None = None
         if config.cluster_secret is not None and config.advertise is not None:
-            self.forwarder = Cluster(self, config.cluster_secret.encode())
+            secret = config.cluster_secret.encode()
+            self.forwarder = Cluster(self, secret, config.grace_hold)
             if self.tcp is not None:
                 self.tcp.forwarder = self.forwarder
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
