@@ -400,6 +400,8 @@ class Gateway:
             server.close()
         if self.tcp is not None:
             self.tcp.close_all()
+        if self.forwarder is not None:
+            self.forwarder.drain()
         await drain(self.live, self.config.drain_timeout)
         if admin is not None:
             admin.close()

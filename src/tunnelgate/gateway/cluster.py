@@ -70,8 +70,6 @@ class ClusterServices(Protocol):
     def live(self) -> Live: ...
     @property
     def caps(self) -> Slots: ...
-    @property
-    def draining(self) -> bool: ...
 
 
 class _Elsewhere:
@@ -90,6 +88,7 @@ _OFFLINE = _Elsewhere(502, "tunnel_offline", "the tunnel is offline")
 _TOO_MANY = _Elsewhere(
     503, "hold_queue_full", "too many requests are waiting for this tunnel; retry shortly"
 )
+_DRAINING = _Elsewhere(503, "gateway_draining", "the gateway is shutting down; retry shortly")
 _UNAVAILABLE = _Elsewhere(503, "registry_unavailable", "the cluster's registry is unavailable")
 # Kinds whose requests may wait for a held name's owner: HTTP ones (not TLS passthrough,
 # not TCP), as on one node.
@@ -112,6 +111,7 @@ class Cluster:
         self._secret = secret
         self._grace_hold = grace_hold
         self.holds = HeldWaits()
+        self._draining = False
         self.node = services.node
         self.cache = NodeCache(limits.MAX_ROUTE_CACHE, limits.ROUTE_CACHE_TTL)
         self.counters = ClusterCounters()
@@ -144,6 +144,12 @@ class Cluster:
         self.holds.changed_all()
         if self.ports_changed is not None:
             self.ports_changed()
+
+    def drain(self) -> None:
+        """The gateway drains: requests waiting for a held name's owner are answered 503
+        `gateway_draining` now, as the local wait's are."""
+        self._draining = True
+        self.holds.changed_all()
 
     # --- one forward -------------------------------------------------------------------
     def _spawn(self, conn: Handover, kind: LinkKind, key: str, target: str, client: str) -> None:
@@ -240,7 +246,7 @@ class Cluster:
         connection, or while draining) answered as on one node (held here: by the edge; held
         elsewhere: 502). Else wait for its owner to be back on any node, at most
         --grace-hold and no longer than the hold, then where it is now."""
-        if self._grace_hold <= 0 or kind not in _WAITS or self._services.draining:
+        if self._grace_hold <= 0 or kind not in _WAITS or self._draining:
             return _HERE if held.node == self.node else _OFFLINE
         deadline = min(time.monotonic() + self._grace_hold, held.expires_at)
         waiting = self.holds.waiting(key) + 1
@@ -250,6 +256,8 @@ class Cluster:
             if event is None:
                 return _TOO_MANY
             try:
+                if self._draining:
+                    return _DRAINING
                 # Asked again once joined: a change between the first answer and now wakes us.
                 state = await self._lookup(key)
                 if isinstance(state, _Elsewhere):
