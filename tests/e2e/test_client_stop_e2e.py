@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from e2e_support import EXIT_TIMEOUT, TunnelEnv, start_tunnel_env
 
+from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     RawConnection,
     build_request,
@@ -23,7 +24,6 @@ from tunnelgate.testing.processes import (
     start_client,
     wait_ready_async,
 )
-from tunnelgate.testing.proc import JsonObject
 
 # The cut-off cases stop at once or at a short drain timeout: well under the default 10 s,
 # so a client that waited for the default would fail them.

@@ -92,15 +92,16 @@ class ClientSession:
         """Until the connection has closed: why. Cancelling this leaves the connection be."""
         return await asyncio.shield(self.closed)
 
-    async def drain(self, reason: str, timeout: float, cut: asyncio.Event) -> str:
+    async def drain(self, reason: str, drain_timeout: float, cut: asyncio.Event) -> str:
         """GOAWAY NO_ERROR with the connection kept: the gateway frees our names and opens
         no new stream, and ours may finish (docs/protocol.md §8, "A client leaving").
-        Returns when none is left ("idle"), the connection ended first ("closed"), `timeout`
-        passed ("timeout") or `cut` was set ("signal"); `say_goodbye` then closes."""
+        Returns when none is left ("idle"), the connection ended first ("closed"),
+        `drain_timeout` passed ("timeout") or `cut` was set ("signal"); `say_goodbye` then
+        closes."""
         self.leaving = True
         self.connection.go_away(ErrorCode.NO_ERROR, reason)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + drain_timeout
         cutting = loop.create_task(cut.wait())
         try:
             while True:
