@@ -3,6 +3,7 @@ registration, rejections, and what a connection's end does to its names."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -151,3 +152,56 @@ async def test_a_registration_that_completes_after_the_close_is_given_back(
     assert connection.sent == []
     assert await services.registry.lookup("late") is None
     assert services.routes.get("late", 0.0) is None
+
+
+class Stream:
+    """A public side that records whether its stream was cut."""
+
+    def __init__(self) -> None:
+        self.resets: list[int] = []
+
+    def on_data(self, data: bytes) -> None:
+        pass
+
+    def on_end(self) -> None:
+        pass
+
+    def on_reset(self, code: int) -> None:
+        self.resets.append(code)
+
+    def on_writable(self) -> None:
+        pass
+
+
+async def test_a_leaving_client_frees_its_names_and_keeps_its_streams(
+    services: Services,
+) -> None:
+    """The client's GOAWAY NO_ERROR with a stream in flight (its drain): the names are free
+    at once, the stream finishes, then the connection closes."""
+    session, link = open_session(services)
+    session.on_control(register(1, "web"))
+    await settle(services, link)
+    stream = Stream()
+    sid = link.connection.open_stream(b"", stream)
+    await link.settle()  # the client has the OPEN
+    peer = link.harness.peer
+    peer.go_away(ErrorCode.NO_ERROR, "client shutting down")
+    link.harness.deliver()
+    assert services.routes.get("web", 0.0) is None  # new requests: 404 from now on
+    await services.live.run_spawned()
+    assert await services.registry.lookup("web") is None  # another client may take it
+    assert not link.closed
+    session.on_control(register(2, "late"))  # nothing more is registered for it
+    await settle(services, link)
+    assert services.routes.get("late", 0.0) is None
+    # The stream ends both ways; the connection is closed soon after, cleanly.
+    link.connection.end(sid)
+    peer.send_data(sid, b"", end_stream=True)
+    link.harness.deliver()
+    async with asyncio.timeout(10 * limits.DRAIN_CHECK_INTERVAL):
+        while not link.closed:
+            await asyncio.sleep(limits.DRAIN_CHECK_INTERVAL / 4)  # poll; the timeout bounds it
+    assert link.close_code == ErrorCode.NO_ERROR
+    assert stream.resets == []
+    await asyncio.sleep(0)  # the WebSocket's end reaches the session
+    assert session not in services.live.sessions
