@@ -15,6 +15,7 @@ from tunnelgate.gateway.routes import Held, Route
 from tunnelgate.gateway.session import GatewaySession
 from tunnelgate.proto.codes import ErrorCode, RejectReason
 from tunnelgate.proto.messages import Register, Registered, Rejected
+from tunnelgate.testing.proc import poll_until_async
 from tunnelgate.transport.tunnel import ConnectionEnd
 
 ALICE = Identity("token:alice")
@@ -198,9 +199,7 @@ async def test_a_leaving_client_frees_its_names_and_keeps_its_streams(
     link.connection.end(sid)
     peer.send_data(sid, b"", end_stream=True)
     link.harness.deliver()
-    async with asyncio.timeout(10 * limits.DRAIN_CHECK_INTERVAL):
-        while not link.closed:
-            await asyncio.sleep(limits.DRAIN_CHECK_INTERVAL / 4)  # poll; the timeout bounds it
+    await poll_until_async(lambda: link.closed, 10 * limits.DRAIN_CHECK_INTERVAL)
     assert link.close_code == ErrorCode.NO_ERROR
     assert stream.resets == []
     await asyncio.sleep(0)  # the WebSocket's end reaches the session
