@@ -119,8 +119,7 @@ def test_text_lines() -> None:
         "Connection lost (connection lost); reconnecting in 1.5 s (attempt 2)",
         "tunnelgate: tunnel web rejected: name foo is taken (name_taken)",
         "Closed: interrupted",
-        "Stopping: no new requests; 2 in flight may finish within 10 s "
-        "(Ctrl+C again to stop now)",
+        "Stopping: no new requests; 2 in flight may finish within 10 s (Ctrl+C again to stop now)",
         "Stopped at the drain timeout: 1 in flight cut off (10001.5 ms)",
         "tunnelgate: cannot reach the gateway",
     ]
