@@ -20,10 +20,14 @@ from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     RawConnection,
     build_request,
+    free_port_range,
     http_request,
+    open_connection,
     start_client,
+    start_gateway,
     wait_ready_async,
 )
+from tunnelgate.testing.tcp_app import start_tcp_app
 
 # The cut-off cases stop at once or at a short drain timeout: well under the default 10 s,
 # so a client that waited for the default would fail them.
@@ -207,3 +211,35 @@ async def test_an_idle_client_stops_at_once(env: TunnelEnv) -> None:
     assert drained["cut_streams"] == 0, drained
     response = await env.get("/")
     assert response.status == 404, response  # freed at once, not held
+
+
+async def test_a_tcp_connection_carries_on_and_the_port_is_freed_at_once() -> None:
+    app = await start_tcp_app()
+    low, high = free_port_range(2)
+    gateway, port = start_gateway("--tcp-ports", f"{low}-{high}")
+    client = start_client("tcp", str(app.port), "--server", f"ws://127.0.0.1:{port}/connect")
+    try:
+        ready = await wait_ready_async(client)
+        public = int(str(ready["url"]).rsplit(":", 1)[1])
+        async with await open_connection(public) as conn:
+            await conn.send(b"before")
+            assert await conn.read_exactly(6) == b"before"
+            mark = len(client.stdout_lines)
+            client.signal(signal.SIGTERM)
+            await client.wait_for_json_async(lambda o: o.get("event") == "draining", EXIT_TIMEOUT)
+            await conn.send(b"during")  # both ways, after the drain began
+            assert await conn.read_exactly(6) == b"during"
+            assert client.returncode is None
+            await conn.write_eof()  # the echo ends its side too
+            assert await conn.read_until_eof() == b""
+        assert await client.wait_exit_async(EXIT_TIMEOUT) == 0
+        drained = await client.wait_for_json_async(
+            lambda o: o.get("event") == "drained", EXIT_TIMEOUT, after=mark
+        )
+        assert drained["ended"] == "idle", drained
+        with pytest.raises(ConnectionRefusedError):  # freed: nobody listens on it
+            await open_connection(public)
+    finally:
+        client.terminate()
+        gateway.terminate()
+        await app.aclose()
