@@ -204,3 +204,23 @@ async def test_a_leaving_client_frees_its_names_and_keeps_its_streams(
     assert stream.resets == []
     await asyncio.sleep(0)  # the WebSocket's end reaches the session
     assert session not in services.live.sessions
+
+
+async def test_a_leaving_client_gets_no_longer_than_our_drain_timeout() -> None:
+    services = Services(reconnect_grace=30.0, drain_timeout=0.3)
+    session, link = open_session(services)
+    session.on_control(register(1, "web"))
+    await settle(services, link)
+    stream = Stream()
+    link.connection.open_stream(b"", stream)
+    await link.settle()
+    loop = asyncio.get_running_loop()
+    said = loop.time()
+    link.harness.peer.go_away(ErrorCode.NO_ERROR, "client shutting down")
+    link.harness.deliver()
+    await poll_until_async(lambda: link.closed, 0.3 + 10 * limits.DRAIN_CHECK_INTERVAL)
+    assert loop.time() - said >= 0.3
+    await asyncio.sleep(0)  # the WebSocket's end reaches the stream: cut off
+    assert stream.resets == [ErrorCode.INTERNAL_ERROR]
+    await services.live.run_spawned()
+    assert await services.registry.lookup("web") is None

@@ -190,12 +190,14 @@ class GatewaySession:
                 streams=connection.mux.open_streams,
             )
             self._end_tunnels(tunnels, _GOODBYE)
-        self._close_when_idle()
+        loop = asyncio.get_running_loop()
+        self._close_when_idle(loop.time() + self.services.config.drain_timeout)
 
-    def _close_when_idle(self) -> None:
-        """Close the leaving client's connection once its last stream ended; a look every
-        DRAIN_CHECK_INTERVAL (the stream layer has no callback for it). The client closes
-        it itself at its own drain timeout, or the heartbeat finds it gone."""
+    def _close_when_idle(self, deadline: float) -> None:
+        """Close the leaving client's connection once its last stream ended, a look every
+        DRAIN_CHECK_INTERVAL (the stream layer has no callback for it), or cut it off at
+        `deadline`: a client that said goodbye gets no longer than our own --drain-timeout.
+        (A client of this revision closes it first, at its end or its own drain timeout.)"""
         connection = self.connection
         if connection is None or connection.closed:
             return
@@ -203,7 +205,14 @@ class GatewaySession:
             connection.close(ErrorCode.NO_ERROR, "goodbye")
             return
         loop = asyncio.get_running_loop()
-        loop.call_later(limits.DRAIN_CHECK_INTERVAL, self._close_when_idle)
+        if loop.time() >= deadline:
+            log.info(
+                "tunnel_leave_cut", client=self.client_addr, streams=connection.mux.open_streams
+            )
+            connection.close(ErrorCode.NO_ERROR, "goodbye: drain timeout")
+            connection.abort()  # what is still open is reset, as at our own drain's end
+            return
+        loop.call_later(limits.DRAIN_CHECK_INTERVAL, self._close_when_idle, deadline)
 
     def on_closed(self, end: ConnectionEnd) -> None:
         self._stop_handshake_timer()
