@@ -77,26 +77,38 @@ def client_bounds() -> dict[str, object]:
     return bounding(CLIENT_OPTIONS, dict(CLIENT_DEFAULTS))
 
 
-def rows() -> list[tuple[list[str], str]]:
-    """(names, default cell) of each row of the "Every bound" table."""
+CLIENT_SECTION = "### Client"  # its options are the client's (both have --drain-timeout)
+
+
+def rows() -> list[tuple[bool, list[str], str]]:
+    """(in the client's section, names, default cell) of each row of the "Every bound"
+    table."""
     text = DOC.read_text()
     assert SECTION in text, f"{DOC} has no {SECTION!r} section"
     found = []
+    client = False
     for line in text[text.index(SECTION) :].splitlines():
+        if line.startswith("### "):
+            client = line.strip() == CLIENT_SECTION
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if not line.startswith("|") or len(cells) < 2 or not cells[0].startswith("`"):
             continue
-        found.append((re.findall(r"`([^`]+)`", cells[0]), cells[1]))
+        found.append((client, re.findall(r"`([^`]+)`", cells[0]), cells[1]))
     return found
 
 
-def documented() -> dict[str, str]:
+def documented(command: str = "server") -> dict[str, str]:
+    """Name -> default cell. An option named in the client's section is the client's
+    (`command` "http"), else the gateway's; the client's other options are the gateway's
+    namesakes (the heartbeat pair)."""
     table: dict[str, str] = {}
-    for names, default in rows():
+    client_options: dict[str, str] = {}
+    for client, names, default in rows():
         for name in names:
-            assert name not in table, f"{name} has two rows in {DOC.name}"
-            table[name] = default
-    return table
+            mine = client_options if client and name.startswith("--") else table
+            assert name not in mine, f"{name} has two rows in {DOC.name}"
+            mine[name] = default
+    return {**table, **client_options} if command == "http" else table
 
 
 def parse_default(cell: str) -> float | None:
@@ -141,7 +153,7 @@ def test_every_bounding_option_is_documented_as_help_says(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     options = BOUNDS[command]()
-    table = documented()
+    table = documented(command)
     missing = sorted(set(options) - set(table))
     assert not missing, f"options missing from {DOC.name}: {missing}"
     shown = help_defaults(command, capsys)
@@ -163,7 +175,7 @@ def test_the_table_names_nothing_that_is_gone() -> None:
     known = set(constants()) | {o.flag for o in (*GATEWAY_OPTIONS, *CLIENT_OPTIONS)}
     stale = sorted(
         name
-        for name in documented()
+        for name in {**documented("server"), **documented("http")}
         if (name.startswith("--") or name.isupper()) and name not in known
     )
     assert not stale, f"{DOC.name} names bounds the code no longer has: {stale}"

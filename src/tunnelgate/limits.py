@@ -328,9 +328,17 @@ CONNECT_TIMEOUT: Final = 10 * SECONDS
 # within 0.5 s and clients dropped together do not come back in step.
 BACKOFF_INITIAL: Final = 0.5 * SECONDS
 BACKOFF_MAX: Final = 30 * SECONDS
-# On SIGINT/SIGTERM, how long the client waits for its goodbye (GOAWAY) to go out
-# before it drops the connection: the user asked to stop, now.
+# When the client closes (after its drain, or on a second signal), how long it waits for
+# its goodbye (GOAWAY, WebSocket close) to go out before it drops the connection.
 GOODBYE_TIMEOUT: Final = 0.5 * SECONDS
+# The client's --drain-timeout: on SIGINT/SIGTERM, what its streams (requests, upgraded and
+# TCP/TLS connections) get to finish after its GOAWAY before they are cut off. Shorter than
+# the gateway's 30 s: a person at a terminal waits for it (a second Ctrl+C ends it at once),
+# and under Kubernetes' 30 s grace period it leaves the pod time to exit.
+CLIENT_DRAIN_TIMEOUT: Final = 10 * SECONDS
+# While the client drains, how often it looks for its last stream's end (the stream layer
+# has no callback for it); it closes at most this long after that.
+CLIENT_DRAIN_CHECK_INTERVAL: Final = 0.05 * SECONDS
 
 # --- cluster: the link between gateways (proto/link.py, gateway/cluster*.py) ----------
 # A link connection sends its whole preamble within this of accept, or is closed (as

@@ -179,3 +179,12 @@ async def test_lines_go_to_stderr_when_it_is_not_the_terminal() -> None:
         await until(lambda: bool(err.getvalue()))
     assert err.getvalue() == "tunnelgate: cannot reach the gateway\n"
     assert "cannot reach" not in out.getvalue()
+
+
+def test_draining_is_shown() -> None:
+    view = web_model()
+    view.draining(2, 10.0)
+    lines = screen(view, width=120)
+    assert any(
+        line.startswith("Session Status   draining  finishing what is in flight") for line in lines
+    ), lines

@@ -45,6 +45,8 @@ def every_event(output: Output) -> None:
     output.reconnecting(2, 1.5, "connection lost")
     output.rejected("web", "name_taken", "name foo is taken")
     output.closed("interrupted")
+    output.draining(2, 10.0)
+    output.drained("timeout", 10001.5, 1)
     output.error("cannot reach the gateway")
 
 
@@ -94,6 +96,8 @@ def test_json_lines_parse_and_have_the_fields() -> None:
             "message": "name foo is taken",
         },
         {"event": "closed", "reason": "interrupted"},
+        {"event": "draining", "open_streams": 2, "timeout_s": 10.0},
+        {"event": "drained", "ended": "timeout", "duration_ms": 10001.5, "cut_streams": 1},
         {"event": "error", "message": "cannot reach the gateway"},
     ]
     assert streams.err_lines() == [
@@ -115,6 +119,8 @@ def test_text_lines() -> None:
         "Connection lost (connection lost); reconnecting in 1.5 s (attempt 2)",
         "tunnelgate: tunnel web rejected: name foo is taken (name_taken)",
         "Closed: interrupted",
+        "Stopping: no new requests; 2 in flight may finish within 10 s (Ctrl+C again to stop now)",
+        "Stopped at the drain timeout: 1 in flight cut off (10001.5 ms)",
         "tunnelgate: cannot reach the gateway",
     ]
 
@@ -167,3 +173,17 @@ def test_json_escapes_control_characters() -> None:
     (line,) = streams.out_lines()
     assert "\x1b" not in line
     assert json.loads(line)["path"] == "/\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    ("ended", "cut", "line"),
+    [
+        ("idle", 0, "Stopped: all finished (12.0 ms)"),
+        ("closed", 0, "Stopped: the gateway closed the connection (12.0 ms)"),
+        ("signal", 3, "Stopped at once, on the second signal: 3 in flight cut off (12.0 ms)"),
+    ],
+)
+def test_how_a_drain_ended_in_text(ended: str, cut: int, line: str) -> None:
+    output, streams = make("text")
+    output.drained(ended, 12.0, cut)
+    assert streams.err_lines() == [line]

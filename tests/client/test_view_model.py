@@ -169,3 +169,16 @@ def test_not_wanted_on_a_closed_stream() -> None:
     stream = io.StringIO()
     stream.close()  # isatty() raises
     assert not wanted(stream, {})
+
+
+def test_draining_says_so_keeps_counting_streams_then_ends_stopped() -> None:
+    view = online(model())
+    view.draining(1, 10.0)
+    assert view.status == "draining"
+    assert "up to 10 s" in view.detail
+    assert not view.tunnels["web"].ready  # the name is given up already
+    view.sample(1, 0.002)
+    assert view.open_streams == 1  # what is still finishing stays on screen
+    view.drained("timeout", 10000.0, 1)
+    view.ended()
+    assert (view.status, view.detail) == ("offline", "stopped, 1 cut off")

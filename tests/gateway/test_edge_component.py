@@ -123,6 +123,21 @@ async def test_a_reset_before_the_response_is_a_gateway_error(
     assert transport.closed
 
 
+async def test_a_request_that_crossed_the_clients_goodbye_is_502(services: Services) -> None:
+    """The client stops (GOAWAY NO_ERROR, its drain) as the stream's OPEN is on its way: it
+    refuses the stream, and the request is answered as for a lost tunnel, not as busy."""
+    peer = TunnelPeer()
+    add_route(services, peer)
+    conn, transport = connect(services)
+    conn.data_received(request())
+    await peer.pump()
+    (sid,) = peer.streams
+    peer.harness.peer.go_away(ErrorCode.NO_ERROR, "client shutting down")
+    peer.reset(sid, ErrorCode.REFUSED_STREAM)
+    assert status_of(transport.written) == 502
+    assert b"X-Tunnelgate-Error: tunnel_offline" in transport.written
+
+
 async def test_a_reset_mid_response_aborts_the_public_connection(services: Services) -> None:
     peer = TunnelPeer()
     add_route(services, peer)

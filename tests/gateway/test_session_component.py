@@ -3,6 +3,7 @@ registration, rejections, and what a connection's end does to its names."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -14,6 +15,7 @@ from tunnelgate.gateway.routes import Held, Route
 from tunnelgate.gateway.session import GatewaySession
 from tunnelgate.proto.codes import ErrorCode, RejectReason
 from tunnelgate.proto.messages import Register, Registered, Rejected
+from tunnelgate.testing.proc import poll_until_async
 from tunnelgate.transport.tunnel import ConnectionEnd
 
 ALICE = Identity("token:alice")
@@ -151,3 +153,74 @@ async def test_a_registration_that_completes_after_the_close_is_given_back(
     assert connection.sent == []
     assert await services.registry.lookup("late") is None
     assert services.routes.get("late", 0.0) is None
+
+
+class Stream:
+    """A public side that records whether its stream was cut."""
+
+    def __init__(self) -> None:
+        self.resets: list[int] = []
+
+    def on_data(self, data: bytes) -> None:
+        pass
+
+    def on_end(self) -> None:
+        pass
+
+    def on_reset(self, code: int) -> None:
+        self.resets.append(code)
+
+    def on_writable(self) -> None:
+        pass
+
+
+async def test_a_leaving_client_frees_its_names_and_keeps_its_streams(
+    services: Services,
+) -> None:
+    """The client's GOAWAY NO_ERROR with a stream in flight (its drain): the names are free
+    at once, the stream finishes, then the connection closes."""
+    session, link = open_session(services)
+    session.on_control(register(1, "web"))
+    await settle(services, link)
+    stream = Stream()
+    sid = link.connection.open_stream(b"", stream)
+    await link.settle()  # the client has the OPEN
+    peer = link.harness.peer
+    peer.go_away(ErrorCode.NO_ERROR, "client shutting down")
+    link.harness.deliver()
+    assert services.routes.get("web", 0.0) is None  # new requests: 404 from now on
+    await services.live.run_spawned()
+    assert await services.registry.lookup("web") is None  # another client may take it
+    assert not link.closed
+    session.on_control(register(2, "late"))  # nothing more is registered for it
+    await settle(services, link)
+    assert services.routes.get("late", 0.0) is None
+    # The stream ends both ways; the connection is closed soon after, cleanly.
+    link.connection.end(sid)
+    peer.send_data(sid, b"", end_stream=True)
+    link.harness.deliver()
+    await poll_until_async(lambda: link.closed, 10 * limits.DRAIN_CHECK_INTERVAL)
+    assert link.close_code == ErrorCode.NO_ERROR
+    assert stream.resets == []
+    await asyncio.sleep(0)  # the WebSocket's end reaches the session
+    assert session not in services.live.sessions
+
+
+async def test_a_leaving_client_gets_no_longer_than_our_drain_timeout() -> None:
+    services = Services(reconnect_grace=30.0, drain_timeout=0.3)
+    session, link = open_session(services)
+    session.on_control(register(1, "web"))
+    await settle(services, link)
+    stream = Stream()
+    link.connection.open_stream(b"", stream)
+    await link.settle()
+    loop = asyncio.get_running_loop()
+    said = loop.time()
+    link.harness.peer.go_away(ErrorCode.NO_ERROR, "client shutting down")
+    link.harness.deliver()
+    await poll_until_async(lambda: link.closed, 0.3 + 10 * limits.DRAIN_CHECK_INTERVAL)
+    assert loop.time() - said >= 0.3
+    await asyncio.sleep(0)  # the WebSocket's end reaches the stream: cut off
+    assert stream.resets == [ErrorCode.INTERNAL_ERROR]
+    await services.live.run_spawned()
+    assert await services.registry.lookup("web") is None

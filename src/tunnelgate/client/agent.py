@@ -6,9 +6,12 @@ upgrade, a close before the registrations are answered) and a lost connection ar
 with exponential back-off and full jitter, up to `--max-retries` in a row; the names and
 TCP ports the tunnels had are asked for again, so public URLs survive a reconnect.
 
-SIGINT/SIGTERM end the client at once in every state: whatever it waits for (a connect
-attempt, a back-off, the open connection) runs as a task the stop request cancels, and an
-open connection then says goodbye (GOAWAY NO_ERROR) so the gateway frees the names at once.
+SIGINT/SIGTERM stop the client in every state: whatever it waits for (a connect attempt, a
+back-off, the open connection) runs as a task the stop request cancels. An open connection
+then drains, as the gateway does on SIGTERM: it says goodbye (GOAWAY NO_ERROR), so the
+gateway frees the names at once and opens no new stream, while the streams in flight get
+up to --drain-timeout to finish; then it closes and the client exits 0. A second signal
+cuts the drain short.
 
 The streams of a connection go to local relays through the `LocalDialer` (dialer.py),
 whose connect tasks live in a TaskGroup no longer than that connection.
@@ -25,6 +28,7 @@ import secrets
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -72,6 +76,7 @@ class Agent:
         self.ports: dict[int, int] = {}
         self.dialer: LocalDialer | None = None  # while running
         self.stopping = False
+        self._cut = asyncio.Event()  # a second stop request: end the drain now
         self._waiting: asyncio.Task[Any] | None = None  # what a stop request cancels
         self._last_reason = ""
         self._tls: ssl.SSLContext | None = None  # for wss://, made once by run()
@@ -156,8 +161,18 @@ class Agent:
                 session.connection.send_control(self._register_message(tid, spec))
             reason = await self._unless_stopped(session.wait_closed())
             if reason is None:  # stopped
+                await self._drain(session)
                 await session.say_goodbye("client shutting down")
         return reason
+
+    async def _drain(self, session: ClientSession) -> None:
+        """Let the streams in flight finish, up to --drain-timeout or a second signal."""
+        timeout = self.config.drain_timeout
+        started = time.monotonic()
+        self.output.draining(session.statistics().open_streams, timeout)
+        ended = await session.drain("client shutting down", timeout, self._cut)
+        cut = session.statistics().open_streams if ended in ("timeout", "signal") else 0
+        self.output.drained(ended, round((time.monotonic() - started) * 1000, 1), cut)
 
     async def _open(self, session: ClientSession) -> WSTransport:
         return await open_websocket(
@@ -192,7 +207,11 @@ class Agent:
         return session.statistics()
 
     def stop(self) -> None:
-        """SIGINT/SIGTERM: stop waiting, whatever for; `_session` then says goodbye."""
+        """SIGINT/SIGTERM: stop waiting, whatever for; `_serve` then drains the connection
+        and says goodbye. A second one ends the drain at once."""
+        if self.stopping:
+            self._cut.set()
+            return
         self.stopping = True
         if self._waiting is not None:
             self._waiting.cancel()

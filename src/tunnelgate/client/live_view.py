@@ -58,6 +58,7 @@ _STATUS_STYLES: Final = {
     "online": "bold green",
     "connecting": "bold yellow",
     "reconnecting": "bold yellow",
+    "draining": "bold yellow",
     "offline": "bold red",
 }
 # By the status class: 1xx 2xx 3xx 4xx 5xx.
@@ -108,6 +109,14 @@ class LiveView(ViewModel):
     def closed(self, reason: str) -> None:
         super().closed(reason)
         self._lines.closed(reason)
+
+    def draining(self, open_streams: int, timeout: float) -> None:
+        super().draining(open_streams, timeout)
+        self._lines.draining(open_streams, timeout)
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None:
+        super().drained(ended, duration_ms, cut_streams)
+        self._lines.drained(ended, duration_ms, cut_streams)
 
     def error(self, message: str) -> None:
         super().error(message)

@@ -10,7 +10,9 @@ Two renderings behind one `Output` protocol:
 - "json", for scripts: one JSON object a line on stdout, "event" first:
   `{"event": "tunnel_ready", "name": "http", "url": "...", "local": "..."}`,
   `{"event": "request", ...}`, `{"event": "connection", "tunnel", "protocol", "client",
-  "end", "duration_ms", "bytes_in", "bytes_out"}`.
+  "end", "duration_ms", "bytes_in", "bytes_out"}`; on SIGINT/SIGTERM `{"event": "draining",
+  "open_streams", "timeout_s"}`, then `{"event": "drained", "ended": "idle"|"closed"|
+  "timeout"|"signal", "duration_ms", "cut_streams"}`.
 
 A rejection is always also one line on stderr, `tunnelgate: tunnel NAME rejected: ...`, so
 it is seen whichever format was asked for. Lines are flushed at the end of each event-loop turn:
@@ -64,6 +66,10 @@ class Output(Protocol):
 
     def closed(self, reason: str) -> None: ...
 
+    def draining(self, open_streams: int, timeout: float) -> None: ...
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None: ...
+
     def error(self, message: str) -> None: ...
 
 
@@ -82,6 +88,22 @@ def _rejection(tunnel: str, reason: str, message: str) -> str:
     return (
         f"tunnelgate: tunnel {tunnel} rejected: {printable(message, 500)} ({printable(reason, 64)})"
     )
+
+
+def draining_text(open_streams: int, timeout: float) -> str:
+    """What a person sees when the client starts its drain (text lines, live view)."""
+    return (
+        f"Stopping: no new requests; {open_streams} in flight may finish within {timeout:g} s "
+        "(Ctrl+C again to stop now)"
+    )
+
+
+def drained_text(ended: str, duration_ms: float, cut_streams: int) -> str:
+    why = {"idle": "all finished", "closed": "the gateway closed the connection"}
+    if ended in why:
+        return f"Stopped: {why[ended]} ({duration_ms:.1f} ms)"
+    cause = "at once, on the second signal" if ended == "signal" else "at the drain timeout"
+    return f"Stopped {cause}: {cut_streams} in flight cut off ({duration_ms:.1f} ms)"
 
 
 def printable(text: str, limit: int = MAX_SHOWN_PATH) -> str:
@@ -148,6 +170,12 @@ class TextOutput:
 
     def closed(self, reason: str) -> None:
         _write(self._err, f"Closed: {reason}")
+
+    def draining(self, open_streams: int, timeout: float) -> None:
+        _write(self._err, draining_text(open_streams, timeout))
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None:
+        _write(self._err, drained_text(ended, duration_ms, cut_streams))
 
     def error(self, message: str) -> None:
         _write(self._err, f"tunnelgate: {message}")
@@ -220,6 +248,12 @@ class JsonOutput:
 
     def closed(self, reason: str) -> None:
         self._event("closed", reason=reason)
+
+    def draining(self, open_streams: int, timeout: float) -> None:
+        self._event("draining", open_streams=open_streams, timeout_s=timeout)
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None:
+        self._event("drained", ended=ended, duration_ms=duration_ms, cut_streams=cut_streams)
 
     def error(self, message: str) -> None:
         self._event("error", message=message)

@@ -92,9 +92,39 @@ class ClientSession:
         """Until the connection has closed: why. Cancelling this leaves the connection be."""
         return await asyncio.shield(self.closed)
 
+    async def drain(self, reason: str, drain_timeout: float, cut: asyncio.Event) -> str:
+        """GOAWAY NO_ERROR with the connection kept: the gateway frees our names and opens
+        no new stream, and ours may finish (docs/protocol.md §8, "A client leaving").
+        Returns when none is left ("idle"), the connection ended first ("closed"),
+        `drain_timeout` passed ("timeout") or `cut` was set ("signal"); `say_goodbye` then
+        closes."""
+        self.leaving = True
+        self.connection.go_away(ErrorCode.NO_ERROR, reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        cutting = loop.create_task(cut.wait())
+        try:
+            while True:
+                if not self.connection.mux.open_streams:
+                    return "idle"  # (the gateway may have closed the connection since)
+                if self.closed.done():
+                    return "closed"
+                if cut.is_set():
+                    return "signal"
+                left = deadline - loop.time()
+                if left <= 0:
+                    return "timeout"
+                # Woken by the connection's end or the second signal; else a look every
+                # interval for the last stream's end.
+                wait = min(left, limits.CLIENT_DRAIN_CHECK_INTERVAL)
+                await asyncio.wait({self.closed, cutting}, timeout=wait)
+        finally:
+            cutting.cancel()
+
     async def say_goodbye(self, reason: str) -> None:
-        """GOAWAY NO_ERROR, so the gateway frees our names at once; the socket is dropped
-        if that has not gone out within GOODBYE_TIMEOUT."""
+        """GOAWAY NO_ERROR (unless `drain` said it), so the gateway frees our names at
+        once, and the WebSocket close, which cuts off the streams still open; the socket
+        is dropped if that has not gone out within GOODBYE_TIMEOUT."""
         self._leave(reason)
         _, pending = await asyncio.wait({self.closed}, timeout=limits.GOODBYE_TIMEOUT)
         if pending:

@@ -23,7 +23,7 @@ from typing import Final, Literal, NamedTuple, TextIO
 
 MAX_RECENT: Final = 20  # requests and connections the view keeps (ngrok's inspector shows 20)
 
-Status = Literal["connecting", "online", "reconnecting", "offline"]
+Status = Literal["connecting", "online", "reconnecting", "draining", "offline"]
 
 
 def wanted(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -164,6 +164,18 @@ class ViewModel:
 
     def closed(self, reason: str) -> None:
         self._set_offline("offline", f"closed by the gateway: {reason}")
+
+    def draining(self, open_streams: int, timeout: float) -> None:
+        """Stopping: the names are given up, the streams in flight may finish."""
+        self.status, self.retry = "draining", ""
+        self.detail = f"finishing what is in flight, up to {timeout:g} s (Ctrl+C again: now)"
+        for tunnel in self.tunnels.values():
+            tunnel.ready = False
+        self.changes += 1
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None:
+        self.detail = "stopped" if not cut_streams else f"stopped, {cut_streams} cut off"
+        self.changes += 1
 
     def error(self, message: str) -> None:
         """Errors are lines (live_view.py prints them above the view): some are warnings

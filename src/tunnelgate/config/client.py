@@ -37,6 +37,8 @@ class ClientConfig:
     # stops answering is found dead within interval + timeout.
     heartbeat_interval: float = limits.HEARTBEAT_INTERVAL
     heartbeat_timeout: float = limits.HEARTBEAT_TIMEOUT
+    # On SIGINT/SIGTERM: how long the streams in flight get to finish (0 = cut at once).
+    drain_timeout: float = limits.CLIENT_DRAIN_TIMEOUT
     tunnels: tuple[TunnelSpec, ...] = ()
 
 
@@ -77,6 +79,9 @@ CLIENT_OPTIONS: Final[tuple[Option, ...]] = (
            "ping period in seconds", "client"),
     Option("heartbeat-timeout", "heartbeat_timeout", parsers.seconds(True), "S",
            "a gateway silent this many seconds is dead: reconnect", "client"),
+    Option("drain-timeout", "drain_timeout", parsers.seconds(False), "S",
+           "on SIGINT/SIGTERM, how long requests and connections in flight get to finish "
+           "(the gateway sends no new ones); a second signal stops at once", "client"),
 )  # fmt: skip
 
 CLIENT_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(ClientConfig)}

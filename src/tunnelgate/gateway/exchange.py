@@ -356,7 +356,12 @@ class Exchange:
         if self.response_started:
             self._abort_public()
             return
-        if code == ErrorCode.REFUSED_STREAM:
+        if code == ErrorCode.REFUSED_STREAM and self.tc.mux.go_away_received:
+            # The OPEN crossed the client's goodbye (it is stopping, its names freed): the
+            # app saw nothing, and the tunnel is gone as a lost one is.
+            message = "the tunnel closed before the request reached it"
+            self._gateway_error(502, "tunnel_offline", message)
+        elif code == ErrorCode.REFUSED_STREAM:
             self._gateway_error(503, "tunnel_busy", "the tunnel refused the request")
         elif code == ErrorCode.CONNECT_ERROR:
             self._gateway_error(502, "local_unreachable", "the local app is not answering")

@@ -4,6 +4,11 @@ Registrations are answered in order by one task per session, since the registry 
 async (a shared one is a network call away). A clean goodbye (the client's GOAWAY
 NO_ERROR, or our idle or operator close) frees the names at once; any other end keeps
 them for the reconnect grace, for the same owner only.
+
+A client's GOAWAY NO_ERROR frees its names when it arrives, not when the connection
+ends: a client that stops drains (docs/protocol.md §8), so its streams in flight finish
+on the connection while new requests for its names are answered as for names with no
+tunnel; the connection is closed once its last stream ended (or by the client).
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class GatewaySession:
 
     __slots__ = (
         "_handshake_timer",
+        "_leaving",
         "_pending",
         "_registering",
         "_registrations",
@@ -106,6 +112,7 @@ class GatewaySession:
         self._pending: list[Register] = []  # at most MAX_REGISTRATIONS_PER_CONNECTION
         self._registering = False
         self._rejected: list[tuple[Register, Rejected]] = []  # logged together
+        self._leaving = False  # the client said goodbye: its tunnels are gone already
         loop = asyncio.get_running_loop()
         self._handshake_timer: asyncio.TimerHandle | None = loop.call_later(
             limits.HANDSHAKE_TIMEOUT, self._no_register
@@ -151,7 +158,7 @@ class GatewaySession:
 
     def on_control(self, message: ControlMessage) -> None:
         connection = self.connection
-        if connection is None or connection.closed:
+        if connection is None or connection.closed or self._leaving:
             return
         if not isinstance(message, Register):
             self._close(ErrorCode.PROTOCOL_ERROR, "unexpected control message")
@@ -167,8 +174,45 @@ class GatewaySession:
             self.services.live.spawn(self._register_pending(), f"register {self.client_addr}")
 
     def on_go_away(self, code: int, reason: str) -> None:
-        if code == ErrorCode.NO_ERROR and self.connection is not None:
-            self.connection.close(ErrorCode.NO_ERROR, "goodbye")
+        """The client's goodbye (NO_ERROR): its names are freed now, and its streams in
+        flight may finish (the mux opens no new one after a GOAWAY)."""
+        connection = self.connection
+        if code != ErrorCode.NO_ERROR or connection is None or connection.closed:
+            return
+        self._leaving = True
+        self._pending.clear()
+        tunnels, self.tunnels = list(self.tunnels.values()), {}
+        if tunnels:
+            log.info(
+                "tunnel_leaving",
+                client=self.client_addr,
+                names=[lease.name for lease, _ in tunnels[:5]],
+                streams=connection.mux.open_streams,
+            )
+            self._end_tunnels(tunnels, _GOODBYE)
+        loop = asyncio.get_running_loop()
+        self._close_when_idle(loop.time() + self.services.config.drain_timeout)
+
+    def _close_when_idle(self, deadline: float) -> None:
+        """Close the leaving client's connection once its last stream ended, a look every
+        DRAIN_CHECK_INTERVAL (the stream layer has no callback for it), or cut it off at
+        `deadline`: a client that said goodbye gets no longer than our own --drain-timeout.
+        (A client of this revision closes it first, at its end or its own drain timeout.)"""
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
+        if not connection.mux.open_streams:
+            connection.close(ErrorCode.NO_ERROR, "goodbye")
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            log.info(
+                "tunnel_leave_cut", client=self.client_addr, streams=connection.mux.open_streams
+            )
+            connection.close(ErrorCode.NO_ERROR, "goodbye: drain timeout")
+            connection.abort()  # what is still open is reset, as at our own drain's end
+            return
+        loop.call_later(limits.DRAIN_CHECK_INTERVAL, self._close_when_idle, deadline)
 
     def on_closed(self, end: ConnectionEnd) -> None:
         self._stop_handshake_timer()
@@ -177,9 +221,7 @@ class GatewaySession:
         self.services.live.session_closed(self)
         tunnels, self.tunnels = list(self.tunnels.values()), {}
         if tunnels:
-            holds = self._unroute(tunnels, end)  # at once: the edge answers 502 from now on
-            work = self._wind_up(tunnels, end, holds)
-            self.services.live.spawn(work, f"wind up {self.client_addr}")
+            self._end_tunnels(tunnels, end)
         self.services.tunnel_counters.disconnect(_cause(end))
         if end.code in _MISBEHAVING and not end.by_peer:
             log.warning(
@@ -234,7 +276,7 @@ class GatewaySession:
     def _serve(self, request: Register, taken: Taken) -> Registered | Rejected:
         """Route what was taken to this connection, unless it closed meanwhile."""
         lease, route, connection = taken.lease, taken.route, self.connection
-        if connection is None or connection.closed:
+        if connection is None or connection.closed or self._leaving:
             self._give_back(lease, route)
             return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
         for _, other in self.tunnels.values():
@@ -286,6 +328,11 @@ class GatewaySession:
             )
 
     # --- the end ---------------------------------------------------------------------
+    def _end_tunnels(self, tunnels: list[tuple[Lease, Route]], end: ConnectionEnd) -> None:
+        holds = self._unroute(tunnels, end)  # at once: the edge answers 404/502 from now on
+        work = self._wind_up(tunnels, end, holds)
+        self.services.live.spawn(work, f"wind up {self.client_addr}")
+
     def _unroute(
         self, tunnels: list[tuple[Lease, Route]], end: ConnectionEnd
     ) -> dict[str, Held | None]:
@@ -349,6 +396,10 @@ def _cause(end: ConnectionEnd) -> str:
     if end.code is None or end.by_peer:
         return "dropped"
     return code_name(end.code)
+
+
+# How a client's goodbye ends its tunnels, before its connection ends.
+_GOODBYE = ConnectionEnd(ErrorCode.NO_ERROR, "goodbye", True)
 
 
 def _expire(routes: RouteTable, name: str, held: Held) -> None:
