@@ -21,7 +21,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,8 +88,15 @@ class Gateway:
         self.raw_counters = RawCounters()
         self.routes = RouteTable()
         self.registry: Registry = MemoryRegistry()
+        # --workers N: every worker binds the public ports (and TCP tunnel ports) with
+        # SO_REUSEPORT, and the kernel spreads new connections among them.
+        self.shares_listeners = config.workers > 1
         ports = config.tcp_ports
-        self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
+        self.tcp = (
+            TcpPorts(self, config.tcp_bind, ports[0], ports[1], reuse_port=self.shares_listeners)
+            if ports
+            else None
+        )
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
         self.static_tokens = _static_tokens(config)
         self.auth = _authenticator(config, failures, self.static_tokens)
@@ -217,11 +224,14 @@ class Gateway:
         else:
             log.info("buffer_pressure_over", held=self.buffers.held)
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then drain and shut down in order."""
+    async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+        """Run until `stop` is set, then drain and shut down in order. `ready` is called
+        once every listener is up (a worker tells its supervisor: workers.py)."""
         if self.acme is not None:
             await self.acme.start()
         servers, admin = await self._listen()
+        if ready is not None:
+            ready()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
         try:
             await stop.wait()
@@ -245,7 +255,12 @@ class Gateway:
         if config.http is not None:
             host, port = config.http
             server = await loop.create_server(
-                lambda: PublicConnection(self), host, port, backlog=4096, reuse_address=True
+                lambda: PublicConnection(self),
+                host,
+                port,
+                backlog=4096,
+                reuse_address=True,
+                reuse_port=self.shares_listeners,
             )
             servers.append(server)
             bound = server.sockets[0].getsockname()
@@ -268,6 +283,7 @@ class Gateway:
                 port,
                 backlog=4096,
                 reuse_address=True,
+                reuse_port=self.shares_listeners,
             )
             servers.append(server)
             bound = server.sockets[0].getsockname()
@@ -364,8 +380,13 @@ def _authenticator(
     return AuthChain(methods, check=reservations)
 
 
-def run_gateway(config: GatewayConfig) -> int:
-    configure_logging(config.log_format)
+def run_gateway(
+    config: GatewayConfig, *, worker: int | None = None, ready: Callable[[], None] | None = None
+) -> int:
+    """The gateway in this process, until it is signalled and has drained: the exit status.
+    `worker`: this process is worker i of a supervisor (workers.py): each log line says
+    so; `ready` is called once it listens."""
+    configure_logging(config.log_format, context=None if worker is None else {"worker": worker})
     tune_allocator()
     open_files = raise_open_file_limit()
 
@@ -377,7 +398,7 @@ def run_gateway(config: GatewayConfig) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, gateway.signalled, stop)
         loop.add_signal_handler(signal.SIGHUP, gateway.reload)
-        await gateway.serve(stop)
+        await gateway.serve(stop, ready)
 
     try:
         uvloop.run(main())

@@ -63,11 +63,16 @@ def port_key(port: int) -> str:
 
 
 class TcpPorts:
-    def __init__(self, services: TcpServices, bind: str, low: int, high: int) -> None:
+    def __init__(
+        self, services: TcpServices, bind: str, low: int, high: int, *, reuse_port: bool = False
+    ) -> None:
         self._services = services
         self.bind = bind
         self.low = low
         self.high = high
+        # --workers N: SO_REUSEPORT, so the other workers can listen on a port too (to
+        # forward its connections to the worker with the tunnel).
+        self.reuse_port = reuse_port
         self._servers: dict[int, asyncio.Server] = {}
         self._routes: dict[int, Route] = {}
 
@@ -104,6 +109,7 @@ class TcpPorts:
                 port,
                 backlog=limits.TCP_BACKLOG,
                 reuse_address=True,
+                reuse_port=self.reuse_port,
             )
         except OSError as exc:
             self._routes.pop(port, None)
