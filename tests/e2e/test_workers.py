@@ -1,0 +1,168 @@
+"""`tunnelgate server --workers 2`: real processes on one public port (issue 12 item 4).
+
+Both workers accept (the kernel spreads connections among their SO_REUSEPORT listeners),
+SIGTERM drains both and the supervisor exits 0, a killed worker is started again, a worker
+that keeps crashing stops the lot, one that cannot start stops the lot at once, and the
+workers die with the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+
+import pytest
+from e2e_support import json_line
+
+from tunnelgate.testing.processes import (
+    Proc,
+    build_request,
+    free_port,
+    http_request,
+    poll_until_async,
+    tunnelgate_argv,
+)
+from tunnelgate.testing.workers import (
+    CLUSTER_SECRET,
+    events,
+    pid_alive,
+    start_workers_gateway,
+    wait_workers_ready,
+    worker_pids,
+)
+
+CONNECTIONS = 40  # all on one worker by chance: 2 * 2**-40
+EXIT_TIMEOUT = 15.0
+# Nothing dials Redis yet on this branch (the Redis registry arrives with the `redisreg`
+# merge); the tests then take the fixture's redis-server instead.
+REDIS_URL = "redis://127.0.0.1:1"
+
+
+@pytest.fixture
+def workers() -> Iterator[tuple[Proc, int]]:
+    proc, port = start_workers_gateway(2, REDIS_URL)
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+
+
+def _request_lines(proc: Proc, prefix: str) -> list[dict[str, object]]:
+    found = (json_line(line) for line in proc.stderr_lines)
+    return [
+        o
+        for o in found
+        if o is not None and o.get("event") == "request" and str(o["path"]).startswith(prefix)
+    ]
+
+
+async def _get_each(port: int, prefix: str, count: int) -> None:
+    for i in range(count):  # a new connection each: the kernel picks a listener per connection
+        raw = build_request("GET", f"{prefix}{i}", host=f"127.0.0.1:{port}")
+        response = await http_request(port, raw)
+        assert response.status == 404, response
+
+
+async def test_both_workers_accept_on_the_one_port(workers: tuple[Proc, int]) -> None:
+    proc, port = workers
+    pids = worker_pids(proc)
+    assert len(set(pids.values())) == 2
+    assert proc.pid not in pids.values()  # the supervisor serves nothing itself
+    listening = [o for o in events(proc, "listening") if o.get("listener") == "http"]
+    assert sorted(o["worker"] for o in listening) == [0, 1]
+    assert {o["addr"] for o in listening} == {f"127.0.0.1:{port}"}
+
+    await _get_each(port, "/spread-", CONNECTIONS)
+    await poll_until_async(lambda: len(_request_lines(proc, "/spread-")) == CONNECTIONS)
+    by_worker = [o["worker"] for o in _request_lines(proc, "/spread-")]
+    assert set(by_worker) == {0, 1}, by_worker
+
+
+async def test_sigterm_drains_both_workers_and_exits_0(workers: tuple[Proc, int]) -> None:
+    proc, port = workers
+    pids = worker_pids(proc)
+    proc.signal(signal.SIGTERM)
+    assert await proc.wait_exit_async(EXIT_TIMEOUT) == 0, proc.output()
+    assert sorted(o["worker"] for o in events(proc, "drain_finished")) == [0, 1]
+    exited = {o["worker"]: o["code"] for o in events(proc, "worker_exited")}
+    assert exited == {0: 0, 1: 0}
+    assert not any(pid_alive(pid) for pid in pids.values())
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", port), timeout=1),
+    ):
+        pass  # nobody listens any more
+
+
+async def test_a_killed_worker_is_started_again(workers: tuple[Proc, int]) -> None:
+    proc, port = workers
+    before = worker_pids(proc)
+    mark = len(proc.stderr_lines)
+    os.kill(before[1], signal.SIGKILL)
+    wait_workers_ready(proc, [1], after=mark)
+    after = worker_pids(proc)
+    assert after[0] == before[0]
+    assert after[1] != before[1]
+    assert [(o["worker"], o["code"]) for o in events(proc, "worker_exited", mark)] == [
+        (1, -signal.SIGKILL)
+    ]
+    # Both serve again.
+    await _get_each(port, "/again-", CONNECTIONS)
+    await poll_until_async(lambda: len(_request_lines(proc, "/again-")) == CONNECTIONS)
+    assert {o["worker"] for o in _request_lines(proc, "/again-")} == {0, 1}
+
+
+async def test_a_worker_crashing_fast_again_and_again_stops_them_all(
+    workers: tuple[Proc, int],
+) -> None:
+    proc, _ = workers
+    for crash in range(5):  # WORKER_MAX_FAST_CRASHES, each within WORKER_FAST_CRASH
+        mark = len(proc.stderr_lines)
+        os.kill(worker_pids(proc)[1], signal.SIGKILL)
+        if crash < 4:
+            wait_workers_ready(proc, [1], after=mark)
+    assert await proc.wait_exit_async(EXIT_TIMEOUT) == 1, proc.output()
+    [gave_up] = events(proc, "worker_crashed_too_often")
+    assert (gave_up["worker"], gave_up["crashes"]) == (1, 5)
+    delays = [o["delay"] for o in events(proc, "worker_restarting")]
+    assert delays == [0.1, 0.2, 0.4, 0.8]  # doubling from WORKER_RESTART_DELAY
+    assert events(proc, "worker_exited")[-1]["worker"] == 0  # stopped (drained) with it
+
+
+async def test_a_worker_that_cannot_start_stops_them_all() -> None:
+    admin = free_port()
+    cluster = ["--redis", REDIS_URL, "--cluster-secret", CLUSTER_SECRET]
+    argv = tunnelgate_argv(
+        "server", "--workers", "2", *cluster, "--advertise", f"127.0.0.1:{free_port()}",
+        "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
+        "--log-format", "json",
+    )  # fmt: skip
+    with socket.socket() as taken, Proc(argv) as proc:
+        taken.bind(("127.0.0.1", admin + 1))  # worker 1's admin port (--admin's + 1)
+        taken.listen()
+        assert await proc.wait_exit_async(EXIT_TIMEOUT) == 1, proc.output()
+    assert any("cannot start" in line for line in proc.stderr_lines), proc.output()
+    [failed] = events(proc, "worker_failed_to_start")
+    assert failed["worker"] == 1
+    assert not events(proc, "worker_restarting")
+
+
+async def test_workers_die_with_the_supervisor(workers: tuple[Proc, int]) -> None:
+    proc, _ = workers
+    pids = worker_pids(proc)
+    proc.signal(signal.SIGKILL)
+    await proc.wait_exit_async(EXIT_TIMEOUT)
+    # PR_SET_PDEATHSIG: each worker is sent SIGTERM, drains (nothing open) and exits.
+    await poll_until_async(lambda: not any(pid_alive(pid) for pid in pids.values()))
+
+
+async def test_several_workers_without_redis_exit_2() -> None:
+    argv = tunnelgate_argv("server", "--workers", "2", "--http", f"127.0.0.1:{free_port()}")
+    with Proc(argv) as proc:
+        assert await proc.wait_exit_async(EXIT_TIMEOUT) == 2
+    assert proc.stderr_lines == [
+        "tunnelgate: --workers: 2 processes share one namespace through --redis (with "
+        "--cluster-secret and --advertise); give those, or --workers 1"
+    ]
