@@ -90,6 +90,7 @@ def _current_tokens(config: GatewayConfig, index: int) -> GatewayConfig:
 
 
 def _tell_ready(fd: int) -> None:
+    LineWriter.flush_all()  # its `listening` lines come before the supervisor's `worker_ready`
     try:
         os.write(fd, b"r")
     except OSError:
