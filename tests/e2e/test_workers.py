@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from e2e_support import json_line
+from e2e_support import json_line, wait_log_line
 
+from tunnelgate.testing.proc import JsonObject
 from tunnelgate.testing.processes import (
     Proc,
     build_request,
@@ -112,6 +114,25 @@ async def test_a_killed_worker_is_started_again(workers: tuple[Proc, int]) -> No
     await _get_each(port, "/again-", CONNECTIONS)
     await poll_until_async(lambda: len(_request_lines(proc, "/again-")) == CONNECTIONS)
     assert {o["worker"] for o in _request_lines(proc, "/again-")} == {0, 1}
+
+
+def _reloaded_by(index: int) -> Callable[[JsonObject], bool]:
+    return lambda obj: obj.get("event") == "tokens_reloaded" and obj.get("worker") == index
+
+
+async def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alpha\n")
+    proc, _ = start_workers_gateway(2, REDIS_URL, "--tokens-file", str(tokens))
+    with proc:
+        tokens.write_text("alpha\nbeta\n")
+        mark = len(proc.stderr_lines)
+        proc.signal(signal.SIGHUP)
+        for index in (0, 1):
+            line = await wait_log_line(proc, _reloaded_by(index), after=mark)
+            assert (line["count"], line["added"]) == (2, 1)
+        assert events(proc, "reload_forwarded", mark)[0]["workers"] == 2
+        assert proc.returncode is None  # a reload, not a stop
 
 
 async def test_a_worker_crashing_fast_again_and_again_stops_them_all(
