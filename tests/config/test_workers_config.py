@@ -38,6 +38,10 @@ def test_several_workers_need_the_shared_namespace() -> None:
     ("argv", "message"),
     [
         (
+            {"https": "127.0.0.1:8443", "acme_email": "ops@example.com"},
+            "--acme-email: not supported with --workers above 1 yet",
+        ),
+        (
             {"advertise": "127.0.0.1:65535"},
             "--workers: worker 2's --advertise port would be 65537, past 65535",
         ),

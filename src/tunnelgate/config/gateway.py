@@ -236,6 +236,10 @@ def _check_workers(cfg: GatewayConfig) -> None:
             f"--workers: {cfg.workers} processes share one namespace through --redis (with "
             "--cluster-secret and --advertise); give those, or --workers 1"
         )
+    if cfg.acme_email is not None:
+        # HTTP-01 answers live in the memory of the worker that ordered, and the CA's
+        # request may reach another worker (docs/workers.md, "Not done").
+        raise ConfigError("--acme-email: not supported with --workers above 1 yet")
     taken = {addr for addr in (cfg.http, cfg.https) if addr is not None}
     for key, addr in (("--advertise", cfg.advertise), ("--admin", cfg.admin)):
         if addr is None:
