@@ -8,9 +8,11 @@ workers die with the supervisor.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,8 +25,12 @@ from tunnelgate.testing.processes import (
     build_request,
     free_port,
     http_request,
+    open_connection,
     poll_until_async,
+    start_client,
+    start_local_app_proc,
     tunnelgate_argv,
+    wait_ready,
 )
 from tunnelgate.testing.workers import (
     CLUSTER_SECRET,
@@ -36,6 +42,7 @@ from tunnelgate.testing.workers import (
 )
 
 CONNECTIONS = 40  # all on one worker by chance: 2 * 2**-40
+HELD = 8  # none on the tunnel's worker by chance: 2**-8
 EXIT_TIMEOUT = 15.0
 # Nothing dials Redis yet on this branch (the Redis registry arrives with the `redisreg`
 # merge); the tests then take the fixture's redis-server instead.
@@ -118,6 +125,41 @@ async def test_a_killed_worker_is_started_again(workers: tuple[Proc, int]) -> No
 
 def _reloaded_by(index: int) -> Callable[[JsonObject], bool]:
     return lambda obj: obj.get("event") == "tokens_reloaded" and obj.get("worker") == index
+
+
+async def _app_requests(app_port: int) -> int:
+    response = await http_request(app_port, build_request("GET", "/stats"))
+    return int(response.json()["requests"])
+
+
+async def test_a_second_sigterm_cuts_the_drain_short() -> None:
+    app, app_port = start_local_app_proc()
+    proc, port = start_workers_gateway(2, REDIS_URL)
+    server = f"ws://127.0.0.1:{port}/connect"
+    client = start_client("http", str(app_port), "--subdomain", "held", "--server", server)
+    with app, proc, client:
+        wait_ready(client)
+        # Held at the app until a release that never comes, on each connection the kernel
+        # gives the tunnel's worker (without the cluster's forwarding the others get 404).
+        request = build_request("GET", "/slow?key=never", host=f"held.localhost:{port}")
+        held = [await open_connection(port) for _ in range(HELD)]
+        for connection in held:
+            await connection.send(request)
+        deadline = time.monotonic() + EXIT_TIMEOUT
+        while await _app_requests(app_port) == 0:
+            assert time.monotonic() < deadline, "no request reached the app"
+            await asyncio.sleep(0.01)  # poll interval; the deadline bounds the wait
+        proc.signal(signal.SIGTERM)
+        draining = await wait_log_line(proc, lambda o: o.get("event") == "drain_started")
+        assert draining["timeout_s"] == 30.0  # far longer than the test waits
+        mark = len(proc.stderr_lines)
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait_exit_async(EXIT_TIMEOUT) == 0, proc.output()
+        for connection in held:
+            await connection.aclose()
+    cut = events(proc, "drain_cut_short", mark)
+    assert [o.get("worker") for o in cut if "worker" in o], proc.output()  # a worker's own
+    assert any("workers" in o for o in cut)  # the supervisor's, forwarding it
 
 
 async def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
