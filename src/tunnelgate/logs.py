@@ -99,25 +99,27 @@ class LineWriter:
         self._lines.append(line)
 
     def flush(self) -> None:
-        if not self._lines:
-            return
-        lines, self._lines = self._lines, []
-        if self._max_write:
-            self._write_chunks(lines)
-            return
-        lines.append("")
-        self._write_now("\n".join(lines))
+        if self._lines:
+            lines, self._lines = self._lines, []
+            lines.append("")
+            text = "\n".join(lines)
+            if self._max_write and len(text) > self._max_write:
+                self._write_pieces(text)
+            else:
+                self._write_now(text)
 
-    def _write_chunks(self, lines: list[str]) -> None:
-        chunk: list[str] = []
-        size = 0
-        for line in lines:
-            if chunk and size + len(line) + 1 > self._max_write:
-                self._write_now("".join(chunk))
-                chunk, size = [], 0
-            chunk.append(line + "\n")
-            size += len(line) + 1
-        self._write_now("".join(chunk))
+    def _write_pieces(self, text: str) -> None:
+        """`text` in writes of whole lines, each at most `_max_write` long (a longer line
+        alone: it cannot be written in one piece anyway)."""
+        start, end, most = 0, len(text), self._max_write
+        while end - start > most:
+            cut = text.rfind("\n", start, start + most) + 1
+            if cut <= start:
+                cut = text.find("\n", start + most) + 1 or end
+            self._write_now(text[start:cut])
+            start = cut
+        if start < end:
+            self._write_now(text[start:])
 
     def _write_now(self, text: str) -> None:
         try:
