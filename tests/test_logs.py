@@ -147,3 +147,13 @@ async def test_a_shared_stream_gets_whole_lines_of_at_most_pipe_buf() -> None:
     assert all(text.endswith("\n") for text in stream.writes)
     lines = stream.getvalue().splitlines()
     assert [line.split(" i=")[1].split()[0] for line in lines] == [str(i) for i in range(200)]
+
+
+async def test_a_line_longer_than_pipe_buf_is_written_alone_and_whole() -> None:
+    stream = _Writes()
+    writer = LineWriter(stream, shared=True)
+    long = "x" * (select.PIPE_BUF + 10)
+    for line in ("a", long, "b"):
+        writer.write(line)  # in a running loop: held for the end of the turn
+    writer.flush()
+    assert stream.writes == ["a\n", long + "\n", "b\n"]
