@@ -142,7 +142,8 @@ class Supervisor:
             self._on_exit(data[1])
 
     def _on_ready(self, worker: _Worker) -> None:
-        assert worker.ready_fd is not None
+        if worker.ready_fd is None:  # its exit, in the same batch of events, came first
+            return
         said = os.read(worker.ready_fd, 1)
         self._close_ready(worker)
         if said:  # EOF instead: it is exiting, and its pidfd will say so
