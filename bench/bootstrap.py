@@ -1,7 +1,8 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
 pagekite, socat: the plain TCP relay of the TCP rows, slowhttptest for
 ``python -m bench.slowhttp``, redis-server for the workers row) for the benchmark, `tests`
-(pebble, the ACME test CA; nftables and iproute2 for the blackhole test) for `make test`,
+(pebble, the ACME test CA; nftables and iproute2 for the blackhole test; redis-server for
+the cluster tests) for `make test`,
 `tls-scan` (testssl.sh) for `make tls-scan`.
 
     python3 -m bench.bootstrap [bench|tests|tls-scan]       (default: bench)
@@ -40,6 +41,8 @@ SETS: Final[Mapping[str, Mapping[str, str]]] = {
         "pebble-challtestsrv": "pebble",
         "nft": "nftables",
         "ip": "iproute2",
+        # redis-server: the cluster tests' shared registry (testing/redis_server.py).
+        "redis-server": "redis-server",
     },
     "tls-scan": {"testssl": "testssl.sh"},
 }

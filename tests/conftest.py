@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: the local app (in-process and as a process), a guard that
-no process outlives the session, and one that the install under test is the one meant."""
+"""Fixtures shared by every test: the local app (in-process and as a process), a real
+redis-server (cluster tests), a guard that no process outlives the session, and one that
+the install under test is the one meant."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from tunnelgate import compiled
 from tunnelgate.testing.local_app import LocalApp, start_local_app
 from tunnelgate.testing.processes import start_local_app_proc, terminate_all
+from tunnelgate.testing.redis_server import RedisServer, run_redis
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -54,3 +56,19 @@ def local_app_proc() -> Iterator[int]:
         yield port
     finally:
         proc.terminate()
+
+
+@pytest.fixture(scope="module")
+def redis_module() -> Iterator[RedisServer]:
+    """A redis-server of the module's own, on a free loopback port; stopped after."""
+    with run_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server(redis_module: RedisServer) -> RedisServer:
+    """The module's redis-server, running (a test may have killed it) and empty."""
+    redis_module.start()
+    answer = redis_module.command("FLUSHALL")
+    assert answer.startswith(b"+OK"), answer
+    return redis_module

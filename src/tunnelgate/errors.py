@@ -14,8 +14,10 @@
     ├── ConnectFailed               the client could not open a tunnel connection; retried
     ├── AcmeError                   the ACME CA refused a request, limited our rate, or could
     │                               not be reached; the order is retried with back-off
-    └── ControllerUnavailable       the controller did not answer in time, failed (5xx) or
-                                    said something unreadable; the gateway fails closed
+    ├── ControllerUnavailable       the controller did not answer in time, failed (5xx) or
+    │                               said something unreadable; the gateway fails closed
+    └── RegistryUnavailable         the shared registry (Redis, cluster mode) did not answer
+                                    in time or could not be reached; claims fail closed
 
 Low-level errors (OSError, TimeoutError, picows errors) are translated where the
 socket is touched, once, and never leak past the transport layer; those of certificate
@@ -23,7 +25,8 @@ files (OSError, ssl.SSLError, cryptography's ValueError) where they are read; th
 the ACME client (acme's problem documents, requests' errors) in gateway/acme_client.py;
 a JWT's (PyJWT's PyJWTError) where it is checked (gateway/jwt_auth.py: a refused token);
 the controller's (aiohttp's ClientError, TimeoutError, a bad answer) where it is called
-(gateway/controller.py).
+(gateway/controller.py); Redis's (redis-py's RedisError, OSError, TimeoutError) in
+gateway/redis_registry.py.
 """
 
 from __future__ import annotations
@@ -117,3 +120,8 @@ class ControllerUnavailable(TunnelgateError):
     """The controller (--controller) gave no usable answer: a timeout, a connection error,
     a 5xx or 3xx, or a body that is not the answer SPEC describes. The message says which;
     the registration it was asked about is rejected `controller_unavailable`."""
+
+
+class RegistryUnavailable(TunnelgateError):
+    """The shared registry (--redis) gave no answer within limits.REDIS_TIMEOUT, or could
+    not be reached; the registration it was asked about is rejected `registry_unavailable`."""

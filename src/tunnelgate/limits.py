@@ -282,6 +282,25 @@ MAX_CONTROLLER_REASON: Final = 200
 # wait for one, within the same timeout.
 MAX_CONTROLLER_CONNECTIONS: Final = 100
 
+# --- cluster registry (gateway/redis_registry.py, docs/cluster.md) ---------------
+# Every Redis call (one script, one round trip) fails after this long, and the
+# registration it served is refused registry_unavailable (fail closed). A healthy Redis
+# on the same network answers in well under a millisecond; as the controller's, looser.
+REDIS_TIMEOUT: Final = 1 * SECONDS
+# A node's online leases outlive its last refresh by 1.5 x max(--reconnect-grace, this),
+# refreshed every third of that: a node killed with -9 frees its names between the grace
+# and 1.5 x the grace after it died. The floor keeps a 0 grace from making every Redis
+# hiccup of a second cost a node its leases.
+LEASE_LIVENESS_MIN: Final = 3 * SECONDS
+# While Redis is unreachable the keeper tries again this often (refresh, re-assert,
+# queued releases and holds); once it answers, at the refresh interval again.
+REDIS_RETRY_INTERVAL: Final = 1 * SECONDS
+# Leases refreshed by one script call: a call stays short (Redis runs scripts one at a
+# time) and a node with many names makes a few calls per round.
+MAX_LEASES_PER_REFRESH: Final = 500
+# Connections to Redis a node holds at once; more calls wait for one, within REDIS_TIMEOUT.
+MAX_REDIS_CONNECTIONS: Final = 32
+
 # --- client -------------------------------------------------------------------
 LOCAL_CONNECT_TIMEOUT: Final = 5 * SECONDS
 # Dev servers restart: a refused local connection is retried for this long before a 502.

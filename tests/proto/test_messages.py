@@ -69,7 +69,7 @@ def test_reject_reasons_are_the_closed_list() -> None:
     assert sorted(RejectReason) == sorted([
         "auth_failed", "name_taken", "name_reserved", "name_invalid", "port_taken",
         "port_out_of_range", "protocol_unsupported", "too_many_tunnels", "not_authorized",
-        "controller_unavailable", "bad_request", "internal",
+        "controller_unavailable", "registry_unavailable", "bad_request", "internal",
     ])  # fmt: skip
 
 

@@ -8,7 +8,8 @@ Where a new part plugs in: a listener is one more `create_server` in `_listen` (
 protocol, or one that picks by the first bytes as `tls_front.TlsFront` does); an
 authenticator joins the chain `_authenticator` builds (local checks first); a registry
 backend replaces `MemoryRegistry` in `Gateway.__init__` (it must pass
-tests/gateway/registry_contract.py).
+tests/gateway/registry_contract.py), as `RedisRegistry` does in cluster mode (--redis):
+then this node's name is its --advertise address.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
 from tunnelgate import limits
 from tunnelgate.allocator import trim, tune_allocator
 from tunnelgate.config import GatewayConfig, auth_methods, read_tokens_file, token_digest
+from tunnelgate.config.parsers import format_address
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode, StreamKind
@@ -51,13 +53,16 @@ from .jwt_auth import JwtTokens
 from .jwt_keys import load_keys
 from .metrics import make_registry
 from .ratelimit import FailedAuthLimiter
-from .registry import MemoryRegistry, Registry
+from .registry import Lease, MemoryRegistry, Registry
 from .reservations import Reservations
 from .routes import Route, RouteTable
 from .selfsigned import default_state_dir
 from .state import GatewayState
 from .tcp import TcpPorts, ephemeral_port_range
 from .tls_front import HandshakeCounters, TlsFront, in_domain
+
+if TYPE_CHECKING:
+    from .redis_registry import RedisRegistry
 
 log = EventLog("tunnelgate.gateway")
 warn = RateLimitedLog(log)
@@ -69,7 +74,12 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, open_files: int) -> None:
         self.config = config
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        # In a cluster, the address other gateways reach this one at: a lease's node says
+        # where its tunnel is.
+        if config.advertise is not None:
+            self.node = format_address(config.advertise)
+        else:
+            self.node = f"{socket.gethostname()}:{os.getpid()}"
         max_connections = config.max_connections or limits.default_max_connections(open_files)
         self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.live = GatewayState()
@@ -87,7 +97,8 @@ class Gateway:
         self.tunnel_counters = TunnelCounters()
         self.raw_counters = RawCounters()
         self.routes = RouteTable()
-        self.registry: Registry = MemoryRegistry()
+        self.cluster = self._cluster_registry() if config.redis is not None else None
+        self.registry: Registry = self.cluster if self.cluster is not None else MemoryRegistry()
         # --workers N: every worker binds the public ports (and TCP tunnel ports) with
         # SO_REUSEPORT, and the kernel spreads new connections among them.
         self.shares_listeners = config.workers > 1
@@ -102,6 +113,31 @@ class Gateway:
         self.auth = _authenticator(config, failures, self.static_tokens)
         self.tunnels = TunnelAcceptor(config, self.auth, failures, self, self.live)
         self.open_files = open_files
+
+    def _cluster_registry(self) -> RedisRegistry:
+        """The shared registry. Names of a node that dies are free after 1.5 x its
+        liveness, the reconnect grace or LEASE_LIVENESS_MIN if longer (docs/cluster.md)."""
+        # Imported here: redis.asyncio costs a gateway that does not use it 150 ms at start.
+        from .redis_registry import RedisRegistry
+
+        config = self.config
+        assert config.redis is not None
+        liveness = max(config.reconnect_grace, limits.LEASE_LIVENESS_MIN)
+        return RedisRegistry(config.redis, self.node, liveness, on_lost=self._lease_lost)
+
+    def _lease_lost(self, lease: Lease) -> None:
+        """Another node took `lease`'s name while this one could not reach Redis: its
+        tunnel here is closed (KICKED: the client is told why and does not come back
+        for a name that is someone else's now)."""
+        route: Route | None = None
+        if lease.name.startswith("port:") and self.tcp is not None:
+            route = self.tcp.route(int(lease.name.removeprefix("port:")))
+        else:
+            found = self.routes.get(lease.name, time.monotonic())
+            route = found if isinstance(found, Route) else None
+        if route is not None and not route.target.closed:
+            reason = f"lease lost: {lease.name!r} was taken on another gateway"
+            route.target.close(ErrorCode.KICKED, reason)
 
     def _certificate_source(self) -> CertificateSource:
         config = self.config
@@ -229,6 +265,9 @@ class Gateway:
         once every listener is up (a worker tells its supervisor: workers.py)."""
         if self.acme is not None:
             await self.acme.start()
+        if self.cluster is not None:
+            self.cluster.start()  # an unreachable Redis is logged and retried, not fatal
+            log.info("cluster_joined", node=self.node, redis=self.cluster.public_url)
         servers, admin = await self._listen()
         if ready is not None:
             ready()

@@ -8,7 +8,9 @@ controller, or the names the controller reserved for other accounts), which may 
 account it is made for; that owner has room; then the name or port is claimed from the
 registry (and, for a port, bound). The result is a lease and the route the session serves
 it on, or the rejection to send. The cheap local checks come first, so a controller is
-never asked about a registration that would be refused anyway.
+never asked about a registration that would be refused anyway. A shared registry that
+cannot be reached (cluster mode: Redis down) refuses it `registry_unavailable`, fail
+closed, as an unreachable controller does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Protocol
 
 from tunnelgate import limits
 from tunnelgate.config import GatewayConfig
+from tunnelgate.errors import RegistryUnavailable
 from tunnelgate.proto.codes import RejectReason, StreamKind
 from tunnelgate.proto.messages import Register, Rejected
 from tunnelgate.proto.names import normalize_name, random_name
@@ -68,7 +71,15 @@ class Registrar:
     ) -> Taken | Rejected:
         """Claim what `request` asks for, for `connection`; `held`: the leases this
         connection has already."""
+        try:
+            return await self._register(request, connection, held)
+        except RegistryUnavailable as exc:
+            reason = RejectReason.REGISTRY_UNAVAILABLE
+            return Rejected(request.id, reason, f"registry unavailable: {exc}")
 
+    async def _register(
+        self, request: Register, connection: TunnelConnection, held: Collection[Lease]
+    ) -> Taken | Rejected:
         def reject(reason: RejectReason, message: str) -> Rejected:
             return Rejected(request.id, reason, message)
 

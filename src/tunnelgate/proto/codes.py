@@ -57,5 +57,7 @@ class RejectReason(StrEnum):
     TOO_MANY_TUNNELS = "too_many_tunnels"
     NOT_AUTHORIZED = "not_authorized"
     CONTROLLER_UNAVAILABLE = "controller_unavailable"
+    # Cluster mode: the shared registry (Redis) cannot be reached; claims fail closed.
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
     BAD_REQUEST = "bad_request"
     INTERNAL = "internal"

@@ -39,6 +39,8 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
 - :mod:`tunnelgate.testing.controller`: a controller (``--controller``) over real HTTP that
   allows, denies, reserves names, stalls or fails as the test says, and records each request.
 - :mod:`tunnelgate.testing.tokens`: JWTs and keys for tests (HS256, RS256, ES256, EdDSA).
+- :mod:`tunnelgate.testing.redis_server`: a real ``redis-server`` on a free loopback port,
+  without persistence, that a test can kill, restart empty on the same port, or pause.
 
 This package deliberately imports nothing on its own, so that
 ``python -m tunnelgate.testing.local_app`` starts cleanly.

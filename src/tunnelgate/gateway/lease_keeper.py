@@ -1,0 +1,155 @@
+"""One task per node that keeps its leases in the shared registry true.
+
+Every round (the refresh interval, or REDIS_RETRY_INTERVAL while Redis is unreachable):
+releases and holds that failed are tried again, then every online lease of this node is
+refreshed in batches of MAX_LEASES_PER_REFRESH, one script call each. A lease Redis no
+longer has (it restarted empty, or this node could not reach it for longer than the TTL)
+is written back with its own token; one that another node took meanwhile is lost here,
+and `on_lost` closes its tunnel. Rounds and releases/holds are serialised by one lock, so
+a refresh never writes back a lease released while it was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+from tunnelgate import limits
+from tunnelgate.errors import RegistryUnavailable
+from tunnelgate.logs import EventLog
+
+from .registry import Lease
+
+log = EventLog("tunnelgate.gateway")
+
+KEPT: Final = 0
+REASSERTED: Final = 1
+LOST: Final = 2
+
+
+class LeaseStore(Protocol):
+    """The registry calls the keeper makes; each raises RegistryUnavailable."""
+
+    @property
+    def available(self) -> bool | None: ...
+    async def release_now(self, lease: Lease) -> bool: ...
+    async def hold_now(self, lease: Lease, grace: float) -> bool: ...
+    async def keep(self, leases: Sequence[Lease]) -> list[int]: ...
+    async def ping(self) -> None: ...
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        store: LeaseStore,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[Lease], None] | None = None,
+    ) -> None:
+        self._store = store
+        self.interval = interval
+        self._clock = clock
+        self.on_lost = on_lost
+        self._mine: dict[str, Lease] = {}  # this node's online leases, by name
+        # Releases (None) and holds (until when) that Redis did not get, by token: at
+        # most one per lease this node had, so bounded by what it served.
+        self._pending: dict[int, tuple[Lease, float | None]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<LeaseKeeper leases={len(self._mine)} pending={len(self._pending)}>"
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def leases(self) -> list[Lease]:
+        return list(self._mine.values())
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="lease keeper")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def track(self, lease: Lease) -> None:
+        self._mine[lease.name] = lease
+
+    def forget(self, lease: Lease) -> None:
+        if self._mine.get(lease.name) == lease:
+            del self._mine[lease.name]
+
+    async def release(self, lease: Lease) -> bool:
+        """Release now, or queue it for the next round (then False: not known yet)."""
+        async with self._lock:
+            try:
+                return await self._store.release_now(lease)
+            except RegistryUnavailable:
+                self._pending[lease.token] = (lease, None)
+                return False
+
+    async def hold(self, lease: Lease, grace: float) -> bool:
+        """Hold now, or queue it (the grace still counted from now) for the next round."""
+        until = self._clock() + grace
+        async with self._lock:
+            try:
+                return await self._store.hold_now(lease, grace)
+            except RegistryUnavailable:
+                self._pending[lease.token] = (lease, until)
+                return False
+
+    async def run_round(self) -> None:
+        """One round: queued work, then the refresh. Raises RegistryUnavailable."""
+        async with self._lock:
+            await self._flush()
+            await self._refresh()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_round()
+            except RegistryUnavailable:
+                pass  # the registry logged it; the next round tries again
+            except Exception:  # the task's root: a bug in one round must not stop the next
+                log.exception("lease_keeper_failed")
+            up = self._store.available
+            # A period, not a wait for an event: Redis tells no one when it is back.
+            await asyncio.sleep(self.interval if up else limits.REDIS_RETRY_INTERVAL)
+
+    async def _flush(self) -> None:
+        for token, (lease, until) in list(self._pending.items()):
+            if until is None:
+                await self._store.release_now(lease)
+            else:
+                left = until - self._clock()
+                await self._store.hold_now(lease, max(0.0, left))
+            del self._pending[token]
+
+    async def _refresh(self) -> None:
+        leases = list(self._mine.values())
+        if not leases:
+            await self._store.ping()  # so a Redis that went away is noticed (and logged)
+            return
+        reasserted = 0
+        for start in range(0, len(leases), limits.MAX_LEASES_PER_REFRESH):
+            batch = leases[start : start + limits.MAX_LEASES_PER_REFRESH]
+            for lease, status in zip(batch, await self._store.keep(batch), strict=True):
+                if status == REASSERTED:
+                    reasserted += 1
+                elif status == LOST and self._mine.get(lease.name) == lease:
+                    del self._mine[lease.name]
+                    log.warning("lease_lost", name=lease.name, node=lease.node, token=lease.token)
+                    if self.on_lost is not None:
+                        self.on_lost(lease)
+        if reasserted:
+            log.info("leases_reasserted", count=reasserted, of=len(leases))
