@@ -32,6 +32,7 @@ from tunnelgate.testing.processes import (
     tunnelgate_argv,
     wait_ready,
 )
+from tunnelgate.testing.redis_server import RedisServer
 from tunnelgate.testing.workers import (
     CLUSTER_SECRET,
     events,
@@ -44,14 +45,11 @@ from tunnelgate.testing.workers import (
 CONNECTIONS = 40  # all on one worker by chance: 2 * 2**-40
 HELD = 8  # none on the tunnel's worker by chance: 2**-8
 EXIT_TIMEOUT = 15.0
-# Nothing dials Redis yet on this branch (the Redis registry arrives with the `redisreg`
-# merge); the tests then take the fixture's redis-server instead.
-REDIS_URL = "redis://127.0.0.1:1"
 
 
 @pytest.fixture
-def workers() -> Iterator[tuple[Proc, int]]:
-    proc, port = start_workers_gateway(2, REDIS_URL)
+def workers(redis_server: RedisServer) -> Iterator[tuple[Proc, int]]:
+    proc, port = start_workers_gateway(2, redis_server.url)
     try:
         yield proc, port
     finally:
@@ -132,9 +130,9 @@ async def _app_requests(app_port: int) -> int:
     return int(response.json()["requests"])
 
 
-async def test_a_second_sigterm_cuts_the_drain_short() -> None:
+async def test_a_second_sigterm_cuts_the_drain_short(redis_server: RedisServer) -> None:
     app, app_port = start_local_app_proc()
-    proc, port = start_workers_gateway(2, REDIS_URL)
+    proc, port = start_workers_gateway(2, redis_server.url)
     server = f"ws://127.0.0.1:{port}/connect"
     client = start_client("http", str(app_port), "--subdomain", "held", "--server", server)
     with app, proc, client:
@@ -162,10 +160,10 @@ async def test_a_second_sigterm_cuts_the_drain_short() -> None:
     assert any("workers" in o for o in cut)  # the supervisor's, forwarding it
 
 
-async def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+async def test_sighup_reaches_every_worker(tmp_path: Path, redis_server: RedisServer) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text("alpha\n")
-    proc, _ = start_workers_gateway(2, REDIS_URL, "--tokens-file", str(tokens))
+    proc, _ = start_workers_gateway(2, redis_server.url, "--tokens-file", str(tokens))
     with proc:
         tokens.write_text("alpha\nbeta\n")
         mark = len(proc.stderr_lines)
@@ -194,9 +192,9 @@ async def test_a_worker_crashing_fast_again_and_again_stops_them_all(
     assert events(proc, "worker_exited")[-1]["worker"] == 0  # stopped (drained) with it
 
 
-async def test_a_worker_that_cannot_start_stops_them_all() -> None:
+async def test_a_worker_that_cannot_start_stops_them_all(redis_server: RedisServer) -> None:
     admin = free_port()
-    cluster = ["--redis", REDIS_URL, "--cluster-secret", CLUSTER_SECRET]
+    cluster = ["--redis", redis_server.url, "--cluster-secret", CLUSTER_SECRET]
     argv = tunnelgate_argv(
         "server", "--workers", "2", *cluster, "--advertise", f"127.0.0.1:{free_port()}",
         "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",

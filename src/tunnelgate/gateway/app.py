@@ -268,7 +268,16 @@ class Gateway:
         if self.cluster is not None:
             self.cluster.start()  # an unreachable Redis is logged and retried, not fatal
             log.info("cluster_joined", node=self.node, redis=self.cluster.public_url)
-        servers, admin = await self._listen()
+        try:
+            servers, admin = await self._listen()
+        except BaseException:
+            # A listener that cannot bind: what start-up began must end here, or the
+            # cluster's lease keeper, cancelled only by the loop's exit mid-call to
+            # Redis, could keep the process from exiting (it hung 2 runs in 5).
+            await self.registry.aclose()
+            if self.acme is not None:
+                await self.acme.aclose()
+            raise
         if ready is not None:
             ready()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
