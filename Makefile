@@ -136,3 +136,16 @@ $(FUZZ_STAMP): pyproject.toml setup.py README.md $(shell find src -name '*.py')
 fuzz: $(FUZZ_STAMP)
 	TUNNELGATE_PURE_PYTHON=1 $(FUZZ_VENV)/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS) \
 		--runs $(FUZZ_RUNS) $(if $(filter 1,$(FUZZ_MERGE)),--merge) $(FUZZ_TARGETS)
+
+# The soak (issue 11 item 6; docs/reliability.md, "Soak"): the gateway, 20 tunnel clients and a
+# checking app as real processes, 2,000 keep-alive connections from 8 addresses for 10 minutes
+# with seeded, checked bodies both ways, clients killed (-9, SIGTERM) and restarted, one
+# gateway drain-restart; fails on any corrupted, lost or unexplained request or on RSS or
+# descriptors growing past their bounds. Stops by itself (hard deadline: the duration + 5
+# minutes). SOAK_ARGS="--duration 120" shortens it. bench/results/soak.{json,md,svg}.
+# Not part of `make test`.
+.PHONY: soak
+SOAK_ARGS ?=
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

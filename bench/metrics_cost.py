@@ -41,6 +41,7 @@ from tunnelgate.gateway import counters as counters_module
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
 from tunnelgate.gateway.counters import RawCounters, RequestCounters, TunnelCounters
+from tunnelgate.gateway.link_out import ClusterCounters
 from tunnelgate.gateway.metrics import make_registry
 from tunnelgate.gateway.routes import Route
 from tunnelgate.gateway.tls_front import HandshakeCounters
@@ -61,6 +62,7 @@ class _View:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
     buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
     handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
+    cluster_counters: ClusterCounters | None = None
 
     def live_routes(self) -> Iterator[Route]:
         yield from self.routes

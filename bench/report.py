@@ -23,7 +23,7 @@ from typing import Any, Final
 from . import workers_report
 
 SCHEMA: Final = 1
-PHASES: Final = ("http", "https", "tcp", "metrics")
+PHASES: Final = ("http", "https", "tcp", "metrics", "cluster", "workers")
 NAMES: Final = {
     "direct": "direct",
     "twohop": "nginx two-hop",
@@ -714,11 +714,57 @@ def markdown(result: Result, scale: Result | None = None) -> str:
     out += _https_section(result)
     out += _tcp_section(result)
     out += _metrics_section(result)
+    out += _cluster_section(result)
     out += workers_report.section(result)
     notes = _notes(result)
     if notes:
         out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(out)
+
+
+# --- cross-node (issue 12) -----------------------------------------------------------
+def _cluster_section(result: Result) -> list[str]:
+    found = result.get("cluster")
+    if not isinstance(found, Mapping):
+        return []
+    config = found.get("config") or {}
+    same, cross = found.get("same-node") or {}, found.get("cross-node") or {}
+
+    def row(name: str, side: Mapping[str, Any]) -> str:
+        rps, bulk = side.get("rps"), side.get("bulk") or {}
+        runs = ", ".join(f"{x:,.0f}" for x in side.get("runs_rps") or ())
+        cpu = side.get("cpu_us_per_request") or {}
+        gateways = [cpu.get(role) for role in ("gateway", "gateway2")]
+        spent = "n/a" if None in gateways else f"{sum(gateways):,.1f}"  # type: ignore[arg-type]
+        mbps = bulk.get("mb_per_s")
+        return (f"| {name} | {'n/a' if rps is None else f'{rps:,.0f}'} | {runs} | "
+                f"{side.get('p99_ms')} | {spent} | {'n/a' if mbps is None else f'{mbps:,.1f}'} | "
+                f"{side.get('errors')} |")  # fmt: skip
+
+    rounds = found.get("rps_round_ratios") or []
+    spread = f", from {min(rounds):.3f} to {max(rounds):.3f}" if rounds else ""
+    big = config.get("big_bytes") or 0
+    return [
+        "## Cross-node (issue 12)",
+        "",
+        "- two gateways sharing one redis-server, the tunnel's client on the first: "
+        "**same-node** sends the load to that gateway, **cross-node** to the second, which "
+        "relays each connection over the cluster link (docs/cluster.md, Forwarding)",
+        f"- small GETs at {config.get('connections')} connections ({config.get('load_generator')}, "
+        f"{config.get('duration')} s each), {config.get('rounds')} rounds, in turn; then "
+        f"{config.get('bulk_rounds')} downloads of {big / 2**20:,.0f} MiB through each, in turn",
+        "",
+        "| through | req/s (median) | req/s, each round | p99 (ms, median) | "
+        "both gateways' CPU per request (µs) | download MB/s | errors |",
+        "|---|---|---|---|---|---|---|",
+        row("same node", same),
+        row("a second node", cross),
+        "",
+        f"- req/s cross / same: {found.get('rps_cross_over_same')} (medians; each round's: "
+        f"median {found.get('rps_cross_over_same_paired')}{spread})",
+        f"- download MB/s cross / same: {found.get('bulk_cross_over_same')}",
+        "",
+    ]
 
 
 # --- form ------------------------------------------------------------------------

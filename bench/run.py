@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import report
+from .cluster_row import ClusterPlan, measure_cluster
 from .loadgen import LoadGenerator, PyLoad, Wrk
 from .measure import Plan, SystemRun, idle_tunnels, interleaved_bulk, run_bounded, say
 from .metrics_ab import MetricsPlan, measure_metrics
@@ -76,7 +77,7 @@ ALL_SYSTEMS: Final = ("direct", "twohop", "tunnelgate", "pagekite")
 SMOKE_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")  # PageKite needs apt
 HTTPS_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")
 SMOKE_HTTPS_SYSTEMS: Final = ("tunnelgate",)
-PHASES: Final = ("http", "https", "tcp", "metrics", "workers")  # --only picks among them
+PHASES: Final = ("http", "https", "tcp", "metrics", "cluster", "workers")  # --only picks
 ONLY_STEM: Final = "phases"  # --only writes phases.{json,md}: latest.* stays a whole run
 SMOKE_TCP: Final = TcpPlan(rounds=1, transfer_bytes=SMOKE_TRANSFER_BYTES, duration=0.3)
 SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=1.2, warmup=0.2)  # >= 2 scrapes
@@ -84,6 +85,8 @@ SMOKE_WORKERS: Final = WorkersPlan(rounds=1, duration=0.5, warmup=0.2)
 TCP_NEEDS: Final = 60.0  # seconds left before the TCP phase is started (it takes ~40)
 METRICS_NEEDS: Final = 110.0  # seconds left before the metrics phase is started (~95)
 WORKERS_NEEDS: Final = 45.0  # seconds left before the workers phase is started (~38)
+CLUSTER_NEEDS: Final = 75.0  # seconds left before the cross-node row is started (~60)
+SMOKE_CLUSTER: Final = ClusterPlan(rounds=1, duration=0.5, warmup=0.2, bulk_rounds=1)
 NO_TLS_IN_SMOKE: Final = (
     "not measured in the smoke run: its Python origin and relays speak no TLS "
     "(nginx terminates TLS in make bench)"
@@ -215,6 +218,8 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 result["errors"].append(f"idle tunnels: {exc}")
         if "metrics" in args.only:
             measure_metrics_phase(args, procs, origin, plan, load, result)
+        if "cluster" in args.only:
+            measure_cluster_phase(args, procs, origin, plan, load, result)
         if "workers" in args.only:
             measure_workers_phase(args, procs, origin, plan, load, result)
         if "tcp" in args.only:
@@ -246,6 +251,30 @@ def measure_tcp_phase(
         for proc in list(procs.procs):
             if proc not in before:
                 procs.stop(proc)
+
+
+def measure_cluster_phase(
+    args: argparse.Namespace,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    result: dict[str, Any],
+) -> None:
+    """The cross-node row (issue 12); its gateways, client and redis-server are stopped
+    afterwards."""
+    if plan.time_left() < CLUSTER_NEEDS and not args.smoke:
+        result["errors"].append("cluster row: skipped (time budget)")
+        return
+    say("cluster row: one tunnel, reached through its own gateway and through a second one")
+    try:
+        result["cluster"] = measure_cluster(
+            procs, origin, load, SMOKE_CLUSTER if args.smoke else ClusterPlan(), plan.deadline
+        )
+    except BenchError as exc:
+        result["errors"].append(f"cluster row: {exc}")
+    finally:
+        _stop_all_but(procs, origin)
 
 
 def measure_metrics_phase(

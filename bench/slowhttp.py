@@ -118,7 +118,7 @@ class Probe(threading.Thread):
 
     def summary(self) -> dict[str, Any]:
         ok = [s for _, status, s in self.results if status == "200"]
-        failed = [(t, status) for t, status, _ in self.results if status != "200"]
+        failed = [(t, status, s) for t, status, s in self.results if status != "200"]
         return {
             "sent": len(self.results),
             "ok": len(ok),
@@ -126,7 +126,9 @@ class Probe(threading.Thread):
             "max_ms": round(max(ok) * 1000, 1) if ok else None,
             "first_failure_s": failed[0][0] if failed else None,
             "last_failure_s": failed[-1][0] if failed else None,
-            "failures": dict(Counter(status for _, status in failed)),
+            "failures": dict(Counter(status for _, status, _ in failed)),
+            # (s into the run, outcome, s it took): a timeout takes PROBE_TIMEOUT, a refusal none
+            "failed": [(t, status, round(s, 2)) for t, status, s in failed][:20],
         }
 
 

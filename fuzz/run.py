@@ -24,7 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = ROOT / ".fuzz"
-TARGETS = ("frames", "control", "mux", "http_request", "http_response", "hosts", "clienthello")
+TARGETS = (
+    "frames", "control", "mux", "http_request", "http_response", "hosts", "clienthello", "link",
+)  # fmt: skip
 # libFuzzer's status lines: "#1234 DONE cov: 567 ft: 890 corp: ..." (the last one counts).
 _STATUS = re.compile(rb"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", re.MULTILINE)
 

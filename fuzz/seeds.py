@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tunnelgate.proto.codes import RejectReason, StreamKind
 from tunnelgate.proto.frames import FLAG_FIN, FrameType, encode_frame
+from tunnelgate.proto.link import LinkKind, Preamble, encode_preamble
 from tunnelgate.proto.messages import (
     ControlMessage,
     OpenInfo,
@@ -140,6 +141,14 @@ def clienthello() -> list[bytes]:
     return [*raw, b"\x41app.tunnels.example.com\x00h2\x00http/1.1", b"\x01Localhost."]
 
 
+def link() -> list[bytes]:
+    preamble = Preamble(LinkKind.HTTP, "web", "203.0.113.7:5000", "10.0.0.2:7000",
+                        1_800_000_000_000, bytes(range(16)))  # fmt: skip
+    wire = encode_preamble(preamble, b"fuzz-secret-of-thirty-two-bytes!")
+    signed = wire[:-32]  # fuzz_link signs what follows a set bit 0 itself
+    return [b"\x00" + wire, b"\x00" + wire[:20], b"\x01" + signed, b"\x00GET / HTTP/1.1\r\n"]
+
+
 def main() -> None:
     wanted = set(sys.argv[1:])
     for target, make in [
@@ -150,6 +159,7 @@ def main() -> None:
         ("http_response", http_response),
         ("hosts", hosts),
         ("clienthello", clienthello),
+        ("link", link),
     ]:
         if wanted and target not in wanted:
             continue

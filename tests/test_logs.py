@@ -7,6 +7,8 @@ import json
 import logging
 import select
 
+import pytest
+
 from tunnelgate.logs import AccessLog, EventLog, LineWriter, RateLimitedLog, configure_logging
 
 
@@ -57,6 +59,25 @@ def test_access_line_says_when_the_response_was_cut_off() -> None:
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["aborted"] is False
     assert second["aborted"] is True
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_access_line_names_the_forwarding_node_only_when_there_is_one(fmt: str) -> None:
+    stream = io.StringIO()
+    configure_logging("json" if fmt == "json" else "text", stream=stream)
+    try:
+        log = AccessLog("tunnelgate.gateway")
+        log.request("a.localhost", "GET", "/", 200, 0, 10, 1.0, "203.0.113.9:1", "a")
+        log.request("a.localhost", "GET", "/", 200, 0, 10, 1.0, "203.0.113.9:1", "a", via="n:1")
+    finally:
+        configure_logging("text")
+    first, second = stream.getvalue().splitlines()
+    if fmt == "json":
+        assert "via" not in json.loads(first)
+        assert json.loads(second)["via"] == "n:1"
+    else:
+        assert "via=" not in first
+        assert second.endswith(" via=n:1")
 
 
 class _Clock:

@@ -86,6 +86,29 @@ WRITE_LOW_WATER: Final = 64 * KiB
 # requests get 503 and tunnel windows shrink (gateway/buffers.py). 512 stalled readers
 # at the initial window fit; a slow-read attack on many tunnels does not grow past it.
 MAX_HELD_RESPONSE_BYTES: Final = 256 * MiB
+# ...of which one address (IPv6: one /64) may hold a quarter: a connection whose held bytes
+# would take its address past it is reset (its response cut off), so slow readers from one
+# address cannot put the whole gateway under pressure (slowhttptest -X from one address
+# did, 12 s in). Envoy's overload manager resets the streams that hold the most buffer
+# (reset_high_memory_stream); a quarter is 250 stalled readers or more per address.
+MAX_HELD_RESPONSE_BYTES_PER_ADDRESS: Final = MAX_HELD_RESPONSE_BYTES // 4
+# A public client whose write buffer is over its high-water mark and that takes nothing
+# at all for this long is reset (its response cut off): nginx send_timeout (60 s, "if the
+# client does not receive anything within this time"), HAProxy's `timeout client` (30 s in
+# its examples). Any progress starts it again: a slow reader is bounded by the budgets.
+SEND_TIMEOUT: Final = 30 * SECONDS
+# A request body that stops for this long (no byte read from the client, while the tunnel
+# takes what comes) gets 408 and the connection is closed; its stream is reset, so the
+# app sees the body cut off. nginx client_body_timeout (60 s, between two reads); Apache
+# mod_reqtimeout's body=20. The response timeout still bounds the whole wait from the head.
+BODY_IDLE_TIMEOUT: Final = 20 * SECONDS
+# The streams of one tunnel connection that one address (IPv6: one /64) may hold at once,
+# as a fraction of --max-streams (384 of 512): past it that address gets 503 tunnel_busy,
+# and a quarter of the streams is always left to everyone else. nginx limit_conn keyed by
+# address and host, HAProxy's per-source stick-table conn_cur limits per backend. No less:
+# a NAT or a load test from one machine must fit (tests/e2e/test_bulk.py sends 300
+# requests at once from one address; the bench sweeps to 200 connections).
+ADDRESS_STREAM_SHARE: Final = 3 / 4
 # While nothing is held for slow readers, free heap memory is given back to the kernel
 # this often (allocator.trim): RSS returns near its baseline after a burst or an attack.
 TRIM_INTERVAL: Final = 15 * SECONDS
@@ -323,6 +346,35 @@ BACKOFF_MAX: Final = 30 * SECONDS
 # On SIGINT/SIGTERM, how long the client waits for its goodbye (GOAWAY) to go out
 # before it drops the connection: the user asked to stop, now.
 GOODBYE_TIMEOUT: Final = 0.5 * SECONDS
+
+# --- cluster: the link between gateways (proto/link.py, gateway/cluster*.py) ----------
+# A link connection sends its whole preamble within this of accept, or is closed (as
+# HANDSHAKE_TIMEOUT for a tunnel's first message).
+LINK_PREAMBLE_TIMEOUT: Final = 5 * SECONDS
+# A preamble's timestamp is accepted this far from our clock either way; nonces are kept
+# twice as long, so a replay is refused by one check or the other. Kerberos allows 5 min
+# of skew; gateways of one cluster run NTP.
+LINK_CLOCK_WINDOW: Final = 30 * SECONDS
+# Nonces remembered (only of preambles whose HMAC checked: no one without the secret can
+# fill it); when full, new links are refused until the oldest expire. 64 Ki in 60 s is
+# about 1,000 forwarded connections per second per receiving node.
+MAX_LINK_NONCES: Final = 65_536
+# Link connections waiting for their preamble at once; more are closed at accept.
+MAX_PENDING_LINKS: Final = 1024
+# Connecting to the node that has a tunnel; then 502 node_unreachable (nginx
+# proxy_connect_timeout is 60 s; a peer on the same network answers in milliseconds).
+LINK_CONNECT_TIMEOUT: Final = 3 * SECONDS
+# A route miss asks the shared registry where the name is; then 502 registry_unavailable.
+CLUSTER_LOOKUP_TIMEOUT: Final = 2 * SECONDS
+# name -> node answers kept for the next miss: pub/sub drops an entry when its name moves,
+# the TTL bounds how stale one may be without it, and a failed forward drops it at once.
+ROUTE_CACHE_TTL: Final = 2 * SECONDS
+MAX_ROUTE_CACHE: Final = 10_000
+# How often a node reads which TCP ports other nodes hold (pub/sub brings changes sooner),
+# to listen on them and forward.
+PORT_SCAN_INTERVAL: Final = 2 * SECONDS
+# Lookups of port leases in flight at once during that scan.
+PORT_SCAN_BATCH: Final = 64
 
 # --- names --------------------------------------------------------------------
 RANDOM_NAME_LENGTH: Final = 10  # 36^10 ~ 3.6e15 names

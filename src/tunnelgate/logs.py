@@ -368,9 +368,11 @@ class AccessLog:
         client: str,
         tunnel: str | None,
         aborted: bool = False,
+        via: str | None = None,
     ) -> None:
         """`aborted`: the response was cut off before its end (the public client saw
-        a reset or a short body, never a complete response)."""
+        a reset or a short body, never a complete response). `via`: the gateway that
+        forwarded the connection here (cluster mode); the field is left out when None."""
         writer = _config.writer
         if writer is None:
             self._events.info(
@@ -385,31 +387,33 @@ class AccessLog:
                 client=client,
                 tunnel=tunnel,
                 aborted=aborted,
+                **({} if via is None else {"via": via}),
             )
             return
         if _config.level > logging.INFO:
             return
         stamp = _clock.stamp(time.time())
         if _config.json:
-            line = json.dumps(
-                {
-                    "ts": stamp,
-                    "level": "info",
-                    "logger": self._name,
-                    "event": "request",
-                    **_config.context,
-                    "host": host,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "bytes_in": bytes_in,
-                    "bytes_out": bytes_out,
-                    "duration_ms": duration_ms,
-                    "client": client,
-                    "tunnel": tunnel,
-                    "aborted": aborted,
-                }
-            )
+            fields: dict[str, object] = {
+                "ts": stamp,
+                "level": "info",
+                "logger": self._name,
+                "event": "request",
+                **_config.context,
+                "host": host,
+                "method": method,
+                "path": path,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": duration_ms,
+                "client": client,
+                "tunnel": tunnel,
+                "aborted": aborted,
+            }
+            if via is not None:
+                fields["via"] = via
+            line = json.dumps(fields)
         else:
             line = (
                 f"{stamp} INFO request{_config.context_text} host={_plain(host)} "
@@ -418,6 +422,7 @@ class AccessLog:
                 f"bytes_out={bytes_out} duration_ms={duration_ms} client={_plain(client)} "
                 f"tunnel={'null' if tunnel is None else _plain(tunnel)}"
                 f"{' aborted=true' if aborted else ''}"
+                f"{'' if via is None else ' via=' + _plain(via)}"
             )
         writer.write(line)
 

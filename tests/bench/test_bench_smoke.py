@@ -6,10 +6,11 @@ from /proc, integrity, idle tunnels, report) with the pure-Python origin
 (``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
 nothing from apt but the redis-server the tests use anyway. The nginx two-hop chain is two
 Python TCP relays here (``bench.relay``), and the result and report say so. The TCP rows
-(direct, socat if installed, a tunnelgate TCP tunnel), the metrics on/off row and the
-workers row (``--workers 2`` over 1) run too, one short round each. Of the HTTPS rows only
-tunnelgate's listener is measured (with the run's test certificate, and the Python clients
-over verified TLS); the nginx ones are named as not measured. It times nothing: only the
+(direct, socat if installed, a tunnelgate TCP tunnel), the metrics on/off row, the
+cross-node row (two gateways and a redis-server) and the workers row (``--workers 2`` over
+1) run too, one short round each. Of the HTTPS rows only tunnelgate's listener is measured
+(with the run's test certificate, and the Python clients over verified TLS); the nginx ones
+are named as not measured. It times nothing: only the
 shape of the result is checked.
 """
 
@@ -111,6 +112,17 @@ def _check_metrics(result: dict[str, Any]) -> None:
     assert isinstance(metrics["on_over_off"], float)
 
 
+def _check_cluster(result: dict[str, Any]) -> None:
+    cluster = result["cluster"]
+    for side in ("same-node", "cross-node"):
+        assert cluster[side]["rps"] > 0
+        assert cluster[side]["errors"] == 0
+        assert cluster[side]["bulk"]["errors"] == 0
+    assert cluster["cross-node"]["cpu_us_per_request"]["gateway2"] is not None
+    assert isinstance(cluster["rps_cross_over_same"], float)
+    assert isinstance(cluster["bulk_cross_over_same"], float)
+
+
 def _check_workers(result: dict[str, Any]) -> None:
     workers = result["workers"]
     for side in ("one", "two"):
@@ -145,6 +157,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     _check_https(result)
     _check_tcp(result)
     _check_metrics(result)
+    _check_cluster(result)
     _check_workers(result)
 
     markdown = (results / "latest.md").read_text()
@@ -158,6 +171,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert "## TCP tunnels (issue 9)" in markdown
     assert "## Metrics on/off (issue 10)" in markdown
     assert "| small GET req/s, metrics on / off | >= 0.97 |" in markdown
+    assert "## Cross-node (issue 12)" in markdown
     assert "## Workers (issue 12)" in markdown
     assert "| `--workers 2` |" in markdown
     if importlib.util.find_spec("matplotlib") is not None:

@@ -42,6 +42,7 @@ class FakeTransport:
         self.reading = True
         self.eof_written = False
         self.protocol: object = None
+        self.buffered = 0  # what get_write_buffer_size says: bytes the "kernel" did not take
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return {"peername": self.peer}.get(name, default)
@@ -53,6 +54,9 @@ class FakeTransport:
     def writelines(self, pieces: list[bytes]) -> None:
         for piece in pieces:
             self.write(piece)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def close(self) -> None:
         self.closed = True
@@ -202,6 +206,7 @@ class Services:
         self.routes = RouteTable()
         self.registry = MemoryRegistry()
         self.tcp = None  # no TCP tunnels in these tests
+        self.forwarder = None  # one gateway alone
         self.acme = None
         self.counters = RequestCounters()
         self.tunnel_counters = TunnelCounters()

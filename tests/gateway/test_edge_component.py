@@ -65,7 +65,7 @@ async def test_held_name_is_502(services: Services) -> None:
 async def test_spent_buffer_budget_is_503_and_opens_no_stream(services: Services) -> None:
     peer = TunnelPeer()
     add_route(services, peer)
-    services.buffers.take(services.buffers.limit + 1)
+    services.buffers.take(services.buffers.limit + 1, "198.51.100.1")
     conn, transport = connect(services)
     conn.data_received(request())
     assert status_of(transport.written) == 503

@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 from tunnelgate.gateway.buffers import BufferBudget
 from tunnelgate.gateway.caps import ConnectionCaps
 from tunnelgate.gateway.counters import RawCounters, RequestCounters, TunnelCounters
+from tunnelgate.gateway.link_out import ClusterCounters
 from tunnelgate.gateway.metrics import make_registry
 from tunnelgate.gateway.routes import Route
 from tunnelgate.gateway.tls_front import HandshakeCounters
@@ -27,6 +28,7 @@ class View:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(100, 10, 1024))
     buffers: BufferBudget = field(default_factory=lambda: BufferBudget(1 << 20))
     handshakes: HandshakeCounters = field(default_factory=HandshakeCounters)
+    cluster_counters: ClusterCounters | None = None
     routes: list[Route] = field(default_factory=list)
 
     def live_routes(self) -> Iterator[Route]:
@@ -111,3 +113,21 @@ def test_tcp_and_tls_connections_by_how_they_ended() -> None:
     assert samples["tunnelgate_raw_connections_total{ended=local_error,protocol=tls}"] == 1
     assert samples["tunnelgate_raw_bytes_total{direction=out,protocol=tcp}"] == 2000
     assert samples["tunnelgate_raw_bytes_total{direction=in,protocol=tls}"] == 7
+
+
+def test_cluster_forwarding_counters_only_in_a_cluster() -> None:
+    view = View()
+    assert not any("cluster" in key for key in scrape(view, per_tunnel=False))
+    view.cluster_counters = counters = ClusterCounters()
+    counters.forwarded["client"] += 2
+    counters.bytes_in, counters.bytes_out = 300, 4000
+    counters.fail("node_unreachable")
+    counters.refuse("bad_mac")
+    counters.adopted = 5
+    samples = scrape(view, per_tunnel=False)
+    assert samples["tunnelgate_cluster_forwarded_connections_total{ended=client}"] == 2
+    assert samples["tunnelgate_cluster_forwarded_connections_total{ended=node_reset}"] == 0
+    assert samples["tunnelgate_cluster_forwarded_bytes_total{direction=out}"] == 4000
+    assert samples["tunnelgate_cluster_forward_failures_total{reason=node_unreachable}"] == 1
+    assert samples["tunnelgate_cluster_links_refused_total{reason=bad_mac}"] == 1
+    assert samples["tunnelgate_cluster_adopted_connections_total{}"] == 5

@@ -137,6 +137,9 @@ class Agent:
             session.connection.close(ErrorCode.PROTOCOL_ERROR, "protocol version")
             raise _Stop(EXIT_FAILED)
         reason = await self._serve(session)
+        if session.retry is not None:
+            self._last_reason = session.retry
+            return False
         if session.rejected:
             raise _Stop(EXIT_REJECTED)
         if session.final_close is not None:

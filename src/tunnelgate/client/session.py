@@ -14,7 +14,7 @@ from collections.abc import Collection
 from typing import NamedTuple, Protocol
 
 from tunnelgate import limits
-from tunnelgate.proto.codes import ErrorCode, code_name
+from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
 from tunnelgate.proto.messages import ControlMessage, Registered, Rejected
 from tunnelgate.proto.mux import Role
 from tunnelgate.transport.listener import TunnelListener
@@ -23,6 +23,10 @@ from tunnelgate.transport.tunnel import ConnectionEnd, StreamHandler, TunnelConn
 # Closed by the gateway for a reason reconnecting would only repeat (idle, or an operator
 # closed it); a gateway shutting down (SHUTDOWN) or a lost connection is retried.
 _FINAL_CLOSES = frozenset({ErrorCode.IDLE_TIMEOUT, ErrorCode.KICKED})
+# Rejections that say nothing about what the user asked for, only that the gateway could not
+# check it now (its shared registry is away): the client backs off and tries again, as after
+# a lost connection, instead of exiting 2 (a reconnecting laptop must outlive a Redis restart).
+RETRIED_REJECTIONS = frozenset({RejectReason.REGISTRY_UNAVAILABLE})
 
 
 class SessionStatistics(NamedTuple):
@@ -63,6 +67,8 @@ class ClientSession:
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.registered: set[int] = set()
         self.rejected = False
+        # A rejection a later attempt may not get (the gateway's registry was away): why.
+        self.retry: str | None = None
         self.final_close: str | None = None  # closed for a reason a retry would not fix
         self.leaving = False  # we are closing it: what the gateway says now changes nothing
 
@@ -112,6 +118,9 @@ class ClientSession:
             self.owner.on_registered(message)
             if self.all_registered:
                 self.connection.ping()  # the round-trip time now, not a heartbeat later
+        elif isinstance(message, Rejected) and message.reason in RETRIED_REJECTIONS:
+            self.retry = f"{message.message} ({message.reason.value})"
+            self._leave(message.reason.value)
         elif isinstance(message, Rejected):
             self.rejected = True
             self.owner.on_rejected(message)

@@ -36,6 +36,7 @@ from tunnelgate.config.parsers import format_address
 from tunnelgate.errors import ConfigError
 from tunnelgate.logs import EventLog, RateLimitedLog, configure_logging
 from tunnelgate.proto.codes import ErrorCode, StreamKind
+from tunnelgate.proto.link import LinkVerifier
 from tunnelgate.transport.deadlines import Deadlines
 
 from .acme import LETS_ENCRYPT, AcmeManager
@@ -44,6 +45,7 @@ from .auth import Anonymous, AuthChain, Authenticator, StaticTokens
 from .buffers import BufferBudget
 from .caps import ConnectionCaps, raise_open_file_limit
 from .certs import CertificateSource, CertificateStore
+from .cluster import Cluster
 from .connect import TunnelAcceptor
 from .counters import RawCounters, RequestCounters, TunnelCounters
 from .drain import drain
@@ -51,7 +53,10 @@ from .edge import PublicConnection
 from .hosts import HostRouter
 from .jwt_auth import JwtTokens
 from .jwt_keys import load_keys
+from .link_in import Adoption, LinkIntake, LinkReceiver
+from .link_out import ClusterCounters
 from .metrics import make_registry
+from .port_follow import PortFollower
 from .ratelimit import FailedAuthLimiter
 from .registry import Lease, MemoryRegistry, Registry
 from .reservations import Reservations
@@ -83,7 +88,11 @@ class Gateway:
         max_connections = config.max_connections or limits.default_max_connections(open_files)
         self.caps = ConnectionCaps(max_connections, config.max_connections_per_address, open_files)
         self.live = GatewayState()
-        self.buffers = BufferBudget(limits.MAX_HELD_RESPONSE_BYTES, self._set_pressure)
+        self.buffers = BufferBudget(
+            limits.MAX_HELD_RESPONSE_BYTES,
+            self._set_pressure,
+            share=limits.MAX_HELD_RESPONSE_BYTES_PER_ADDRESS,
+        )
         self.deadlines = Deadlines()
         https_port = config.https[1] if config.https else None
         self.hosts = HostRouter(config.domain, config.http[1] if config.http else None, https_port)
@@ -108,6 +117,11 @@ class Gateway:
             if ports
             else None
         )
+        self.forwarder: Cluster | None = None
+        if config.cluster_secret is not None and config.advertise is not None:
+            self.forwarder = Cluster(self, config.cluster_secret.encode())
+            if self.tcp is not None:
+                self.tcp.forwarder = self.forwarder
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
         self.static_tokens = _static_tokens(config)
         self.auth = _authenticator(config, failures, self.static_tokens)
@@ -188,6 +202,10 @@ class Gateway:
 
     def open_streams(self) -> int:
         return sum(session.open_streams() for session in self.live.sessions)
+
+    @property
+    def cluster_counters(self) -> ClusterCounters | None:
+        return self.forwarder.counters if self.forwarder is not None else None
 
     def tunnel_connections(self) -> int:
         return len(self.live.sessions)
@@ -271,9 +289,10 @@ class Gateway:
         try:
             servers, admin = await self._listen()
         except BaseException:
-            # A listener that cannot bind: what start-up began must end here, or the
-            # cluster's lease keeper, cancelled only by the loop's exit mid-call to
-            # Redis, could keep the process from exiting (it hung 2 runs in 5).
+            # A listener that cannot bind: what start-up began must end here (the
+            # cluster's tasks, its lease keeper), not be left to the loop's exit, which
+            # cancels them mid-call to Redis: the process hung there 2 runs in 5.
+            await self.live.aclose()
             await self.registry.aclose()
             if self.acme is not None:
                 await self.acme.aclose()
@@ -326,7 +345,7 @@ class Gateway:
             store, policy = self.certificates, in_domain(config.domain)
             host, port = config.https
             server = await loop.create_server(
-                lambda: TlsFront(self, store, self.handshakes, policy),
+                lambda: TlsFront(self, store, self.handshakes, policy, self.forwarder),
                 host,
                 port,
                 backlog=4096,
@@ -348,6 +367,8 @@ class Gateway:
                     "reconnects; choose --tcp-ports outside net.ipv4.ip_local_port_range",
                 )
             log.info("listening", listener="tcp", addr=f"{tcp.bind}:{tcp.low}-{tcp.high}")
+        if self.forwarder is not None:
+            servers.append(await self._listen_for_links())
         if config.admin is not None:
             registry = make_registry(self, per_tunnel=config.metrics_per_tunnel)
             token = config.admin_token
@@ -358,6 +379,44 @@ class Gateway:
             bound = admin.sockets[0].getsockname()
             log.info("listening", listener="admin", addr=f"{bound[0]}:{bound[1]}")
         return servers, admin
+
+    async def _listen_for_links(self) -> asyncio.Server:
+        """The --advertise listener (link_in.py), and the TCP ports of other nodes."""
+        config, loop, cluster = self.config, asyncio.get_running_loop(), self.forwarder
+        assert config.advertise is not None
+        assert config.cluster_secret is not None
+        assert cluster is not None
+        verifier = LinkVerifier(
+            config.cluster_secret.encode(),
+            window=limits.LINK_CLOCK_WINDOW,
+            max_nonces=limits.MAX_LINK_NONCES,
+        )
+        store, tls = self.certificates, None
+        if config.https is not None and store is not None:
+            policy = in_domain(config.domain)
+
+            def tls() -> TlsFront:
+                assert store is not None
+                return TlsFront(self, store, self.handshakes, policy, self.forwarder)
+
+        adoption = Adoption(self, cluster.counters, tls, self.tcp)
+        receiver = LinkReceiver(verifier, adoption, self.deadlines, cluster.counters)
+        host, port = config.advertise
+        server = await loop.create_server(
+            lambda: LinkIntake(receiver), host, port, backlog=4096, reuse_address=True
+        )
+        if self.tcp is not None:
+            follower = PortFollower(self.registry, self.tcp, self.node)
+            cluster.ports_changed = follower.poke
+            self.live.spawn(follower.run(), "port follower")
+        if config.redis is not None:
+            # Imported here, as the registry is: redis costs a gateway without it at start.
+            from .owner_watch import watch_owners
+
+            watch = watch_owners(config.redis, cluster.owner_changed, cluster.resync)
+            self.live.spawn(watch, "owner watch")
+        log.info("listening", listener="cluster", addr=self.node)
+        return server
 
     async def _shut_down(self, servers: list[asyncio.Server], admin: asyncio.Server | None) -> None:
         """Stop accepting (the kernel refuses new connections from now on), drain what is

@@ -5,6 +5,12 @@ its own tunnel stream (gateway/exchange.py). Hosts that are not tunnels are the
 gateway itself: `/connect` (tunnel clients), `/healthz`, else 404. With --grace-hold, a
 request for a name held for its owner waits for the owner (routes.RouteTable.wait), its
 connection unread meanwhile.
+
+Slow clients (docs/reliability.md, slowhttptest): a request body that stops gets 408
+(limits.BODY_IDLE_TIMEOUT); a client that takes nothing of its response is reset
+(send_timeout.py); bytes held for slow readers count against their address's share of
+the gateway's budget, past which the connection is reset (buffers.py); one address's
+share of a tunnel's streams is the exchange's (shares.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from tunnelgate.http1.request import (
     RequestParser,
     UpgradeData,
 )
+from tunnelgate.http1.serialize import restate_head
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.deadlines import Deadlines
@@ -37,14 +44,20 @@ from .exchange import PAUSE_CREDIT, PAUSE_DRAIN, PAUSE_PIPELINE, Downstream, Exc
 from .hosts import HostRouter
 from .pages import error_page, plain_page, redirect_page
 from .routes import Held, Route, RouteTable
+from .send_timeout import SendWatch
 
 log = EventLog("tunnelgate.gateway")
 # Clients trigger these at will: one budget of warning lines per cause.
 _head_timeouts = RateLimitedLog(log)
 _silent_closes = RateLimitedLog(log)
-_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD = range(5)
-# Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner.
+_body_timeouts = RateLimitedLog(log)
+_send_timeouts = RateLimitedLog(log)
+_sheds = RateLimitedLog(log)
+_NO_TIMER, _KEEPALIVE, _HEAD, _RESPONSE, _HOLD, _BODY = range(6)
+# Why reading is paused, beside exchange.PAUSE_*: a request waits for its tunnel's owner,
+# or for the cluster to say where its tunnel is.
 PAUSE_HOLD = 16
+PAUSE_CLUSTER = 32
 
 RequestEvent = RequestHead | BodyData | RequestComplete | UpgradeData
 # HTTP-01 challenges are asked for over plain HTTP on the tunnel's own host (RFC 8555 §8.3).
@@ -78,6 +91,13 @@ class TunnelAcceptor(Protocol):
         client_addr: str,
         release_slot: Callable[[], None],
     ) -> None: ...
+
+
+class ClusterRouter(Protocol):
+    """Where a name no tunnel of this gateway serves is served (gateway/cluster.py). It
+    answers later with one of the connection's `cluster_*` methods."""
+
+    def forward_http(self, conn: PublicConnection, head: RequestHead, name: str) -> None: ...
 
 
 class ChallengeResponder(Protocol):
@@ -118,6 +138,8 @@ class EdgeServices(Protocol):
     def counters(self) -> RequestCounters: ...
     @property
     def raw_counters(self) -> RawCounters: ...  # TLS passthrough's (tcp.RawPublic)
+    @property
+    def forwarder(self) -> ClusterRouter | None: ...  # None: one gateway alone
 
 
 class PublicConnection(Downstream):
@@ -143,6 +165,11 @@ class PublicConnection(Downstream):
         self._timer_kind = _NO_TIMER
         self.slot = slot  # held under gateway.caps until released
         self.wait: _Wait | None = None  # the request waiting for its tunnel, if any
+        self._response_due = 0.0  # monotonic: while a body comes, when the app's time is up
+        self._send_watch: SendWatch | None = None  # made when writes first pause
+        # A request (and what came after it) waiting for the cluster to say where its
+        # tunnel is; reading is paused meanwhile.
+        self.forwarding: tuple[RequestHead, list[RequestEvent]] | None = None
 
     def __repr__(self) -> str:
         return f"<PublicConnection {self.client_addr} exchange={self.exchange!r}>"
@@ -151,10 +178,11 @@ class PublicConnection(Downstream):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0])
-            self.client_addr = f"{peer[0]}:{peer[1]}"
+        if self.via is None:  # else another gateway forwarded it: the client is set already
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.client_ip = str(peer[0])
+                self.client_addr = f"{peer[0]}:{peer[1]}"
         if self.slot is None:
             sock = transport.get_extra_info("socket")  # uvloop made it for peername: cached
             fd: int = sock.fileno() if sock is not None else -1
@@ -163,6 +191,7 @@ class PublicConnection(Downstream):
                 self.closing = True
                 transport.abort()  # over a cap: no bytes, no waiting
                 return
+        self.address = self.slot
         transport.set_write_buffer_limits(limits.WRITE_HIGH_WATER, limits.WRITE_LOW_WATER)
         # The head timeout counts from accept (from the handshake's end, under TLS): a
         # connection that sends nothing is closed.
@@ -183,6 +212,8 @@ class PublicConnection(Downstream):
             return
         self.queue.extend(events)
         self._pump()
+        if self._timer_kind == _BODY:
+            self._arm_body_wait()  # bytes came: the body's idle time starts again
         if (
             self.parser.head_pending
             and self.exchange is None
@@ -212,8 +243,10 @@ class PublicConnection(Downstream):
             self._abandon_wait()
         if self.write_paused:
             self.write_paused = False
-            self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+            self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held, self.address)
             self.held = 0
+        if self._send_watch is not None:
+            self._send_watch.stop()
         if self.exchange is not None:
             self.exchange.public_lost(exc)
             self.exchange = None
@@ -222,12 +255,21 @@ class PublicConnection(Downstream):
     def pause_writing(self) -> None:
         # What sits in our buffer counts against the gateway-wide budget (buffers.py).
         self.write_paused = True
-        self.gateway.buffers.take(limits.WRITE_HIGH_WATER)
+        if not self.gateway.buffers.take(limits.WRITE_HIGH_WATER, self.address):
+            # Called from inside the transport's write: reset it once that returned.
+            asyncio.get_running_loop().call_soon(self._shed)
+        self._watch_sending()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held)
+        self.gateway.buffers.give(limits.WRITE_HIGH_WATER + self.held, self.address)
         self.held = 0
+        watch = self._send_watch
+        if watch is not None:
+            if self.closing:
+                watch.start()  # it took bytes; the watch sees the last ones out
+            else:
+                watch.stop()
         if self.exchange is not None:
             self.exchange.public_resumed()
         if self._drain_before_next:
@@ -238,7 +280,47 @@ class PublicConnection(Downstream):
     def hold(self, n: int) -> None:
         """`n` bytes of a response were written while paused (see buffers.py)."""
         self.held += n
-        self.gateway.buffers.take(n)
+        if not self.gateway.buffers.take(n, self.address):
+            self._shed()
+
+    def _shed(self) -> None:
+        """This connection took its address past its share of the held-bytes budget:
+        reset it (its response is cut off), so one address cannot take what all share."""
+        buffers = self.gateway.buffers
+        held = buffers.by_address.get(self.address, 0)
+        if self.closing or held <= buffers.share:
+            return  # gone already, or others from its address drained meanwhile
+        _sheds.warning(
+            "connection_shed",
+            reason="address_held_share",
+            client=self.client_addr,
+            held=held,
+            limit=buffers.share,
+        )
+        self.reset()
+
+    # --- send_timeout.Watched ---------------------------------------------------------
+    def unsent(self) -> int:
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def send_timed_out(self) -> None:
+        """The client took nothing for SEND_TIMEOUT while we had bytes for it: reset, as
+        what is in flight is cut off (its exchange logs it `aborted`). A transport that
+        is closing (flushing its last bytes) is aborted too: else it would wait forever."""
+        transport = self.transport
+        if transport is None:
+            return
+        _send_timeouts.warning(
+            "connection_timed_out",
+            reason="send_timeout",
+            client=self.client_addr,
+            unsent=self.unsent(),
+            timeout_s=limits.SEND_TIMEOUT,
+        )
+        self.closing = True
+        self.disarm()
+        abort_with_reset(transport)
 
     # --- flow of requests ---------------------------------------------------
     def resume_requests(self) -> None:
@@ -265,6 +347,8 @@ class PublicConnection(Downstream):
                 exchange.send_body(event.data)
             elif isinstance(event, RequestComplete):
                 exchange.end_request()
+                if self._timer_kind == _BODY:  # the body is in: the app's turn
+                    self.arm(max(self._response_due - time.monotonic(), 0.001), _RESPONSE)
             else:
                 exchange.upgrade_data(event.data)
         if not self.queue:
@@ -283,13 +367,25 @@ class PublicConnection(Downstream):
             if not head.target.startswith(ACME_CHALLENGE):
                 self._redirect_to_https(head)
                 return
+        self._route(head, name, self.via is None)
+
+    def _route(self, head: RequestHead, name: str, may_forward: bool) -> None:
+        """Send the request down the tunnel of `name`, or answer it. `may_forward`: a name
+        not served here may be asked of the cluster (never for a forwarded connection)."""
         route = self.gateway.routes.get(name, time.monotonic())
-        host = head.host.decode("ascii", "replace")
         if route is None or (type(route) is Route and route.kind != StreamKind.HTTP):
+            if route is None and may_forward and self.gateway.forwarder is not None:
+                self._forward(head, name)
+                return
+            host = head.host.decode("ascii", "replace")
             self._answer_error(head, 404, "no_tunnel", f"no HTTP tunnel is registered for {host}")
         elif isinstance(route, Held):
+            if may_forward and self.gateway.forwarder is not None:
+                self._forward(head, name)  # its owner may be back on another gateway
+                return
             self._wait_for_owner(head, name, route.expires_at, route.kind is StreamKind.HTTP)
         elif self.gateway.buffers.over:
+            host = head.host.decode("ascii", "replace")
             # Slow readers hold the gateway's whole buffer budget: no new streams now.
             self._answer_error(
                 head, 503, "gateway_busy", f"the gateway is busy; retry {host} shortly"
@@ -297,6 +393,61 @@ class PublicConnection(Downstream):
         else:
             self.exchange = Exchange(self, head, route)
             self.exchange.start()
+
+    # --- the tunnel is on another gateway (cluster.py) -----------------------------------
+    def _forward(self, head: RequestHead, name: str) -> None:
+        """Ask the cluster where `name` is; this connection is not read meanwhile, and what
+        it already sent waits here (to go to the other gateway, or to be served here)."""
+        cluster = self.gateway.forwarder
+        assert cluster is not None
+        self.forwarding = (head, self.queue)
+        self.queue = []
+        self.pause_reading_for(PAUSE_CLUSTER)
+        cluster.forward_http(self, head, name)
+
+    def cluster_local(self, name: str) -> None:
+        """The cluster says `name` is not on another gateway: served (or answered) here."""
+        pending = self.forwarding
+        if pending is None or self.closing:
+            return
+        self.forwarding = None
+        head, events = pending
+        self.queue = events + self.queue
+        self.resume_reading_for(PAUSE_CLUSTER)
+        self._route(head, name, False)
+        self._pump()
+
+    def cluster_answer(self, status: int, code: str, message: str) -> None:
+        """The cluster could not send the request on: the gateway's answer, then close."""
+        pending = self.forwarding
+        if pending is None or self.closing:
+            return
+        self.forwarding = None
+        self._answer_error(pending[0], status, code, message)
+
+    def cluster_handover(self) -> tuple[asyncio.Transport, str | None, bytes] | None:
+        """Give this connection to the cluster's link: its transport (reading paused), its
+        slot under the caps, and every byte it read that was not served, restated (the
+        request head, what followed it, a head cut mid-way). None if it is gone."""
+        pending, transport = self.forwarding, self.transport
+        if pending is None or self.closing or transport is None:
+            return None
+        self.forwarding = None
+        head, events = pending
+        parts = [restate_head(head)]
+        for event in events + self.queue:
+            if isinstance(event, RequestHead):
+                parts.append(restate_head(event))
+            elif isinstance(event, (BodyData, UpgradeData)):
+                parts.append(event.data)
+        parts.append(self.parser.unparsed())
+        self.queue = []
+        self.closing = True  # this object is done; the transport moves on
+        self.disarm()
+        self.gateway.live.connection_closed(self)
+        slot, self.slot = self.slot, None
+        self.parser = _HANDED_OVER
+        return transport, slot, b"".join(parts)
 
     # --- waiting for a tunnel's owner (--grace-hold) -----------------------------------
     def _wait_for_owner(
@@ -391,6 +542,8 @@ class PublicConnection(Downstream):
                 0.0,
                 self.client_addr,
                 None,
+                False,
+                self.via,
             )
 
     def _serve_gateway(self, head: RequestHead) -> None:
@@ -459,6 +612,8 @@ class PublicConnection(Downstream):
             0.0,
             self.client_addr,
             None,
+            False,
+            self.via,
         )
         if self._closes_after(head):
             self.close()
@@ -532,7 +687,12 @@ class PublicConnection(Downstream):
             message = f"the gateway is shutting down; retry {host} shortly"
             self._end_wait(503, "gateway_draining", message)
             return
-        if self.exchange is None and not self.queue and not self.parser.head_pending:
+        if (
+            self.exchange is None
+            and self.forwarding is None
+            and not self.queue
+            and not self.parser.head_pending
+        ):
             self.close()
 
     def cut_off(self) -> None:
@@ -558,11 +718,22 @@ class PublicConnection(Downstream):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        """Close after what is already written has been sent."""
+        """Close after what is already written has been sent (if the client takes it:
+        else the send timeout ends it)."""
         self.closing = True
         self.disarm()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size() and not transport.is_closing():
+                self._watch_sending()
+            transport.close()
+
+    def _watch_sending(self) -> None:
+        """The client has bytes of ours to take: SEND_TIMEOUT to take any (send_timeout.py)."""
+        watch = self._send_watch
+        if watch is None:
+            watch = self._send_watch = SendWatch(self, self.gateway.deadlines)
+        watch.start()
 
     # --- transport.pipe.PipeSocket: this connection after a 101 ---------------------
     def write(self, data: bytes) -> None:
@@ -608,6 +779,21 @@ class PublicConnection(Downstream):
     def arm_response_timeout(self) -> None:
         self.arm(self.gateway.config.response_timeout, _RESPONSE)
 
+    def await_body(self) -> None:
+        """The request body is the client's to send: it may pause up to BODY_IDLE_TIMEOUT
+        between reads, and the response timeout still counts from now."""
+        timeout = self.gateway.config.response_timeout
+        self._response_due = time.monotonic() + timeout if timeout > 0 else math.inf
+        self._arm_body_wait()
+
+    def _arm_body_wait(self) -> None:
+        """The body's idle timeout, or what is left of the response timeout if sooner."""
+        left = self._response_due - time.monotonic()
+        if limits.BODY_IDLE_TIMEOUT < left:
+            self.arm(limits.BODY_IDLE_TIMEOUT, _BODY)
+        else:
+            self.arm(max(left, 0.001), _RESPONSE)
+
     def disarm(self) -> None:
         self._timer_kind = _NO_TIMER
         self.gateway.deadlines.clear(self)
@@ -624,6 +810,29 @@ class PublicConnection(Downstream):
             self.close()
         elif kind == _HOLD:
             self.hold_ended()
+        elif kind == _BODY:
+            exchange = self.exchange
+            if exchange is None or exchange.request_done or exchange.status:
+                return  # (a 1xx may have gone out: the final answer is still ours to give)
+            if self._paused_for & PAUSE_CREDIT:
+                self._arm_body_wait()  # the tunnel holds the body back, not the client
+            else:
+                self._body_timed_out(exchange)
+
+    def _body_timed_out(self, exchange: Exchange) -> None:
+        """No byte of the request body for BODY_IDLE_TIMEOUT: 408, and the stream is
+        reset, so the app sees the body cut off, never complete."""
+        assert self.transport is not None
+        self.transport.write(error_page(408, "body_timeout", "request body not sent in time"))
+        _body_timeouts.warning(
+            "connection_timed_out",
+            reason="body_timeout",
+            status=408,
+            client=self.client_addr,
+            timeout_s=limits.BODY_IDLE_TIMEOUT,
+        )
+        exchange.abort_request(408)
+        self.close()
 
     def _head_timed_out(self) -> None:
         assert self.transport is not None

@@ -24,7 +24,7 @@ from tunnelgate.http1.response import (
     public_head,
 )
 from tunnelgate.limits import MAX_HEADER_BYTES
-from tunnelgate.logs import AccessLog, EventLog
+from tunnelgate.logs import AccessLog, EventLog, RateLimitedLog
 from tunnelgate.proto.codes import ErrorCode
 from tunnelgate.proto.messages import OpenInfo
 from tunnelgate.transport.pipe import Pipe
@@ -35,6 +35,7 @@ from .routes import Route
 
 access_log = AccessLog("tunnelgate.gateway")
 log = EventLog("tunnelgate.gateway")
+_share_refusals = RateLimitedLog(log)  # one address's flood must not flood the log
 MAX_UPGRADE_EARLY_DATA = 64 * 1024  # bytes a client may send before the 101 arrives
 # Why reading a public connection is paused (bits: several can hold at once).
 PAUSE_PIPELINE = 1  # a pipelined request waits for the response in flight
@@ -59,6 +60,11 @@ class Downstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = "?"
         self.client_addr = "?"
+        # What per-address limits count this connection under (caps.address_key).
+        self.address = "?"
+        # Another gateway of the cluster forwarded this connection (its advertise address);
+        # client_addr is then the public client's, from the link's preamble.
+        self.via: str | None = None
         self.write_paused = False  # our write buffer is over its high-water mark
         # The gateway drains: the response in flight is this connection's last (it says
         # `Connection: close` if its head is still to come) and no new stream is opened.
@@ -71,6 +77,10 @@ class Downstream(asyncio.Protocol):
         raise NotImplementedError
 
     def arm_response_timeout(self) -> None:
+        raise NotImplementedError
+
+    def await_body(self) -> None:
+        """The request's body is the public client's to send: its idle timeout runs."""
         raise NotImplementedError
 
     def disarm(self) -> None:
@@ -145,6 +155,7 @@ class Exchange:
         self._early: list[bytes] = []  # upgrade bytes sent before the 101
         self._early_size = 0
         self._started = time.monotonic()
+        self._share: str | None = None  # the address whose stream share this holds
 
     def __repr__(self) -> str:
         state = "raw" if self.pipe else ("response" if self.request_done else "request")
@@ -164,9 +175,15 @@ class Exchange:
             target=head.target,
             http_version=head.version,
         ).encode()
+        address = conn.address
+        shares = self.tunnel.shares
+        if not shares.take(address):
+            self._over_share(shares.limit)
+            return
         try:
             self.sid = self.tc.open_stream(meta, self)
         except LocalProtocolError:
+            shares.give(address)
             mux = self.tc.mux
             if self.tc.closed or mux.go_away_received or mux.go_away_sent:
                 if conn.wait_for_tunnel(self):  # its tunnel is going: wait for the next
@@ -187,11 +204,27 @@ class Exchange:
             public_host=head.host,
             host_override=self.tunnel.host_header,
         )
+        self._share = address
         no_body = not head.chunked and not head.content_length and head.upgrade is None
         self.request_done = no_body
         self.tc.send(self.sid, wire, end=no_body)
         self.tunnel.requests += 1
-        conn.arm_response_timeout()
+        if no_body or head.upgrade is not None or head.expect_continue:
+            conn.arm_response_timeout()  # the app's turn (to send 100 Continue, say)
+        else:
+            conn.await_body()
+
+    def _over_share(self, limit: int) -> None:
+        """This address holds its share of the tunnel's streams (shares.py)."""
+        _share_refusals.warning(
+            "request_refused",
+            reason="address_stream_share",
+            tunnel=self.tunnel.name,
+            client=self.conn.client_addr,
+            limit=limit,
+        )
+        message = "too many requests from your address are in flight on this tunnel"
+        self._gateway_error(503, "tunnel_busy", message)
 
     def send_body(self, data: bytes) -> None:
         # A chunked body comes as the client framed it (the edge's parser keeps the
@@ -352,6 +385,8 @@ class Exchange:
         the connection (kept after the response, or closed: then the head says so)."""
         self.conn.disarm()  # the app answered: the response timeout is over
         http10 = self.head.version == "1.0"
+        if head.interim and not self.request_done and self.head.upgrade is None:
+            self.conn.await_body()  # 100 Continue, say: the body is the client's to send
         if head.interim:
             # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (101 is not interim here, and
             # an HTTP/1.0 request cannot ask for an upgrade: the edge refuses it).
@@ -468,6 +503,9 @@ class Exchange:
         self.finished = True
         if status is not None:
             self.status = status
+        if self._share is not None:
+            self.tunnel.shares.give(self._share)
+            self._share = None
         self.tc.release(self.sid)
         if not self.request_done and self.tc.is_open(self.sid):
             self.tc.reset(self.sid, ErrorCode.CANCEL)  # the app answered before the body ended
@@ -488,5 +526,6 @@ class Exchange:
             self.conn.client_addr,
             tunnel.name,
             aborted,
+            self.conn.via,
         )
         self.conn.exchange_finished(keep_alive)

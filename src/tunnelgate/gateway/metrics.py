@@ -26,6 +26,7 @@ from tunnelgate.proto.codes import StreamKind
 from .buffers import BufferBudget
 from .caps import ConnectionCaps
 from .counters import DURATION_BOUNDS, RawCounters, RequestCounters, TunnelCounters
+from .link_out import ClusterCounters
 from .routes import Route
 from .tls_front import HandshakeCounters
 
@@ -45,6 +46,8 @@ class LiveView(Protocol):
     def buffers(self) -> BufferBudget: ...
     @property
     def handshakes(self) -> HandshakeCounters: ...
+    @property
+    def cluster_counters(self) -> ClusterCounters | None: ...  # None: not in a cluster
 
     def live_routes(self) -> Iterable[Route]: ...
     def open_streams(self) -> int: ...
@@ -60,6 +63,8 @@ class GatewayCollector(Collector):
         yield from self._requests()
         yield from self._tunnels()
         yield from self._connections()
+        if self._view.cluster_counters is not None:
+            yield from _cluster(self._view.cluster_counters)
         if self._per_tunnel:
             yield from self._each_tunnel()
 
@@ -223,6 +228,40 @@ class GatewayCollector(Collector):
             "reason",
             handshakes.failed or {},
         )
+
+
+def _cluster(counters: ClusterCounters) -> Iterator[Metric]:
+    yield _by_label(
+        "tunnelgate_cluster_forwarded_connections",
+        "Public connections relayed to the node that has their tunnel, by who ended them",
+        "ended",
+        counters.forwarded,
+    )
+    relayed = CounterMetricFamily(
+        "tunnelgate_cluster_forwarded_bytes",
+        "Bytes relayed to other nodes (in: from the public client)",
+        labels=["direction"],
+    )
+    relayed.add_metric(["in"], counters.bytes_in)
+    relayed.add_metric(["out"], counters.bytes_out)
+    yield relayed
+    yield _by_label(
+        "tunnelgate_cluster_forward_failures",
+        "Public connections not forwarded, by reason (node_unreachable, tunnel_offline, ...)",
+        "reason",
+        counters.failed,
+    )
+    yield CounterMetricFamily(
+        "tunnelgate_cluster_adopted_connections",
+        "Connections other nodes forwarded here",
+        value=counters.adopted,
+    )
+    yield _by_label(
+        "tunnelgate_cluster_links_refused",
+        "Link connections refused, by reason (bad_mac, replayed, preamble_timeout, ...)",
+        "reason",
+        counters.refused,
+    )
 
 
 def _by_label(name: str, help: str, label: str, values: dict[str, int]) -> Metric:

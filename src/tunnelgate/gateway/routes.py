@@ -20,6 +20,8 @@ from tunnelgate import limits
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.tunnel import TunnelConnection
 
+from .shares import StreamShares
+
 
 class Route:
     """A live tunnel as the edge sees it; counters for the access log and admin API."""
@@ -35,6 +37,7 @@ class Route:
         "port",
         "principal",
         "requests",
+        "shares",
         "target",
         "tunnel_id",
         "url",
@@ -67,6 +70,8 @@ class Route:
         self.requests = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        # Streams each public address holds; the routes of one connection share one.
+        self.shares = StreamShares(target.mux.max_streams)
 
     def __repr__(self) -> str:
         return f"<Route {self.name} tunnel={self.tunnel_id} requests={self.requests}>"

@@ -237,6 +237,9 @@ class GatewaySession:
         if connection is None or connection.closed:
             self._give_back(lease, route)
             return Rejected(request.id, RejectReason.INTERNAL, "the connection closed")
+        for _, other in self.tunnels.values():
+            route.shares = other.shares  # the stream cap is the connection's: so is the share
+            break
         if route.kind is not StreamKind.TCP:
             self.services.routes.add(route)
         if route.kind is StreamKind.HTTP:

@@ -9,6 +9,11 @@ a port is the registry's business (leases keyed `port:N`); this is the node-loca
 `TcpPublic` is one public connection: it takes its place under the connection caps, opens a
 stream of kind TCP on the tunnel, and relays bytes both ways through the one raw pipe
 (transport/pipe.py), half-closes and resets included. One log line when it ends.
+
+In cluster mode a node also listens on the ports other nodes' tunnels hold (`follow`, kept
+up to date by port_follow.py), and hands each connection to one of them to the cluster
+(`TcpForwarder`), which relays it to that node; the node that has the tunnel takes it as its
+own (`adopt`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from .counters import RawCounters
 from .routes import Route
 
 log = EventLog("tunnelgate.gateway")
+
+
+class TcpForwarder(Protocol):
+    """Sends a connection to a port another node holds to that node (cluster.py); it
+    answers with the connection's `cluster_*` methods."""
+
+    def forward_tcp(self, public: TcpPublic, port: int, client: str) -> None: ...
 
 
 class TcpServices(Protocol):
@@ -75,6 +87,8 @@ class TcpPorts:
         self.reuse_port = reuse_port
         self._servers: dict[int, asyncio.Server] = {}
         self._routes: dict[int, Route] = {}
+        self.forwarder: TcpForwarder | None = None  # cluster mode
+        self.followed: set[int] = set()  # ports listened on for tunnels of other nodes
 
     def __repr__(self) -> str:
         return f"<TcpPorts {self.bind}:{self.low}-{self.high} open={len(self._servers)}>"
@@ -99,8 +113,9 @@ class TcpPorts:
         (another program has it)."""
         port = route.port
         self._routes[port] = route
+        self.followed.discard(port)  # ours now
         if port in self._servers:
-            return None  # the owner took a held port back before it was closed
+            return None  # the owner took a held port back, or it was followed, before closing
         loop = asyncio.get_running_loop()
         try:
             self._servers[port] = await loop.create_server(
@@ -132,6 +147,52 @@ class TcpPorts:
             server.close()
         self._servers.clear()
         self._routes.clear()
+        self.followed.clear()
+
+    # --- cluster mode ------------------------------------------------------------------
+    async def follow(self, port: int) -> OSError | None:
+        """Listen on `port`, which a tunnel on another node holds, to forward there."""
+        if port in self._servers:
+            if port not in self._routes:
+                self.followed.add(port)
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                lambda: TcpPublic(self._services, self, port),
+                self.bind,
+                port,
+                backlog=limits.TCP_BACKLOG,
+                reuse_address=True,
+                reuse_port=self.reuse_port,  # --workers: the holder's worker listens there too
+            )
+        except OSError as exc:
+            return exc
+        if port in self._servers:  # a local tunnel took it meanwhile: its listener serves
+            server.close()
+            return None
+        self._servers[port] = server
+        self.followed.add(port)
+        return None
+
+    def unfollow(self, port: int) -> None:
+        """No other node holds `port` now: stop listening, unless a tunnel here has it."""
+        if port not in self.followed:
+            return
+        self.followed.discard(port)
+        if port not in self._routes:
+            server = self._servers.pop(port, None)
+            if server is not None:
+                server.close()
+
+    def adopt(
+        self, transport: asyncio.Transport, port: int, client: str, via: str, first: bytes
+    ) -> None:
+        """A connection another node forwarded for `port`: served as one accepted here."""
+        public = TcpPublic(self._services, self, port)
+        public.via = via
+        transport.set_protocol(public)
+        public.adopt(transport, client, first)
 
 
 class RawPublic(asyncio.Protocol):
@@ -151,6 +212,7 @@ class RawPublic(asyncio.Protocol):
         self._route: Route | None = None  # its counters are the admin API's per tunnel
         self._started = time.monotonic()
         self._cut = "reset"  # how a reset came, for the log: which side cut the connection
+        self.via: str | None = None  # the cluster node that forwarded it here, if any
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._client} -> {self._tunnel} {self.pipe!r}>"
@@ -289,6 +351,7 @@ class RawPublic(asyncio.Protocol):
             bytes_out=bytes_out,
             duration_ms=round((time.monotonic() - self._started) * 1000, 2),
             ended=ended,
+            **({} if self.via is None else {"via": self.via}),
         )
 
 
@@ -299,23 +362,76 @@ class TcpPublic(RawPublic):
         super().__init__(services)
         self._ports = ports
         self.port = port
+        self._forwarding = False  # the cluster is finding the port's node
+        self._ahead = b""  # what the client sent meanwhile (one read: reading pauses)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
-        self.transport = transport
         peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "?"
-        client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.adopt(transport, f"{peer[0]}:{peer[1]}" if peer else "?")
+
+    def adopt(self, transport: asyncio.Transport, client: str, first: bytes = b"") -> None:
+        """Serve `transport` for `client` (accepted here, or forwarded by another node
+        with `first`, bytes the client sent there)."""
+        self.transport = transport
         self._client = client
+        ip = client.rpartition(":")[0] or client
         sock = transport.get_extra_info("socket")
         fd: int = sock.fileno() if sock is not None else -1
         slot = self._services.caps.admit(ip, fd, client)
         if slot is None:
             transport.abort()
             return
+        self._slot = slot
         route = self._ports.route(self.port)
+        forwarder = self._ports.forwarder
+        if route is None and self.via is None and forwarder is not None:
+            if self.port in self._ports.followed:
+                # Reading pauses at the first read (data_received): uvloop starts reading
+                # after connection_made whatever it asked.
+                self._forwarding = True
+                forwarder.forward_tcp(self, self.port, client)
+                return
         if route is None:
-            self._slot = slot
             self._end_now("tunnel_offline")
             return
-        self.start(transport, route, StreamKind.TCP, slot, client)
+        self._slot = None
+        self.start(transport, route, StreamKind.TCP, slot, client, first)
+
+    def data_received(self, data: bytes) -> None:
+        if self._forwarding:
+            self._ahead += data
+            if self.transport is not None:
+                self.transport.pause_reading()  # until the link is up
+            return
+        super().data_received(data)
+
+    # --- cluster.Handover: the port's tunnel is on another node -----------------------
+    def cluster_local(self, name: str) -> None:
+        """The port is not held elsewhere after all (it moved): served or refused here."""
+        self._forwarding = False
+        transport, slot = self.transport, self._slot
+        if transport is None or transport.is_closing():
+            return
+        route = self._ports.route(self.port)
+        if route is None:
+            self._end_now("tunnel_offline")
+            return
+        self._slot = None
+        ahead, self._ahead = self._ahead, b""
+        transport.resume_reading()
+        self.start(transport, route, StreamKind.TCP, slot, self._client, ahead)
+
+    def cluster_answer(self, status: int, code: str, message: str) -> None:
+        self._forwarding = False
+        if self.transport is not None and not self.transport.is_closing():
+            self._end_now(code)
+
+    def cluster_handover(self) -> tuple[asyncio.Transport, str | None, bytes] | None:
+        transport, slot = self.transport, self._slot
+        if transport is None or transport.is_closing():
+            return None
+        self.transport, self._slot = None, None
+        self._forwarding = False
+        ahead, self._ahead = self._ahead, b""
+        return transport, slot, ahead

@@ -7,6 +7,10 @@ none) is terminated here and served by the public HTTP edge with `X-Forwarded-Pr
 https`; plaintext HTTP gets a 400 saying so; junk, a malformed ClientHello or a name
 outside the domain is dropped. Every failure is counted and logged with the peer and the
 reason, rate-limited, and costs nothing to any other connection.
+
+In cluster mode, a server name of no tunnel here is asked of the cluster (`TlsForwarder`):
+if another node has it, the connection goes there unopened, ClientHello first, and that
+node decides as above (pass it through, or terminate it and serve HTTP).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import StreamKind
@@ -41,6 +45,13 @@ _MAX_PEEK = MAX_CLIENT_HELLO + 1024  # the ClientHello and its record headers
 _HTTP_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+class TlsForwarder(Protocol):
+    """Sends a connection whose server name is another node's to that node (cluster.py);
+    it answers with the front's `cluster_*` methods."""
+
+    def forward_tls(self, front: TlsFront, name: str, client: str) -> None: ...
+
+
 @dataclass(slots=True)
 class HandshakeCounters:
     """Handshakes that completed, and those that failed, by reason (for metrics)."""
@@ -62,8 +73,12 @@ class TlsFront(asyncio.Protocol):
         store: CertificateStore,
         counters: HandshakeCounters,
         in_domain: Callable[[str | None], bool],
+        forwarder: TlsForwarder | None = None,
     ) -> None:
         self._services = services
+        self._forwarder = forwarder
+        self.via: str | None = None  # another node forwarded this connection here
+        self._asking = False  # the cluster is asked where the server name's tunnel is
         self._store = store
         self._counters = counters
         self._in_domain = in_domain
@@ -72,7 +87,7 @@ class TlsFront(asyncio.Protocol):
         self._slot: str | None = None
         self._client = "?"
         self._started = 0.0
-        self._app: PublicConnection | RawPublic | None = None
+        self._app: PublicConnection | RawPublic | object | None = None
         self.deadline_tick = 0  # Timed (transport/deadlines.py)
 
     def __repr__(self) -> str:
@@ -82,9 +97,10 @@ class TlsFront(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         self._started = time.monotonic()
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "?"
-        self._client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self.via is None:
+            peer = transport.get_extra_info("peername")
+            self._client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        ip = self._client.rpartition(":")[0] or self._client
         sock = transport.get_extra_info("socket")
         fd: int = sock.fileno() if sock is not None else -1
         self._slot = self._services.caps.admit(ip, fd, self._client)
@@ -93,8 +109,16 @@ class TlsFront(asyncio.Protocol):
             return
         self._services.deadlines.set(self, self._services.config.handshake_timeout)
 
+    def adopt(self, transport: asyncio.Transport, client: str, via: str, first: bytes) -> None:
+        """A connection another node forwarded, its ClientHello (`first`) read there."""
+        self.via, self._client = via, client
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        if first and self._transport is not None:
+            self.data_received(first)
+
     def data_received(self, data: bytes) -> None:
-        if self._transport is None or self._app is not None:
+        if self._transport is None or self._app is not None or self._asking:
             return
         self._buffer += data
         result = peek_client_hello(self._buffer)
@@ -113,7 +137,7 @@ class TlsFront(asyncio.Protocol):
             route = self._passthrough(result.server_name)
             if route is not None:
                 self._pass_through(route)
-            else:
+            elif not self._ask_cluster(result.server_name):
                 self._terminate()
 
     def eof_received(self) -> bool:
@@ -129,6 +153,52 @@ class TlsFront(asyncio.Protocol):
     def on_deadline(self) -> None:
         if self._app is None and self._transport is not None:
             self._fail("client_hello_timeout")
+
+    # --- the cluster ------------------------------------------------------------------
+    def _ask_cluster(self, server_name: str | None) -> bool:
+        """True if the cluster is asked about a tunnel name that no tunnel here serves."""
+        forwarder = self._forwarder
+        if forwarder is None or self.via is not None or server_name is None:
+            return False
+        name = self._services.hosts.tunnel_name(server_name.encode())
+        if name is None or self._services.routes.get(name, time.monotonic()) is not None:
+            return False
+        assert self._transport is not None
+        self._asking = True
+        self._transport.pause_reading()  # the handshake deadline still runs
+        forwarder.forward_tls(self, name, self._client)
+        return True
+
+    def cluster_local(self, name: str) -> None:
+        """The name is not on another node: terminated (or passed through) here."""
+        if not self._asking or self._transport is None:
+            return
+        self._asking = False
+        self._transport.resume_reading()
+        hello = peek_client_hello(self._buffer)
+        route = self._passthrough(hello.server_name) if isinstance(hello, ClientHello) else None
+        if route is not None:
+            self._pass_through(route)
+        else:
+            self._terminate()
+
+    def cluster_answer(self, status: int, code: str, message: str) -> None:
+        """No HTTP answer can be given before TLS: dropped, counted with the reason."""
+        if self._asking and self._transport is not None:
+            self._asking = False
+            self._fail(code)
+
+    def cluster_handover(self) -> tuple[asyncio.Transport, str | None, bytes] | None:
+        transport = self._transport
+        if not self._asking or transport is None or transport.is_closing():
+            return None
+        self._asking = False
+        self._services.deadlines.clear(self)
+        first, self._buffer = self._buffer, b""
+        slot, self._slot = self._slot, None
+        self._transport = None
+        self._app = _FORWARDED
+        return transport, slot, first
 
     # --- decisions --------------------------------------------------------------------
     def _passthrough(self, server_name: str | None) -> Route | None:
@@ -151,6 +221,7 @@ class TlsFront(asyncio.Protocol):
         self._services.deadlines.clear(self)
         first, self._buffer = self._buffer, b""
         raw = RawPublic(self._services)
+        raw.via = self.via
         self._app = raw  # not ours any more, nor is its slot
         slot, self._slot = self._slot, None
         transport.set_protocol(raw)
@@ -163,6 +234,9 @@ class TlsFront(asyncio.Protocol):
         self._services.deadlines.clear(self)
         first, self._buffer = self._buffer, b""
         self._app = app = PublicConnection(self._services, "https", self._slot)
+        if self.via is not None:  # forwarded: the client is the one the preamble named
+            app.via, app.client_addr = self.via, self._client
+            app.client_ip = self._client.rpartition(":")[0] or self._client
         left = self._services.config.handshake_timeout - (time.monotonic() - self._started)
 
         def handshake_ended(exc: BaseException | None) -> None:
@@ -199,6 +273,9 @@ class TlsFront(asyncio.Protocol):
         slot, self._slot = self._slot, None
         if slot is not None:
             self._services.caps.release(slot)
+
+
+_FORWARDED = object()  # TlsFront._app once the cluster took the connection
 
 
 def _reason(exc: BaseException | None) -> str:

@@ -199,6 +199,10 @@ class HeadFramer:
         self.size += end - pos
         return end
 
+    def pending(self) -> bytearray:
+        """The bytes of an unfinished head kept from earlier reads."""
+        return self._buffer
+
     def head(self, data: bytes, end: int) -> tuple[bytes, int]:
         """The raw head (without skipped blank lines) as (buffer, where it starts),
         copying only when the head was cut across reads."""

@@ -106,6 +106,11 @@ class RequestParser:
         """True while part of a request head has arrived and the rest has not."""
         return self._state == _HEAD and self._framer.size > 0
 
+    def unparsed(self) -> bytes:
+        """Bytes fed and not yet given out in an event: a head cut mid-way (cluster mode
+        sends them on with the rest when it hands a connection to another gateway)."""
+        return bytes(self._framer.pending()) if self._state == _HEAD else b""
+
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self._error is not None:
             raise HTTPError(self._error.status, self._error.code, str(self._error))

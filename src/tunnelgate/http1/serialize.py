@@ -108,3 +108,15 @@ def serialize_head(
         b"\r\n\r\n",
     )
     return b"".join(parts)
+
+
+def restate_head(head: RequestHead) -> bytes:
+    """The head as the client sent it, to parse again on another gateway of the cluster:
+    request line and fields in order, unchanged (the strict parser took no whitespace or
+    line ending it would have to normalise), framing fields included."""
+    version = b" HTTP/1.1\r\n" if head.version == "1.1" else b" HTTP/1.0\r\n"
+    parts = [head.method, b" ", head.target, version]
+    for name, value in head.headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
