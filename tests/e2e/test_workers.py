@@ -24,6 +24,7 @@ from tunnelgate.testing.processes import (
     Proc,
     build_request,
     free_port,
+    free_port_range,
     http_request,
     open_connection,
     poll_until_async,
@@ -33,6 +34,7 @@ from tunnelgate.testing.processes import (
     wait_ready,
 )
 from tunnelgate.testing.redis_server import RedisServer
+from tunnelgate.testing.tcp_app import start_tcp_app
 from tunnelgate.testing.workers import (
     CLUSTER_SECRET,
     events,
@@ -44,6 +46,7 @@ from tunnelgate.testing.workers import (
 
 CONNECTIONS = 40  # all on one worker by chance: 2 * 2**-40
 HELD = 8  # none on the tunnel's worker by chance: 2**-8
+POLL = 0.05  # seconds between polls (each wait has its deadline)
 EXIT_TIMEOUT = 15.0
 
 
@@ -227,3 +230,63 @@ async def test_several_workers_without_redis_exit_2() -> None:
         "tunnelgate: --workers: 2 processes share one namespace through --redis (with "
         "--cluster-secret and --advertise); give those, or --workers 1"
     ]
+
+
+# --- the workers as cluster nodes: one tunnel, served through both ------------------------
+
+
+def _nodes(proc: Proc) -> dict[int, str]:
+    """Each worker's node (its --advertise address), from its `cluster_joined` line."""
+    return {int(o["worker"]): str(o["node"]) for o in events(proc, "cluster_joined")}
+
+
+async def test_one_name_is_served_through_both_workers(
+    redis_server: RedisServer, local_app_proc: int
+) -> None:
+    proc, port = start_workers_gateway(2, redis_server.url)
+    server = f"ws://127.0.0.1:{port}/connect"
+    client = start_client("http", str(local_app_proc), "--subdomain", "both", "--server", server)
+    with proc, client:
+        wait_ready(client)
+        for i in range(CONNECTIONS):  # a new connection each: either worker may accept it
+            raw = build_request("GET", f"/echo?i={i}", host=f"both.localhost:{port}")
+            response = await http_request(port, raw)
+            assert response.status == 200, response
+            assert response.json()["path"] == f"/echo?i={i}"
+        await poll_until_async(lambda: len(_request_lines(proc, "/echo?i=")) == CONNECTIONS)
+        served = _request_lines(proc, "/echo?i=")
+        [holder] = {o["worker"] for o in served}  # the worker with the tunnel logs them all
+        other = 1 - int(str(holder))
+        via = [o for o in served if o.get("via") == _nodes(proc)[other]]
+        assert 0 < len(via) < CONNECTIONS  # both accepted some; the other's were forwarded
+        forwarded = [o for o in events(proc, "cluster_forwarded") if o["target"] == "both"]
+        assert {o["worker"] for o in forwarded} == {other}
+        assert len(forwarded) == len(via)
+
+
+async def test_a_tcp_port_is_served_through_both_workers(redis_server: RedisServer) -> None:
+    low, high = free_port_range(4)
+    proc, port = start_workers_gateway(2, redis_server.url, "--tcp-ports", f"{low}-{high}")
+    echo = await start_tcp_app()
+    client = start_client("tcp", str(echo.port), "--server", f"ws://127.0.0.1:{port}/connect")
+    try:
+        with proc, client:
+            url = str(wait_ready(client)["url"])
+            tunnel_port = int(url.rsplit(":", 1)[1])
+            target = f"port:{tunnel_port}"
+            # The other worker listens on the port (SO_REUSEPORT) once it follows the
+            # lease: until a connection it accepted was forwarded, keep connecting.
+            deadline = time.monotonic() + EXIT_TIMEOUT
+            while not [o for o in events(proc, "cluster_forwarded") if o["target"] == target]:
+                assert time.monotonic() < deadline, proc.output()
+                payload = os.urandom(64 * 1024)
+                async with await open_connection(tunnel_port) as conn:
+                    await conn.send(payload)
+                    await conn.write_eof()
+                    assert await conn.read_until_eof() == payload
+                await asyncio.sleep(POLL)  # poll interval: the forwarding line comes at its end
+            [holder] = {o["worker"] for o in events(proc, "tcp_connection")}
+            forwarded = [o for o in events(proc, "cluster_forwarded") if o["target"] == target]
+            assert {o["worker"] for o in forwarded} == {1 - int(str(holder))}
+    finally:
+        await echo.aclose()

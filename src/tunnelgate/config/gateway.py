@@ -238,7 +238,7 @@ def _check_workers(cfg: GatewayConfig) -> None:
         )
     if cfg.acme_email is not None:
         # HTTP-01 answers live in the memory of the worker that ordered, and the CA's
-        # request may reach another worker (docs/workers.md, "Not done").
+        # request may reach another worker (docs/cluster.md, "Workers").
         raise ConfigError("--acme-email: not supported with --workers above 1 yet")
     taken = {addr for addr in (cfg.http, cfg.https) if addr is not None}
     for key, addr in (("--advertise", cfg.advertise), ("--admin", cfg.admin)):
