@@ -252,7 +252,7 @@ async def test_one_name_is_served_through_both_workers(
             raw = build_request("GET", f"/echo?i={i}", host=f"both.localhost:{port}")
             response = await http_request(port, raw)
             assert response.status == 200, response
-            assert response.json()["path"] == f"/echo?i={i}"
+            assert response.json()["query"] == f"i={i}"
         await poll_until_async(lambda: len(_request_lines(proc, "/echo?i=")) == CONNECTIONS)
         served = _request_lines(proc, "/echo?i=")
         [holder] = {o["worker"] for o in served}  # the worker with the tunnel logs them all
