@@ -68,8 +68,21 @@ def worker_pids(gateway: ManagedProc) -> dict[int, int]:
 
 
 def requests_by_worker(log_path: Path) -> dict[int, int]:
-    data = log_path.read_bytes()
-    return {i: data.count(f" INFO request worker={i} ".encode()) for i in range(WORKERS)}
+    """Requests by the worker that accepted their connection: the worker with the tunnel
+    logs each request, with `via=NODE` when another worker (that node) forwarded it."""
+    text = log_path.read_text(errors="replace")
+    nodes: dict[str, int] = {}
+    counts = dict.fromkeys(range(WORKERS), 0)
+    for line in text.splitlines():
+        if " INFO cluster_joined worker=" in line:
+            fields = dict(part.split("=", 1) for part in line.split()[3:] if "=" in part)
+            nodes[fields["node"]] = int(fields["worker"])
+        elif " INFO request worker=" in line:
+            worker = int(line.split(" worker=", 1)[1].split(" ", 1)[0])
+            if " via=" in line:
+                worker = nodes.get(line.rsplit(" via=", 1)[1].split(" ", 1)[0], -1)
+            counts[worker] = counts.get(worker, 0) + 1
+    return counts
 
 
 class _Side:
