@@ -373,8 +373,6 @@ MAX_ROUTE_CACHE: Final = 10_000
 # How often a node reads which TCP ports other nodes hold (pub/sub brings changes sooner),
 # to listen on them and forward.
 PORT_SCAN_INTERVAL: Final = 2 * SECONDS
-# Lookups of port leases in flight at once during that scan.
-PORT_SCAN_BATCH: Final = 64
 
 # --- names --------------------------------------------------------------------
 RANDOM_NAME_LENGTH: Final = 10  # 36^10 ~ 3.6e15 names

@@ -73,8 +73,11 @@ async def in_process_cluster(
     *,
     tcp_ports: tuple[int, int] | None = None,
     certificate: tuple[Path, Path] | None = None,
+    grace_hold: float = 0.0,
 ) -> AsyncIterator[list[Node]]:
-    """`certificate`: (chain, key) for an --https listener on every node."""
+    """`certificate`: (chain, key) for an --https listener on every node; `grace_hold`:
+    their --grace-hold (the shared MemoryRegistry publishes nothing: a wait ends at its
+    deadline, or at a drain)."""
     registry = MemoryRegistry()
     nodes: list[Node] = []
     try:
@@ -96,6 +99,7 @@ async def in_process_cluster(
                 tcp_ports=tcp_ports,
                 tcp_bind=bind,
                 drain_timeout=1.0,
+                grace_hold=grace_hold,
                 **tls,  # type: ignore[arg-type]
             )
             gateway = Gateway(config, 4096)

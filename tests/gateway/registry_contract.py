@@ -148,3 +148,24 @@ async def test_leases_are_plain_data(harness: RegistryHarness) -> None:
     lease = await claimed(harness.registry, "web", ALICE)
     assert {type(v) for v in (lease.name, lease.node, lease.owner.principal)} == {str}
     assert isinstance(lease.token, int)
+
+
+async def test_the_ports_in_a_range_are_read_in_one_call(harness: RegistryHarness) -> None:
+    """What the port follower scans: every port lease in the range, online or held (with
+    its state), and nothing else: not names, not ports outside, not ports freed."""
+    registry = harness.registry
+    online = await claimed(registry, "port:20001", ALICE, "n2")
+    held = await claimed(registry, "port:20002", BOB, "n1")
+    gone = await claimed(registry, "port:20003", BOB, "n1")
+    await claimed(registry, "port:20100", BOB, "n1")  # outside the range
+    await claimed(registry, "web", BOB, "n1")
+    assert await registry.hold(held, 0.5)
+    assert await registry.release(gone)
+    found = await registry.ports(20000, 20099)
+    assert sorted(found) == [20001, 20002]
+    assert found[20001].lease == online
+    assert found[20001].online
+    assert found[20002].lease == held
+    assert not found[20002].online
+    await harness.advance(0.6)  # the hold runs out
+    assert sorted(await registry.ports(20000, 20099)) == [20001]

@@ -7,6 +7,7 @@ nodes B and C (HTTP, a large streamed upload, a WebSocket, a TCP port on B's own
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -260,6 +261,29 @@ async def test_a_name_held_on_another_node_is_502_offline(cluster: list[Node]) -
     response = await http_request(b.http_port, raw, timeout=TIMEOUT)
     assert response.status == 502
     assert response.header("X-Tunnelgate-Error") == "tunnel_offline"
+
+
+async def test_a_request_waiting_for_a_held_names_owner_is_answered_when_its_node_drains(
+    log_stream: io.StringIO,
+) -> None:
+    """--grace-hold across nodes: the request on B waits (the name is held on A); B's drain
+    answers it 503 gateway_draining at once, as the local wait's drain does."""
+    async with in_process_cluster(2, grace_hold=30.0) as (a, b):
+        claimed = await a.gateway.registry.claim("away", Owner("someone"), a.name)
+        assert isinstance(claimed, Claimed)
+        await a.gateway.registry.hold(claimed.lease, 30.0)
+        raw = build_request("GET", "/", host=host("away", b))
+        answer = asyncio.create_task(http_request(b.http_port, raw, timeout=TIMEOUT))
+        [waiting] = await wait_events(log_stream, "request_waiting", 1)
+        assert waiting["name"] == "away"
+        assert waiting["node"] == a.name
+        assert not answer.done()
+        started = time.monotonic()
+        b.stop.set()
+        response = await answer
+        assert response.status == 503
+        assert response.header("X-Tunnelgate-Error") == "gateway_draining"
+        assert time.monotonic() - started < 5.0  # at the drain, not the 30 s deadline
 
 
 def refusals(node: Node) -> dict[str, int]:

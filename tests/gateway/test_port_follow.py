@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from tunnelgate.gateway.port_follow import PortFollower
-from tunnelgate.gateway.registry import Claimed, MemoryRegistry, NameState, Owner
+from tunnelgate.gateway.redis_registry import RedisRegistry
+from tunnelgate.gateway.registry import Claimed, MemoryRegistry, NameState, Owner, Registry
 from tunnelgate.gateway.tcp import port_key
+from tunnelgate.testing.redis_server import RedisServer
 
 ME, OTHER = "10.0.0.1:7000", "10.0.0.2:7000"
 
@@ -25,7 +27,7 @@ class Ports:
         self.followed.discard(port)
 
 
-async def claim(registry: MemoryRegistry, port: int, node: str) -> Claimed:
+async def claim(registry: Registry, port: int, node: str) -> Claimed:
     claimed = await registry.claim(port_key(port), Owner("p"), node)
     assert isinstance(claimed, Claimed)
     return claimed
@@ -37,7 +39,7 @@ async def test_ports_online_on_other_nodes_are_followed_and_only_those() -> None
     await claim(registry, 20100, ME)  # ours: TcpPorts listens for its own tunnel
     held = await claim(registry, 20200, OTHER)
     await registry.hold(held.lease, 30.0)  # its owner dropped: refused, as on its node
-    follower = PortFollower(registry, ports, ME, batch=7)
+    follower = PortFollower(registry, ports, ME)
     await follower.scan()
     assert ports.followed == {20000}
 
@@ -67,10 +69,37 @@ async def test_a_port_that_cannot_be_bound_is_tried_again_next_scan() -> None:
 
 async def test_a_failed_scan_changes_nothing() -> None:
     class Down(MemoryRegistry):
-        async def lookup(self, name: str) -> NameState | None:
+        async def ports(self, low: int, high: int) -> dict[int, NameState]:
             raise OSError("the registry is down")
 
     ports = Ports(20000, 20001)
     ports.followed = {20000}
     await PortFollower(Down(), ports, ME).scan()
     assert ports.followed == {20000}
+
+
+async def test_a_scan_of_a_large_range_over_redis_is_one_call(redis_server: RedisServer) -> None:
+    """The scan reads the index of claimed ports, not each port of --tcp-ports."""
+    other = RedisRegistry(redis_server.url, OTHER, 30.0)
+    mine = RedisRegistry(redis_server.url, ME, 30.0)
+    try:
+        for port in (20000, 25000, 29999):
+            await claim(other, port, OTHER)
+        await claim(mine, 21000, ME)
+        ports = Ports(20000, 29999)
+        follower = PortFollower(mine, ports, ME)
+        await follower.scan()  # the script loaded: the next scan's calls are EVALSHAs
+        assert redis_server.command("CONFIG", "RESETSTAT").startswith(b"+OK")
+        await follower.scan()
+        assert ports.followed == {20000, 25000, 29999}
+        stats = redis_server.command("INFO", "commandstats").decode()
+        calls = {  # command -> calls, the script's own commands included
+            line.split(":")[0].removeprefix("cmdstat_"): int(line.split("calls=")[1].split(",")[0])
+            for line in stats.splitlines()
+            if line.startswith("cmdstat_")
+        }
+        assert calls["evalsha"] == 1  # one round trip
+        assert calls["hmget"] == 4  # one read per claimed port, none per port of the range
+    finally:
+        await other.aclose()
+        await mine.aclose()

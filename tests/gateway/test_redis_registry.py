@@ -154,7 +154,10 @@ async def test_redis_down_fails_closed_and_queues_releases_and_holds(
     assert state.lease == kept  # written back with its own token
     assert state.online
     assert await registry.lookup("freed") is None
-    assert await registry.lookup("held") is None  # Redis forgot the lease; nothing to hold
+    state = await registry.lookup("held")  # written back as held: its owner may come back
+    assert state is not None
+    assert state.lease == held
+    assert not state.online
     assert await registry.count(BOB.principal) == 1
     result = await registry.claim("new", ALICE, "n1")
     assert isinstance(result, Claimed)
@@ -289,3 +292,86 @@ async def test_a_principals_tunnels_are_counted_across_nodes(redis_server: Redis
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_held_name_is_written_back_after_a_restart_with_its_grace_left(
+    redis_server: RedisServer, registry: RedisRegistry, gateway_log: Recorded
+) -> None:
+    """Redis restarted empty during an owner's reconnect grace: the name stays held for
+    that owner (refused to others) until the grace it had left is over, not free early."""
+    web = await claimed(registry, "web", ALICE)
+    port = await claimed(registry, "port:20001", ALICE)
+    held_at = time.monotonic()
+    assert await registry.hold(web, 3.0)
+    assert await registry.hold(port, 3.0)
+    redis_server.kill()
+    redis_server.start()  # empty
+    await registry.keeper.run_round()
+    assert any("leases_reasserted" in line for line in gateway_log.messages)
+    state = await registry.lookup("web")
+    assert state is not None
+    assert state.lease == web
+    assert not state.online
+    assert time.monotonic() < state.expires_at <= held_at + 3.0 + 0.05  # the grace left
+    assert await registry.claim("web", BOB, "n1") is RejectReason.NAME_TAKEN
+    assert await registry.count(ALICE.principal) == 0  # held names do not count
+    ports = await registry.ports(20000, 20010)
+    assert list(ports) == [20001]  # in the port index again
+    assert not ports[20001].online
+    back = await registry.claim("web", ALICE, "n1")  # its owner comes back
+    assert isinstance(back, Claimed)
+    assert back.reclaimed
+    freed = await wait_free(registry, "port:20001")
+    assert freed >= held_at + 3.0 - 0.05  # then the hold runs out, as it would have
+    assert await registry.ports(20000, 20010) == {}
+
+
+async def test_a_hold_is_kept_only_until_its_owner_is_back_or_its_grace_is_over(
+    redis_server: RedisServer,
+) -> None:
+    lost: list[Lease] = []
+    first = RedisRegistry(redis_server.url, "n1", LIVENESS, on_lost=lost.append)
+    second = RedisRegistry(redis_server.url, "n2", LIVENESS)
+    try:
+        moved = await claimed(first, "moved", ALICE, "n1")
+        short = await claimed(first, "short", ALICE, "n1")
+        assert await first.hold(moved, GRACE)
+        assert await first.hold(short, 0.2)
+        assert sorted(lease.name for lease in first.keeper.held()) == ["moved", "short"]
+        back = await claimed(second, "moved", ALICE, "n2")  # its owner, on another node
+        await wait_free(first, "short")
+        await first.keeper.run_round()
+        assert first.keeper.held() == []
+        assert lost == []  # a hold replaced is not a tunnel lost
+        state = await first.lookup("moved")
+        assert state is not None
+        assert state.lease == back
+        redis_server.kill()
+        redis_server.start()
+        await first.keeper.run_round()
+        assert await first.lookup("short") is None  # not written back after its grace
+        assert await first.lookup("moved") is None  # nor the hold its owner left
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_the_port_index_keeps_claimed_ports_and_is_cleaned_as_it_is_read(
+    redis_server: RedisServer, registry: RedisRegistry
+) -> None:
+    dead = RedisRegistry(redis_server.url, "n2", 0.2)  # no keeper: its lease runs out
+    try:
+        await claimed(dead, "port:20001", BOB, "n2")
+        await claimed(registry, "port:20002", ALICE)
+        released = await claimed(registry, "port:20003", ALICE)
+        dropped = await claimed(registry, "port:20004", ALICE)
+        await claimed(registry, "web", ALICE)
+        assert await registry.release(released)
+        assert await registry.hold(dropped, 0.0)
+        index = redis_scripts.PORTS_KEY
+        assert redis_server.command("ZCARD", index).startswith(b":2")
+        await wait_free(registry, "port:20001")
+        assert list(await registry.ports(20000, 29999)) == [20002]
+        assert redis_server.command("ZCARD", index).startswith(b":1")  # cleaned as read
+    finally:
+        await dead.aclose()

@@ -119,7 +119,8 @@ class Gateway:
         )
         self.forwarder: Cluster | None = None
         if config.cluster_secret is not None and config.advertise is not None:
-            self.forwarder = Cluster(self, config.cluster_secret.encode())
+            secret = config.cluster_secret.encode()
+            self.forwarder = Cluster(self, secret, config.grace_hold)
             if self.tcp is not None:
                 self.tcp.forwarder = self.forwarder
         failures = FailedAuthLimiter(config.auth_fail_rate)  # /connect's and the controller's
@@ -425,6 +426,8 @@ class Gateway:
             server.close()
         if self.tcp is not None:
             self.tcp.close_all()
+        if self.forwarder is not None:
+            self.forwarder.drain()
         await drain(self.live, self.config.drain_timeout)
         if admin is not None:
             admin.close()

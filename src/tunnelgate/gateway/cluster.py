@@ -13,11 +13,17 @@ over (`cluster_handover`: its transport, its place under the caps, the bytes it 
 relay it (link_out.Relay). The connection is not read meanwhile. Any other answer goes back
 to the connection: `cluster_local` (not on another node: served or answered here, as on one
 node) or `cluster_answer` (an error it gives in its own way).
+
+With --grace-hold, an HTTP request for a name held for its owner (on this node or another)
+waits in the task for the owner to be back anywhere (held_waits.py, woken by the owner-change
+pub/sub), within the local wait's deadline: at most --grace-hold, and no longer than the
+hold. Then it goes where the owner is, as any other request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -26,6 +32,7 @@ from tunnelgate.errors import RegistryUnavailable
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.link import LinkKind
 
+from .held_waits import HeldWaits
 from .link_out import ClusterCounters, Relay, Slots, Tracker, open_link, preamble_bytes
 from .registry import NameState, Registry
 from .route_cache import NodeCache
@@ -77,12 +84,34 @@ class _Elsewhere:
 
 
 _HERE = _Elsewhere()
+_OFFLINE = _Elsewhere(502, "tunnel_offline", "the tunnel is offline")
+_TOO_MANY = _Elsewhere(
+    503, "hold_queue_full", "too many requests are waiting for this tunnel; retry shortly"
+)
+_DRAINING = _Elsewhere(503, "gateway_draining", "the gateway is shutting down; retry shortly")
+_UNAVAILABLE = _Elsewhere(503, "registry_unavailable", "the cluster's registry is unavailable")
+# Kinds whose requests may wait for a held name's owner: HTTP ones (not TLS passthrough,
+# not TCP), as on one node.
+_WAITS = (LinkKind.HTTP, LinkKind.HTTPS)
+
+
+class _Held:
+    """The name is held for its owner, who dropped from `node`, until `expires_at`."""
+
+    __slots__ = ("expires_at", "node")
+
+    def __init__(self, node: str, expires_at: float) -> None:
+        self.node = node
+        self.expires_at = expires_at  # monotonic seconds
 
 
 class Cluster:
-    def __init__(self, services: ClusterServices, secret: bytes) -> None:
+    def __init__(self, services: ClusterServices, secret: bytes, grace_hold: float = 0.0) -> None:
         self._services = services
         self._secret = secret
+        self._grace_hold = grace_hold
+        self.holds = HeldWaits()
+        self._draining = False
         self.node = services.node
         self.cache = NodeCache(limits.MAX_ROUTE_CACHE, limits.ROUTE_CACHE_TTL)
         self.counters = ClusterCounters()
@@ -105,14 +134,22 @@ class Cluster:
     def owner_changed(self, key: str) -> None:
         """The registry says `key` (a name or "port:N") changed owner: ask again next time."""
         self.cache.drop(key)
+        self.holds.changed(key)
         if key.startswith("port:") and self.ports_changed is not None:
             self.ports_changed()
 
     def resync(self) -> None:
         """Changes may have been missed (the subscription broke): forget every answer."""
         self.cache.clear()
+        self.holds.changed_all()
         if self.ports_changed is not None:
             self.ports_changed()
+
+    def drain(self) -> None:
+        """The gateway drains: requests waiting for a held name's owner are answered 503
+        `gateway_draining` now, as the local wait's are."""
+        self._draining = True
+        self.holds.changed_all()
 
     # --- one forward -------------------------------------------------------------------
     def _spawn(self, conn: Handover, kind: LinkKind, key: str, target: str, client: str) -> None:
@@ -135,6 +172,8 @@ class Cluster:
         self, conn: Handover, kind: LinkKind, key: str, target: str, client: str
     ) -> None:
         found = await self._locate(key)
+        if isinstance(found, _Held):
+            found = await self._wait_for_owner(kind, key, client, found)
         if isinstance(found, _Elsewhere):
             if found.status:
                 self.counters.fail(found.code)
@@ -172,23 +211,70 @@ class Cluster:
         )
         relay.start(transport, link, first)
 
-    async def _locate(self, key: str) -> str | _Elsewhere:
+    async def _locate(self, key: str) -> str | _Elsewhere | _Held:
         """The node to forward `key` to, or what to do instead."""
         node = self.cache.get(key)
         if node is not None:
             return node
-        try:
-            async with asyncio.timeout(limits.CLUSTER_LOOKUP_TIMEOUT):
-                state = await self._services.registry.lookup(key)
-        except (TimeoutError, OSError, RegistryUnavailable) as exc:
-            _warnings.warning("cluster_lookup_failed", target=key, error=repr(exc))
-            return _Elsewhere(503, "registry_unavailable", "the cluster's registry is unavailable")
+        state = await self._lookup(key)
+        if isinstance(state, _Elsewhere):
+            return state
         return self._decide(key, state)
 
-    def _decide(self, key: str, state: NameState | None) -> str | _Elsewhere:
-        if state is None or state.lease.node == self.node:
-            return _HERE  # nowhere (404 here), or ours: served or held here
+    async def _lookup(self, key: str) -> NameState | _Elsewhere | None:
+        try:
+            async with asyncio.timeout(limits.CLUSTER_LOOKUP_TIMEOUT):
+                return await self._services.registry.lookup(key)
+        except (TimeoutError, OSError, RegistryUnavailable) as exc:
+            _warnings.warning("cluster_lookup_failed", target=key, error=repr(exc))
+            return _UNAVAILABLE
+
+    def _decide(self, key: str, state: NameState | None) -> str | _Elsewhere | _Held:
+        if state is None:
+            return _HERE  # nowhere: 404 here
         if not state.online:
-            return _Elsewhere(502, "tunnel_offline", "the tunnel is offline")
+            return _Held(state.lease.node, state.expires_at)
+        if state.lease.node == self.node:
+            return _HERE  # ours: served here
         self.cache.put(key, state.lease.node)
         return state.lease.node
+
+    async def _wait_for_owner(
+        self, kind: LinkKind, key: str, client: str, held: _Held
+    ) -> str | _Elsewhere:
+        """`key` is held for its owner: without --grace-hold (or for a TLS or TCP
+        connection, or while draining) answered as on one node (held here: by the edge; held
+        elsewhere: 502). Else wait for its owner to be back on any node, at most
+        --grace-hold and no longer than the hold, then where it is now."""
+        if self._grace_hold <= 0 or kind not in _WAITS or self._draining:
+            return _HERE if held.node == self.node else _OFFLINE
+        deadline = min(time.monotonic() + self._grace_hold, held.expires_at)
+        waiting = self.holds.waiting(key) + 1
+        log.info("request_waiting", name=key, client=client, waiting=waiting, node=held.node)
+        while True:
+            event = self.holds.join(key)
+            if event is None:
+                return _TOO_MANY
+            try:
+                if self._draining:
+                    return _DRAINING
+                # Asked again once joined: a change between the first answer and now wakes us.
+                state = await self._lookup(key)
+                if isinstance(state, _Elsewhere):
+                    return state
+                if state is None:
+                    return _OFFLINE  # the hold ended before its owner came back
+                found = self._decide(key, state)
+                if not isinstance(found, _Held):
+                    return found
+                deadline = min(deadline, found.expires_at)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return _OFFLINE
+                try:
+                    async with asyncio.timeout(left):
+                        await event.wait()
+                except TimeoutError:
+                    return _OFFLINE
+            finally:
+                self.holds.leave(key, event)

@@ -2,10 +2,12 @@
 
 A public client may connect to any node's --tcp-bind address for a port; only the node the
 tunnel is on listens for it by itself (tcp.TcpPorts). This follows the registry's `port:N`
-leases across the range: every PORT_SCAN_INTERVAL, and at once when the registry says a
-port changed owner (`poke`). A port online on another node is followed (a listener that
-forwards); a port free, held for an owner that dropped (refused by the kernel, as on the
-node it was on), or ours is not. A failed scan changes nothing.
+leases in the range: every PORT_SCAN_INTERVAL, and at once when the registry says a port
+changed owner (`poke`). A scan is one registry call (`Registry.ports`) whose cost is the
+ports claimed, not the size of the range (Redis keeps an index of them). A port online on
+another node is followed (a listener that forwards); a port free, held for an owner that
+dropped (refused by the kernel, as on the node it was on), or ours is not. A failed scan
+changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from tunnelgate.errors import RegistryUnavailable
 from tunnelgate.logs import EventLog, RateLimitedLog
 
 from .registry import NameState, Registry
-from .tcp import port_key
 
 log = EventLog("tunnelgate.gateway")
 _warnings = RateLimitedLog(log)
@@ -43,13 +44,11 @@ class PortFollower:
         node: str,
         *,
         interval: float = limits.PORT_SCAN_INTERVAL,
-        batch: int = limits.PORT_SCAN_BATCH,
     ) -> None:
         self._registry = registry
         self._ports = ports
         self._node = node
         self._interval = interval
-        self._batch = batch
         self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -85,16 +84,9 @@ class PortFollower:
 
     async def _remote_ports(self) -> set[int]:
         """The ports in the range online on another node."""
-        ports = range(self._ports.low, self._ports.high + 1)
-        remote: set[int] = set()
-        registry = self._registry
-        for at in range(0, len(ports), self._batch):
-            batch = ports[at : at + self._batch]
-            async with asyncio.timeout(limits.CLUSTER_LOOKUP_TIMEOUT):
-                states = await asyncio.gather(*(registry.lookup(port_key(p)) for p in batch))
-            pairs = zip(batch, states, strict=True)
-            remote.update(port for port, state in pairs if self._elsewhere(state))
-        return remote
+        async with asyncio.timeout(limits.CLUSTER_LOOKUP_TIMEOUT):
+            leases = await self._registry.ports(self._ports.low, self._ports.high)
+        return {port for port, state in leases.items() if self._elsewhere(state)}
 
-    def _elsewhere(self, state: NameState | None) -> bool:
-        return state is not None and state.online and state.lease.node != self._node
+    def _elsewhere(self, state: NameState) -> bool:
+        return state.online and state.lease.node != self._node

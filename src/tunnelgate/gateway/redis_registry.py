@@ -74,6 +74,7 @@ class RedisRegistry:
         self._hold = self.client.register_script(lua.HOLD)
         self._lookup = self.client.register_script(lua.LOOKUP)
         self._count = self.client.register_script(lua.COUNT)
+        self._ports = self.client.register_script(lua.PORTS)
         self._keep = self.client.register_script(lua.KEEP)
         self._clock = clock
         self.available: bool | None = None  # None: not asked yet
@@ -95,6 +96,7 @@ class RedisRegistry:
     # --- the Registry contract -----------------------------------------------------
     async def claim(self, name: str, owner: Owner, node: str) -> Claimed | RejectReason:
         keys = [lua.LEASE_PREFIX + name, lua.OWNED_PREFIX + owner.principal, lua.TOKEN_KEY]
+        keys.append(lua.PORTS_KEY)
         args = [
             name,
             owner.principal,
@@ -125,14 +127,23 @@ class RedisRegistry:
         found = await self._call(self._lookup, [lua.LEASE_PREFIX + name], [])
         if found is None:
             return None
+        return self._state(name, found)
+
+    async def ports(self, low: int, high: int) -> dict[int, NameState]:
+        args: list[str | int] = [low, high, lua.LEASE_PREFIX]
+        found = await self._call(self._ports, [lua.PORTS_KEY], args)
+        return {int(f[0]): self._state(lua.PORT_PREFIX + str(f[0]), f[1:]) for f in found}
+
+    async def count(self, principal: str) -> int:
+        return int(await self._call(self._count, [lua.OWNED_PREFIX + principal], []))
+
+    def _state(self, name: str, found: Sequence[str]) -> NameState:
+        """A lease as LOOKUP and PORTS return it: o, p, c, a, n, t, pttl."""
         online, principal, client_id, anonymous, node, token, pttl = found
         owner = Owner(principal, client_id or None, anonymous == "1")
         lease = Lease(name, owner, node, int(token))
         expires_at = 0.0 if online == "1" else self._clock() + max(0, int(pttl)) / 1000
         return NameState(lease, online == "1", expires_at)
-
-    async def count(self, principal: str) -> int:
-        return int(await self._call(self._count, [lua.OWNED_PREFIX + principal], []))
 
     async def aclose(self) -> None:
         await self.keeper.aclose()
@@ -141,28 +152,30 @@ class RedisRegistry:
 
     # --- what the keeper calls (each raises RegistryUnavailable) -------------------------
     async def release_now(self, lease: Lease) -> bool:
-        keys = [lua.LEASE_PREFIX + lease.name]
+        keys = [lua.LEASE_PREFIX + lease.name, lua.PORTS_KEY]
         args: list[str | int] = [lease.name, lease.token, lua.OWNED_PREFIX, lua.OWNERS_CHANNEL]
         return bool(await self._call(self._release, keys, args))
 
     async def hold_now(self, lease: Lease, grace: float) -> bool:
-        grace_ms = max(1, round(grace * 1000)) if grace > 0 else 0
-        keys = [lua.LEASE_PREFIX + lease.name]
+        grace_ms = _ms(grace)
+        keys = [lua.LEASE_PREFIX + lease.name, lua.PORTS_KEY]
         args: list[str | int] = [lease.name, lease.token, grace_ms, lua.OWNED_PREFIX]
         args.append(lua.OWNERS_CHANNEL)
         return bool(await self._call(self._hold, keys, args))
 
-    async def keep(self, leases: Sequence[Lease]) -> list[int]:
-        """Refresh (or write back) these online leases of this node: KEPT, REASSERTED or
-        LOST for each, in order."""
-        keys = [lua.TOKEN_KEY, *(lua.LEASE_PREFIX + lease.name for lease in leases)]
+    async def keep(self, leases: Sequence[tuple[Lease, float | None]]) -> list[int]:
+        """Refresh (or write back) these leases of this node, each with None (online) or
+        the seconds of grace it has left (held): KEPT, REASSERTED or LOST for each, in
+        order."""
+        keys = [lua.TOKEN_KEY, lua.PORTS_KEY]
+        keys += [lua.LEASE_PREFIX + lease.name for lease, _ in leases]
         args: list[str | int] = [self.ttl_ms, lua.OWNED_PREFIX, lua.OWNERS_CHANNEL]
-        for lease in leases:
+        for lease, grace_left in leases:
             owner = lease.owner
             anonymous = "1" if owner.anonymous else "0"
             token = str(lease.token)
             args += [lease.name, token, owner.principal, owner.client_id or "", anonymous]
-            args.append(lease.node)
+            args += [lease.node, 0 if grace_left is None else max(1, _ms(grace_left))]
         return [int(status) for status in await self._call(self._keep, keys, args)]
 
     async def ping(self) -> None:
@@ -187,6 +200,11 @@ class RedisRegistry:
             log.info("registry_restored", redis=self.public_url)
         self.available = True
         return result
+
+
+def _ms(seconds: float) -> int:
+    """A grace in Redis's PX milliseconds: at least 1 when there is any (0: none)."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
 
 
 def public_url(url: str) -> str:

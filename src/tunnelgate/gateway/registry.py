@@ -84,6 +84,11 @@ class Registry(Protocol):
 
     async def lookup(self, name: str) -> NameState | None: ...
 
+    async def ports(self, low: int, high: int) -> dict[int, NameState]:
+        """The TCP ports in [low, high] that have a lease (online or held), by port: at a
+        cost bounded by the ports claimed, not by the range (the port follower's scan)."""
+        ...
+
     async def count(self, principal: str) -> int:
         """Online names of `principal` (per-owner tunnel limits)."""
         ...
@@ -152,6 +157,15 @@ class MemoryRegistry:
             return None
         return NameState(entry.lease, entry.online, entry.expires_at)
 
+    async def ports(self, low: int, high: int) -> dict[int, NameState]:
+        found: dict[int, NameState] = {}
+        for name in list(self._entries):
+            port = _port(name)
+            entry = self._current(name) if port is not None and low <= port <= high else None
+            if port is not None and entry is not None:
+                found[port] = NameState(entry.lease, entry.online, entry.expires_at)
+        return found
+
     async def count(self, principal: str) -> int:
         return self._online[principal]
 
@@ -186,6 +200,12 @@ class MemoryRegistry:
             self._online[principal] = left
         else:
             del self._online[principal]
+
+
+def _port(name: str) -> int | None:
+    """N for a TCP port's name (`port:N`, tcp.port_key), else None."""
+    prefix, _, number = name.partition(":")
+    return int(number) if prefix == "port" and number.isdigit() else None
 
 
 def _may_take(entry: _Entry, owner: Owner) -> bool:
