@@ -27,7 +27,7 @@ class _SwallowingStore:
     async def hold_now(self, lease: Lease, grace: float) -> bool:
         return True
 
-    async def keep(self, leases: Sequence[Lease]) -> list[int]:
+    async def keep(self, leases: Sequence[tuple[Lease, float | None]]) -> list[int]:
         return [0 for _ in leases]
 
     async def ping(self) -> None:
