@@ -117,7 +117,11 @@ def _check_cluster(result: dict[str, Any]) -> None:
     for side in ("same-node", "cross-node"):
         assert cluster[side]["rps"] > 0
         assert cluster[side]["errors"] == 0
-        assert cluster[side]["bulk"]["errors"] == 0
+        # None: the run's time budget ran out before the downloads (a loaded machine); a
+        # download that failed is in "errors" instead.
+        bulk = cluster[side]["bulk"]
+        assert bulk is None or bulk["errors"] == 0
+    assert cluster["errors"] == []
     assert cluster["cross-node"]["cpu_us_per_request"]["gateway2"] is not None
     assert isinstance(cluster["rps_cross_over_same"], float)
     assert isinstance(cluster["bulk_cross_over_same"], float)
