@@ -15,6 +15,7 @@ side's requests split between its workers.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import statistics
 from dataclasses import asdict, dataclass
@@ -47,6 +48,24 @@ def start_redis(procs: Processes) -> int:
     proc = procs.start("redis", argv)
     wait_until("redis-server's port", lambda: _accepts(port), START_TIMEOUT, proc)
     return port
+
+
+def free_ports(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive loopback ports that were all free a moment ago:
+    worker i's --advertise is the given port + i."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise BenchError(f"no {count} consecutive free ports in {attempts} attempts")
 
 
 def _accepts(port: int) -> bool:
@@ -136,7 +155,7 @@ def measure_workers(
     """Both sides started and warmed up, then measured in turn, the order swapped each
     round."""
     redis_port = start_redis(procs)
-    redis, advertise = f"redis://127.0.0.1:{redis_port}", f"127.0.0.1:{free_port()}"
+    redis, advertise = f"redis://127.0.0.1:{redis_port}", f"127.0.0.1:{free_ports(WORKERS)}"
     cluster = ("--workers", str(WORKERS), "--redis", redis,
                "--cluster-secret", CLUSTER_SECRET, "--advertise", advertise)  # fmt: skip
     one = _Side("1", Tunnelgate(procs, origin))
