@@ -1,6 +1,6 @@
 """Install the Debian packages a run needs, if any is missing: `bench` (nginx, wrk,
-pagekite, socat: the plain TCP relay of the TCP rows, and slowhttptest for
-``python -m bench.slowhttp``) for the benchmark, `tests`
+pagekite, socat: the plain TCP relay of the TCP rows, slowhttptest for
+``python -m bench.slowhttp``, redis-server for the workers row) for the benchmark, `tests`
 (pebble, the ACME test CA; nftables and iproute2 for the blackhole test; redis-server for
 the cluster tests) for `make test`,
 `tls-scan` (testssl.sh) for `make tls-scan`.
@@ -33,6 +33,7 @@ SETS: Final[Mapping[str, Mapping[str, str]]] = {
         "pagekite": "pagekite",
         "socat": "socat",
         "slowhttptest": "slowhttptest",
+        "redis-server": "redis-server",  # the --workers 2 row's shared namespace
     },
     # nft and ip: tests/e2e/test_blackhole.py drops a tunnel's packets in a network namespace.
     "tests": {

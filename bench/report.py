@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from . import workers_report
+
 SCHEMA: Final = 1
-PHASES: Final = ("http", "https", "tcp", "metrics", "cluster")
+PHASES: Final = ("http", "https", "tcp", "metrics", "cluster", "workers")
 NAMES: Final = {
     "direct": "direct",
     "twohop": "nginx two-hop",
@@ -713,6 +715,7 @@ def markdown(result: Result, scale: Result | None = None) -> str:
     out += _tcp_section(result)
     out += _metrics_section(result)
     out += _cluster_section(result)
+    out += workers_report.section(result)
     notes = _notes(result)
     if notes:
         out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
@@ -788,6 +791,8 @@ def validate(result: Result) -> list[str]:
     problems += _validate_https(result)
     problems += _validate_tcp(result)
     problems += _validate_metrics(result)
+    if "workers" in _phases(result):
+        problems += workers_report.validate(result)
     if "tunnelgate" in result.get("systems", {}):
         tunnels = result.get("idle_tunnels") or {}
         if not isinstance(tunnels.get("per_tunnel_kib"), int | float):

@@ -17,7 +17,8 @@ says so in the result.
 TCP rows (issue 9, :mod:`bench.tcprows`): one 100 MiB transfer and new connections per second
 through a TCP tunnel, against the local TCP service alone and against socat, in turn. Metrics
 row (issue 10, :mod:`bench.metrics_ab`): small GETs through tunnelgate with the admin API off,
-and on with /metrics scraped every 0.5 s, in turn.
+and on with /metrics scraped every 0.5 s, in turn. Workers row (issue 12,
+:mod:`bench.workers_ab`): small GETs through ``--workers 2`` and ``--workers 1``, in turn.
 
     python -m bench.run --only tcp,metrics
                                         # just those phases (about 2 minutes); writes
@@ -65,6 +66,7 @@ from .tcprows import SMOKE_TRANSFER_BYTES, TcpPlan, measure_tcp
 from .tcprows import SYSTEMS as TCP_SYSTEMS
 from .tlscert import BenchCertificate, make_certificate
 from .twohop import TwoHop
+from .workers_ab import WorkersPlan, measure_workers
 
 RESULTS: Final = ROOT / "bench" / "results"
 WORKDIR: Final = ROOT / "bench" / ".work"
@@ -75,12 +77,14 @@ ALL_SYSTEMS: Final = ("direct", "twohop", "tunnelgate", "pagekite")
 SMOKE_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")  # PageKite needs apt
 HTTPS_SYSTEMS: Final = ("direct", "twohop", "tunnelgate")
 SMOKE_HTTPS_SYSTEMS: Final = ("tunnelgate",)
-PHASES: Final = ("http", "https", "tcp", "metrics", "cluster")  # --only picks among them
+PHASES: Final = ("http", "https", "tcp", "metrics", "cluster", "workers")  # --only picks
 ONLY_STEM: Final = "phases"  # --only writes phases.{json,md}: latest.* stays a whole run
 SMOKE_TCP: Final = TcpPlan(rounds=1, transfer_bytes=SMOKE_TRANSFER_BYTES, duration=0.3)
 SMOKE_METRICS: Final = MetricsPlan(rounds=1, duration=1.2, warmup=0.2)  # >= 2 scrapes
+SMOKE_WORKERS: Final = WorkersPlan(rounds=1, duration=0.5, warmup=0.2)
 TCP_NEEDS: Final = 60.0  # seconds left before the TCP phase is started (it takes ~40)
 METRICS_NEEDS: Final = 110.0  # seconds left before the metrics phase is started (~95)
+WORKERS_NEEDS: Final = 45.0  # seconds left before the workers phase is started (~38)
 CLUSTER_NEEDS: Final = 75.0  # seconds left before the cross-node row is started (~60)
 SMOKE_CLUSTER: Final = ClusterPlan(rounds=1, duration=0.5, warmup=0.2, bulk_rounds=1)
 NO_TLS_IN_SMOKE: Final = (
@@ -216,6 +220,8 @@ def measure_all(args: argparse.Namespace, result: dict[str, Any]) -> None:
             measure_metrics_phase(args, procs, origin, plan, load, result)
         if "cluster" in args.only:
             measure_cluster_phase(args, procs, origin, plan, load, result)
+        if "workers" in args.only:
+            measure_workers_phase(args, procs, origin, plan, load, result)
         if "tcp" in args.only:
             _stop_all_but(procs, origin)
             measure_tcp_phase(args, procs, plan, result)
@@ -290,6 +296,29 @@ def measure_metrics_phase(
         )
     except BenchError as exc:
         result["errors"].append(f"metrics row: {exc}")
+    finally:
+        _stop_all_but(procs, origin)
+
+
+def measure_workers_phase(
+    args: argparse.Namespace,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    load: LoadGenerator,
+    result: dict[str, Any],
+) -> None:
+    """The --workers 2 over --workers 1 row; its processes are stopped afterwards."""
+    if plan.time_left() < WORKERS_NEEDS and not args.smoke:
+        result["errors"].append("workers row: skipped (time budget)")
+        return
+    say("workers row: tunnelgate with --workers 1 and --workers 2, in turn")
+    try:
+        result["workers"] = measure_workers(
+            procs, origin, load, SMOKE_WORKERS if args.smoke else WorkersPlan()
+        )
+    except BenchError as exc:
+        result["errors"].append(f"workers row: {exc}")
     finally:
         _stop_all_but(procs, origin)
 

@@ -133,7 +133,8 @@ def start_client(
 class Tunnelgate:
     """wrk -> gateway (Host bench.localhost) -> tunnel -> client -> origin; with `tls`, the
     public side is the gateway's HTTPS listener serving that certificate to `client_tls`;
-    with `admin`, the gateway also serves its admin API (/metrics) on `admin_port`."""
+    with `admin`, the gateway also serves its admin API (/metrics) on `admin_port`; `extra`:
+    more gateway options (``--workers 2`` and the cluster's, bench.workers_ab)."""
 
     name = "tunnelgate"
 
@@ -145,6 +146,7 @@ class Tunnelgate:
         tls: ServerCertificate | None = None,
         client_tls: ClientTls | None = None,
         admin: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.origin = origin
         https_port = 0
@@ -162,7 +164,7 @@ class Tunnelgate:
             return [*more, "--https", f"127.0.0.1:{https_port}", "--tls-cert",
                     str(tls.chain_file), "--tls-key", str(tls.key_file)]  # fmt: skip
 
-        self.gateway, port = start_gateway(procs, https=https)
+        self.gateway, port = start_gateway(procs, extra=extra, https=https)
         self.client = start_client(procs, port, origin.port)
         host = f"{SUBDOMAIN}.{DOMAIN}"
         if tls is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import select
 
 import pytest
 
-from tunnelgate.logs import AccessLog, EventLog, RateLimitedLog, configure_logging
+from tunnelgate.logs import AccessLog, EventLog, LineWriter, RateLimitedLog, configure_logging
 
 
 def _line(fmt: str, path: str, tunnel: str | None) -> str:
@@ -106,3 +108,73 @@ def test_rate_limited_warnings_hold_back_bursts_and_count_them() -> None:
         ("other", None),
         ("refused", 48),
     ]
+
+
+# --- a worker's lines (--workers N): context fields, whole lines per write ----------------
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write apart, as a pipe's reader would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_workers_every_line_carries_its_index_first() -> None:
+    for fmt in ("text", "json"):
+        stream = io.StringIO()
+        configure_logging(fmt, stream=stream, context={"worker": 3})
+        try:
+            EventLog("tunnelgate.gateway").info("listening", addr="127.0.0.1:1")
+            AccessLog("tunnelgate.gateway").request(
+                "a.localhost", "GET", "/", 200, 0, 1, 1.0, "127.0.0.1:1", "a"
+            )
+            logging.getLogger("picows").warning("from a library")
+        finally:
+            configure_logging("text")
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 3
+        if fmt == "json":
+            assert [json.loads(line)["worker"] for line in lines] == [3, 3, 3]
+        else:
+            assert " INFO listening worker=3 addr=127.0.0.1:1" in lines[0]
+            assert " INFO request worker=3 host=a.localhost " in lines[1]
+            assert " WARNING log worker=3 logger=picows " in lines[2]
+
+
+def test_without_context_no_worker_field() -> None:
+    assert "worker" not in _line("text", "/", None)
+    assert "worker" not in json.loads(_line("json", "/", None))
+
+
+async def test_a_shared_stream_gets_whole_lines_of_at_most_pipe_buf() -> None:
+    stream = _Writes()
+    configure_logging("text", stream=stream, context={"worker": 0})
+    try:
+        log = EventLog("tunnelgate.gateway")
+        for i in range(200):  # one event-loop turn: held, then flushed together
+            log.info("event", i=i, pad="x" * 100)
+        assert stream.writes == []
+        LineWriter.flush_all()  # what the end of the turn does
+    finally:
+        configure_logging("text")
+    assert len(stream.writes) > 1
+    assert all(len(text) <= select.PIPE_BUF for text in stream.writes)
+    assert all(text.endswith("\n") for text in stream.writes)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" i=")[1].split()[0] for line in lines] == [str(i) for i in range(200)]
+
+
+async def test_a_line_longer_than_pipe_buf_is_written_alone_and_whole() -> None:
+    stream = _Writes()
+    writer = LineWriter(stream, shared=True)
+    long = "x" * (select.PIPE_BUF + 10)
+    for line in ("a", long, "b"):
+        writer.write(line)  # in a running loop: held for the end of the turn
+    writer.flush()
+    assert stream.writes == ["a\n", long + "\n", "b\n"]

@@ -78,15 +78,16 @@ def _add_server(commands: argparse._SubParsersAction[_Parser]) -> None:
         "gateway": server.add_argument_group("gateway"),
         "limits": server.add_argument_group("timeouts and limits (durations in seconds)"),
     }
-    # Listed so that users find them, apart so that nobody mistakes them for working ones.
-    todo = server.add_argument_group(
-        "not implemented in this version (start-up refuses any value but the default)"
-    )
+    todo: argparse._ArgumentGroup | None = None
     for option in GATEWAY_OPTIONS:
         if option.implemented:
             _add_option(groups[option.group], option, GATEWAY_DEFAULTS[option.field])
-        else:
-            _add_option(todo, option, option.default)
+            continue
+        # Listed so that users find them, apart so that nobody mistakes them for working ones.
+        todo = todo or server.add_argument_group(
+            "not implemented in this version (start-up refuses any value but the default)"
+        )
+        _add_option(todo, option, option.default)
 
 
 def _add_clients(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -195,6 +196,10 @@ def _run(cfg: GatewayConfig | ClientConfig) -> int:
     # Imported here, once the config is good: the gateway and the client pull in
     # uvloop and picows, which --help and a config error should not pay for. Each
     # runner configures logging itself.
+    if isinstance(cfg, GatewayConfig) and cfg.workers > 1:
+        from tunnelgate.gateway.workers import run_workers
+
+        return run_workers(cfg)
     if isinstance(cfg, GatewayConfig):
         from tunnelgate.gateway.app import run_gateway
 

@@ -245,6 +245,21 @@ GRACE_HOLD_QUEUE: Final = 128
 MAX_TUNNELS_PER_TOKEN: Final = 32
 AUTH_FAIL_RATE: Final = 20  # per minute per source address
 
+# --- workers (--workers N: gateway/workers.py) ---------------------------------
+# A worker that exits unexpectedly is started again after this delay, doubled for each
+# fast crash in a row (one within WORKER_FAST_CRASH of its start), up to the maximum.
+# systemd's RestartSec is 100 ms; nginx's master restarts a worker at once.
+WORKER_RESTART_DELAY: Final = 0.1 * SECONDS
+WORKER_RESTART_DELAY_MAX: Final = 5 * SECONDS
+# A crash this soon after its start is "fast": the worker likely crashes again.
+WORKER_FAST_CRASH: Final = 10 * SECONDS
+# Fast crashes in a row of one worker after which the supervisor gives up: it stops the
+# others and exits 1 (systemd's StartLimitBurst=5 in StartLimitIntervalSec=10s).
+WORKER_MAX_FAST_CRASHES: Final = 5
+# On SIGTERM the supervisor gives its workers --drain-timeout, plus SHUTDOWN_TIMEOUT, plus
+# this, to exit; one still running then is killed (SIGKILL).
+WORKER_STOP_MARGIN: Final = 5 * SECONDS
+
 # --- JWT and the controller (gateway/jwt_auth.py, controller.py) ---------------
 # Clock skew forgiven on a JWT's exp, nbf and iat. RFC 7519 (4.1.4) allows "some small
 # leeway, usually no more than a few minutes"; Spring Security's JwtTimestampValidator

@@ -28,10 +28,11 @@ import atexit
 import json
 import logging
 import re
+import select
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Literal, TextIO
 
 _FIELDS: Final = "tunnelgate_fields"  # the LogRecord attribute EventLog fills
@@ -78,8 +79,13 @@ class LineWriter:
     # Weak: a writer replaced by a later configure_logging (or a test's) is not kept alive.
     _all: Final[weakref.WeakSet[LineWriter]] = weakref.WeakSet()
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, shared: bool = False) -> None:
         self.stream = stream
+        # Other processes (the workers of one supervisor) write to the same stream: each
+        # write then holds whole lines and at most PIPE_BUF bytes, which POSIX writes to a
+        # pipe in one piece, so no line is torn by another process's. Lines are ASCII
+        # (format_event escapes the rest), so characters count bytes.
+        self._max_write = select.PIPE_BUF if shared else 0
         self._lines: list[str] = []
         LineWriter._all.add(self)
 
@@ -96,7 +102,24 @@ class LineWriter:
         if self._lines:
             lines, self._lines = self._lines, []
             lines.append("")
-            self._write_now("\n".join(lines))
+            text = "\n".join(lines)
+            if self._max_write and len(text) > self._max_write:
+                self._write_pieces(text)
+            else:
+                self._write_now(text)
+
+    def _write_pieces(self, text: str) -> None:
+        """`text` in writes of whole lines, each at most `_max_write` long (a longer line
+        alone: it cannot be written in one piece anyway)."""
+        start, end, most = 0, len(text), self._max_write
+        while end - start > most:
+            cut = text.rfind("\n", start, start + most) + 1
+            if cut <= start:
+                cut = text.find("\n", start + most) + 1 or end
+            self._write_now(text[start:cut])
+            start = cut
+        if start < end:
+            self._write_now(text[start:])
 
     def _write_now(self, text: str) -> None:
         try:
@@ -190,7 +213,7 @@ class EventFormatter(logging.Formatter):
     def _event(self, record: logging.LogRecord) -> tuple[str, dict[str, object]]:
         fields: dict[str, object] | None = getattr(record, _FIELDS, None)
         if fields is None:  # a plain logging call, from a library or elsewhere
-            return "log", {"logger": record.name, "message": record.getMessage()}
+            return "log", {**_config.context, "logger": record.name, "message": record.getMessage()}
         return record.msg, fields
 
     def format(self, record: logging.LogRecord) -> str:
@@ -221,24 +244,37 @@ class _Config:
     writer: LineWriter | None = None
     json = False
     level = logging.INFO
+    # Fields every line of this process carries first (a worker's `worker=i`), and the
+    # same as text, for the access log's preformatted line.
+    context: dict[str, object] = {}  # noqa: RUF012 - replaced whole, never mutated
+    context_text = ""
 
 
 _config = _Config()
 
 
 def configure_logging(
-    fmt: Literal["text", "json"], stream: TextIO | None = None, level: int = logging.INFO
+    fmt: Literal["text", "json"],
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+    *,
+    context: Mapping[str, int | str] | None = None,
 ) -> None:
-    """Send every log record (ours and libraries') to `stream` (stderr) in `fmt`."""
+    """Send every log record (ours and libraries') to `stream` (stderr) in `fmt`.
+
+    `context`: fields every line carries, first (a worker's `worker=i`); the stream is
+    then taken to be shared with sibling processes (LineWriter's `shared`)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(handler)
     if _config.writer is not None:
         _config.writer.flush()
-    writer = LineWriter(sys.stderr if stream is None else stream)
+    writer = LineWriter(sys.stderr if stream is None else stream, shared=bool(context))
     _config.writer = writer
     _config.json = fmt == "json"
     _config.level = level
+    _config.context = dict(context or {})
+    _config.context_text = "".join(f" {k}={_text_value(v)}" for k, v in _config.context.items())
     handler = _Handler(writer)
     handler.setFormatter(EventFormatter(fmt))
     root.addHandler(handler)
@@ -262,6 +298,8 @@ class EventLog:
 
     def _emit(self, level: int, event: str, fields: dict[str, object], exc: bool = False) -> None:
         merged = {**self._context, **fields} if self._context else fields
+        if _config.context:
+            merged = {**_config.context, **merged}
         writer = _config.writer
         if writer is None or exc:
             # Not configured (library use), or a traceback to render: the stdlib path.
@@ -361,6 +399,7 @@ class AccessLog:
                 "level": "info",
                 "logger": self._name,
                 "event": "request",
+                **_config.context,
                 "host": host,
                 "method": method,
                 "path": path,
@@ -377,7 +416,8 @@ class AccessLog:
             line = json.dumps(fields)
         else:
             line = (
-                f"{stamp} INFO request host={_plain(host)} method={_plain(method)} "
+                f"{stamp} INFO request{_config.context_text} host={_plain(host)} "
+                f"method={_plain(method)} "
                 f"path={_plain(path)} status={status} bytes_in={bytes_in} "
                 f"bytes_out={bytes_out} duration_ms={duration_ms} client={_plain(client)} "
                 f"tunnel={'null' if tunnel is None else _plain(tunnel)}"

@@ -4,12 +4,13 @@
 the origin and the systems, check routes, sweep concurrency, bulk downloads, CPU and memory
 from /proc, integrity, idle tunnels, report) with the pure-Python origin
 (``tunnelgate.testing.local_app``) and load generator in place of nginx and wrk, so it needs
-nothing from apt. The nginx two-hop chain is two Python TCP relays here (``bench.relay``), and
-the result and report say so. The TCP rows (direct, socat if installed, a tunnelgate TCP
-tunnel), the metrics on/off row and the cross-node row (two gateways and a redis-server) run
-too, one short round each. Of the HTTPS rows only tunnelgate's listener is measured (with
-the run's test certificate, and the Python clients over verified TLS); the nginx ones are
-named as not measured. It times nothing: only the
+nothing from apt but the redis-server the tests use anyway. The nginx two-hop chain is two
+Python TCP relays here (``bench.relay``), and the result and report say so. The TCP rows
+(direct, socat if installed, a tunnelgate TCP tunnel), the metrics on/off row, the
+cross-node row (two gateways and a redis-server) and the workers row (``--workers 2`` over
+1) run too, one short round each. Of the HTTPS rows only tunnelgate's listener is measured
+(with the run's test certificate, and the Python clients over verified TLS); the nginx ones
+are named as not measured. It times nothing: only the
 shape of the result is checked.
 """
 
@@ -126,6 +127,17 @@ def _check_cluster(result: dict[str, Any]) -> None:
     assert isinstance(cluster["bulk_cross_over_same"], float)
 
 
+def _check_workers(result: dict[str, Any]) -> None:
+    workers = result["workers"]
+    for side in ("one", "two"):
+        assert workers[side]["rps"] > 0
+        assert workers[side]["errors"] == 0
+    split = workers["two"]["requests_by_worker"]
+    assert set(split) == {"0", "1"}  # JSON keys
+    assert all(count > 0 for count in split.values()), split  # both workers accepted
+    assert isinstance(workers["two_over_one"], float)
+
+
 def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     result, results = _run_smoke(tmp_path)
 
@@ -150,6 +162,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     _check_tcp(result)
     _check_metrics(result)
     _check_cluster(result)
+    _check_workers(result)
 
     markdown = (results / "latest.md").read_text()
     assert "| small GET req/s, 50 connections |" in markdown
@@ -163,6 +176,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert "## Metrics on/off (issue 10)" in markdown
     assert "| small GET req/s, metrics on / off | >= 0.97 |" in markdown
     assert "## Cross-node (issue 12)" in markdown
+    assert "## Workers (issue 12)" in markdown
+    assert "| `--workers 2` |" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (results / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     else:  # `make test` installs only the dev extra: the report says why there is no chart

@@ -24,7 +24,13 @@ spelled it. Secrets (tokens, the JWT secret) are never echoed in messages or `re
 from __future__ import annotations
 
 from .client import CLIENT_DEFAULTS, CLIENT_OPTIONS, ClientConfig, load_client_config
-from .gateway import GATEWAY_DEFAULTS, GatewayConfig, auth_methods, load_gateway_config
+from .gateway import (
+    GATEWAY_DEFAULTS,
+    GatewayConfig,
+    auth_methods,
+    for_worker,
+    load_gateway_config,
+)
 from .gateway_options import GATEWAY_OPTIONS
 from .options import ENV_PREFIX, Option, describe_default
 from .parsers import Address, LogFormat
@@ -47,6 +53,7 @@ __all__ = [
     "auth_methods",
     "changed_options",
     "describe_default",
+    "for_worker",
     "load_client_config",
     "load_gateway_config",
     "read_tokens_file",

@@ -8,8 +8,9 @@ can tell (the heartbeat pair, a public listener, the anonymous rule).
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
 from tunnelgate import limits
@@ -77,6 +78,8 @@ class GatewayConfig:
     redis: str | None = field(default=None, repr=False)  # the URL may carry a password
     cluster_secret: str | None = field(default=None, repr=False)
     advertise: Address | None = None
+    # --workers: `auto` is resolved at load (usable_cores); worker i's config: for_worker.
+    workers: int = 1
 
 
 GATEWAY_DEFAULTS: Final[Mapping[str, object]] = {f.name: f.default for f in fields(GatewayConfig)}
@@ -89,6 +92,8 @@ def load_gateway_config(
     file_values = read_toml(config_path) if config_path else {}
     given = resolve(GATEWAY_OPTIONS, argv_values, env, file_values, config_path)
     raw = _implemented_values(given)
+    if raw.get("workers") == "auto":
+        raw["workers"] = usable_cores()
     if raw.get("tokens_file"):
         raw["file_token_digests"] = read_tokens_file(str(raw["tokens_file"]))
     cfg = GatewayConfig(**raw)
@@ -163,6 +168,7 @@ def _check_gateway(cfg: GatewayConfig) -> None:
         raise ConfigError("--redirect-http: needs both --http and --https")
     _check_jwt(cfg)
     _check_cluster(cfg)
+    _check_workers(cfg)
     # The anonymous rule (SPEC): with no auth, every listener must be on loopback.
     if cfg.tcp_ports is not None:
         listeners.append(("--tcp-bind", (cfg.tcp_bind, cfg.tcp_ports[0])))
@@ -200,6 +206,57 @@ def _check_cluster(cfg: GatewayConfig) -> None:
         raise ConfigError(
             f"--advertise: {format_address(cfg.advertise)} is another listener's address"
         )
+
+
+def usable_cores() -> int:
+    """What `--workers auto` means: the CPUs this process may run on (its affinity set,
+    which a container's cpuset narrows), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _shifted(addr: Address | None, index: int) -> Address | None:
+    return None if addr is None else (addr[0], addr[1] + index)
+
+
+def for_worker(cfg: GatewayConfig, index: int) -> GatewayConfig:
+    """Worker `index`'s config: the same, but its node identity and internal link
+    (--advertise) and its admin API (--admin) on the given port + index, since those
+    belong to one process; the public listeners are shared (SO_REUSEPORT)."""
+    return replace(cfg, advertise=_shifted(cfg.advertise, index), admin=_shifted(cfg.admin, index))
+
+
+def _check_workers(cfg: GatewayConfig) -> None:
+    if cfg.workers == 1:
+        return
+    if cfg.redis is None:
+        raise ConfigError(
+            f"--workers: {cfg.workers} processes share one namespace through --redis (with "
+            "--cluster-secret and --advertise); give those, or --workers 1"
+        )
+    if cfg.acme_email is not None:
+        # HTTP-01 answers live in the memory of the worker that ordered, and the CA's
+        # request may reach another worker (docs/cluster.md, "Workers").
+        raise ConfigError("--acme-email: not supported with --workers above 1 yet")
+    taken = {addr for addr in (cfg.http, cfg.https) if addr is not None}
+    for key, addr in (("--advertise", cfg.advertise), ("--admin", cfg.admin)):
+        if addr is None:
+            continue
+        if addr[1] + cfg.workers - 1 > 65535:
+            raise ConfigError(
+                f"--workers: worker {cfg.workers - 1}'s {key} port would be "
+                f"{addr[1] + cfg.workers - 1}, past 65535"
+            )
+        for index in range(cfg.workers):
+            shifted = (addr[0], addr[1] + index)
+            if shifted in taken:
+                raise ConfigError(
+                    f"--workers: worker {index}'s {key} address {format_address(shifted)} "
+                    "is another listener's address (worker i's is the given port + i)"
+                )
+            taken.add(shifted)
 
 
 def _check_jwt(cfg: GatewayConfig) -> None:

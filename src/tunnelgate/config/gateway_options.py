@@ -89,9 +89,10 @@ GATEWAY_OPTIONS: Final[tuple[Option, ...]] = (
     _gw("advertise", p.address, "ADDR",
         "HOST:PORT other gateways use to reach this one; the internal link listens there",
         RESTART),
-    _todo("workers", p.workers, "N|auto",
-          "processes sharing the listeners and one namespace (auto = cores)", RESTART,
-          default=1),
+    _gw("workers", p.workers, "N|auto",
+        "processes sharing the listeners (SO_REUSEPORT) and one namespace (auto = the "
+        "usable cores; N > 1 needs --redis): worker i's --advertise and --admin ports "
+        "are the given ones + i", RESTART),
     _gw("state-dir", p.string, "DIR", "self-signed and ACME certificates, kept across restarts",
         RESTART, path=True, unset="the user's data dir"),
     _gw("acme-email", p.email, "E",

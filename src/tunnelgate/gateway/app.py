@@ -22,7 +22,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,8 +108,15 @@ class Gateway:
         self.routes = RouteTable()
         self.cluster = self._cluster_registry() if config.redis is not None else None
         self.registry: Registry = self.cluster if self.cluster is not None else MemoryRegistry()
+        # --workers N: every worker binds the public ports (and TCP tunnel ports) with
+        # SO_REUSEPORT, and the kernel spreads new connections among them.
+        self.shares_listeners = config.workers > 1
         ports = config.tcp_ports
-        self.tcp = TcpPorts(self, config.tcp_bind, ports[0], ports[1]) if ports else None
+        self.tcp = (
+            TcpPorts(self, config.tcp_bind, ports[0], ports[1], reuse_port=self.shares_listeners)
+            if ports
+            else None
+        )
         self.forwarder: Cluster | None = None
         if config.cluster_secret is not None and config.advertise is not None:
             secret = config.cluster_secret.encode()
@@ -272,14 +279,27 @@ class Gateway:
         else:
             log.info("buffer_pressure_over", held=self.buffers.held)
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then drain and shut down in order."""
+    async def serve(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+        """Run until `stop` is set, then drain and shut down in order. `ready` is called
+        once every listener is up (a worker tells its supervisor: workers.py)."""
         if self.acme is not None:
             await self.acme.start()
         if self.cluster is not None:
             self.cluster.start()  # an unreachable Redis is logged and retried, not fatal
             log.info("cluster_joined", node=self.node, redis=self.cluster.public_url)
-        servers, admin = await self._listen()
+        try:
+            servers, admin = await self._listen()
+        except BaseException:
+            # A listener that cannot bind: what start-up began must end here (the
+            # cluster's tasks, its lease keeper), not be left to the loop's exit, which
+            # cancels them mid-call to Redis: the process hung there 2 runs in 5.
+            await self.live.aclose()
+            await self.registry.aclose()
+            if self.acme is not None:
+                await self.acme.aclose()
+            raise
+        if ready is not None:
+            ready()
         trimmer = asyncio.get_running_loop().create_task(self._trim_when_quiet())
         try:
             await stop.wait()
@@ -303,7 +323,12 @@ class Gateway:
         if config.http is not None:
             host, port = config.http
             server = await loop.create_server(
-                lambda: PublicConnection(self), host, port, backlog=4096, reuse_address=True
+                lambda: PublicConnection(self),
+                host,
+                port,
+                backlog=4096,
+                reuse_address=True,
+                reuse_port=self.shares_listeners,
             )
             servers.append(server)
             bound = server.sockets[0].getsockname()
@@ -326,6 +351,7 @@ class Gateway:
                 port,
                 backlog=4096,
                 reuse_address=True,
+                reuse_port=self.shares_listeners,
             )
             servers.append(server)
             bound = server.sockets[0].getsockname()
@@ -464,8 +490,13 @@ def _authenticator(
     return AuthChain(methods, check=reservations)
 
 
-def run_gateway(config: GatewayConfig) -> int:
-    configure_logging(config.log_format)
+def run_gateway(
+    config: GatewayConfig, *, worker: int | None = None, ready: Callable[[], None] | None = None
+) -> int:
+    """The gateway in this process, until it is signalled and has drained: the exit status.
+    `worker`: this process is worker i of a supervisor (workers.py): each log line says
+    so; `ready` is called once it listens."""
+    configure_logging(config.log_format, context=None if worker is None else {"worker": worker})
     tune_allocator()
     open_files = raise_open_file_limit()
 
@@ -477,7 +508,7 @@ def run_gateway(config: GatewayConfig) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, gateway.signalled, stop)
         loop.add_signal_handler(signal.SIGHUP, gateway.reload)
-        await gateway.serve(stop)
+        await gateway.serve(stop, ready)
 
     try:
         uvloop.run(main())

@@ -139,6 +139,13 @@ class LeaseKeeper:
                 pass  # the registry logged it; the next round tries again
             except Exception:  # the task's root: a bug in one round must not stop the next
                 log.exception("lease_keeper_failed")
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # aclose() cancelled it mid-call and the call lost it (redis-py's use of
+                # Python 3.11's wait_for can) or turned it into an error: stop all the
+                # same (the loop would otherwise go on for ever, and a gateway that
+                # failed to start or was stopping hung with it).
+                raise asyncio.CancelledError
             up = self._store.available
             # A period, not a wait for an event: Redis tells no one when it is back.
             await asyncio.sleep(self.interval if up else limits.REDIS_RETRY_INTERVAL)

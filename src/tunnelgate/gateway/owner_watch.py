@@ -12,6 +12,7 @@ cache's TTL covers those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import redis.asyncio as redis
@@ -39,11 +40,25 @@ async def watch_owners(
             try:
                 await _subscribed(client, on_change, on_resync)
             except (RedisError, OSError, TimeoutError) as exc:
+                _stop_if_cancelled()
                 _warnings.warning("owner_watch_lost", error=str(exc) or type(exc).__name__)
             on_resync()
             await asyncio.sleep(limits.REDIS_RETRY_INTERVAL)  # a back-off, not a wait
     finally:
-        await client.aclose()
+        # Bounded: closing a connection that a cancel caught mid-connect can wait for
+        # ever (seen when a worker was stopped right after it started).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limits.REDIS_TIMEOUT):
+                await client.aclose()
+
+
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled and a Redis call swallowed it:
+    Python 3.11's asyncio.wait_for, which redis-py uses, loses a cancel that arrives as
+    its call completes, and the watch would then go on for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _subscribed(
@@ -52,7 +67,9 @@ async def _subscribed(
     async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
         async with asyncio.timeout(limits.REDIS_TIMEOUT):
             await pubsub.subscribe(OWNERS_CHANNEL)
+        _stop_if_cancelled()
         on_resync()  # whatever changed before this point was not heard
         async for message in pubsub.listen():
+            _stop_if_cancelled()
             if message.get("type") == "message":
                 on_change(str(message["data"]))

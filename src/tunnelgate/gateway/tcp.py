@@ -75,11 +75,16 @@ def port_key(port: int) -> str:
 
 
 class TcpPorts:
-    def __init__(self, services: TcpServices, bind: str, low: int, high: int) -> None:
+    def __init__(
+        self, services: TcpServices, bind: str, low: int, high: int, *, reuse_port: bool = False
+    ) -> None:
         self._services = services
         self.bind = bind
         self.low = low
         self.high = high
+        # --workers N: SO_REUSEPORT, so the other workers can listen on a port too (to
+        # forward its connections to the worker with the tunnel).
+        self.reuse_port = reuse_port
         self._servers: dict[int, asyncio.Server] = {}
         self._routes: dict[int, Route] = {}
         self.forwarder: TcpForwarder | None = None  # cluster mode
@@ -119,6 +124,7 @@ class TcpPorts:
                 port,
                 backlog=limits.TCP_BACKLOG,
                 reuse_address=True,
+                reuse_port=self.reuse_port,
             )
         except OSError as exc:
             self._routes.pop(port, None)
@@ -158,6 +164,7 @@ class TcpPorts:
                 port,
                 backlog=limits.TCP_BACKLOG,
                 reuse_address=True,
+                reuse_port=self.reuse_port,  # --workers: the holder's worker listens there too
             )
         except OSError as exc:
             return exc

@@ -29,6 +29,8 @@ set-ups the same way. Nothing here is imported by the gateway or the client.
   tunnel, accepts its registrations and opens TCP or TLS streams to it when a test says.
 - :mod:`tunnelgate.testing.processes`: start the gateway, the client and the local app as real
   processes, wait on their output with deadlines, and always kill them by PID.
+- :mod:`tunnelgate.testing.workers`: a gateway with ``--workers N`` (cluster options on free
+  ports), and what its log says of each worker (pids, ready, exits).
 - :mod:`tunnelgate.testing.fakes`: fakes for component tests in milliseconds: the tunnel
   transport as a stream's handler sees it, a raw pipe's socket, an asyncio transport.
 - :mod:`tunnelgate.testing.memory_tunnel`: a real ``TunnelConnection`` on a fake WebSocket,
