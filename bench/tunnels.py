@@ -94,6 +94,12 @@ class _Recorder:
     def closed(self, reason: str) -> None:
         pass
 
+    def draining(self, open_streams: int, timeout: float) -> None:
+        pass  # the agents are cancelled at the end, never signalled
+
+    def drained(self, ended: str, duration_ms: float, cut_streams: int) -> None:
+        pass
+
     def error(self, message: str) -> None:
         self.tally.reasons[message] = self.tally.reasons.get(message, 0) + 1
 

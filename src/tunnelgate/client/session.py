@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from tunnelgate import limits
 from tunnelgate.proto.codes import ErrorCode, RejectReason, code_name
@@ -117,7 +117,8 @@ class ClientSession:
                 # Woken by the connection's end or the second signal; else a look every
                 # interval for the last stream's end.
                 wait = min(left, limits.CLIENT_DRAIN_CHECK_INTERVAL)
-                await asyncio.wait({self.closed, cutting}, timeout=wait)
+                woken: set[asyncio.Future[Any]] = {self.closed, cutting}
+                await asyncio.wait(woken, timeout=wait)
         finally:
             cutting.cancel()
 
