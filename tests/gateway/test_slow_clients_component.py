@@ -82,6 +82,8 @@ async def test_a_stalled_body_gets_408_and_its_stream_is_reset(
     clock.advance(2)
     assert status_of(transport.written) == 408
     assert b"X-Tunnelgate-Error: body_timeout" in transport.written
+    assert transport.eof_written  # the rest of the body may come: the close lingers
+    clock.advance(limits.LINGER_TIMEOUT + 1)
     assert transport.closed
     await peer.pump()
     assert peer.resets[sid] == ErrorCode.CANCEL  # the app sees the body cut, never complete

@@ -13,7 +13,6 @@ the connection caps) meanwhile, and hands this object what it reads.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from tunnelgate import limits
 
@@ -28,7 +27,7 @@ class Linger:
     def __init__(self, transport: asyncio.Transport, deadlines: Deadlines) -> None:
         self._transport = transport
         self._deadlines = deadlines
-        self._until = time.monotonic() + limits.LINGER_TIME
+        self._until = deadlines.time() + limits.LINGER_TIME
         self._left = limits.LINGER_MAX_BYTES
         self.dropped = 0  # bytes read and dropped
         self.deadline_tick = 0  # Timed
@@ -38,13 +37,13 @@ class Linger:
         deadlines.set(self, min(limits.LINGER_TIMEOUT, limits.LINGER_TIME))
 
     def __repr__(self) -> str:
-        return f"<Linger dropped={self.dropped} left={self._until - time.monotonic():.1f}s>"
+        return f"<Linger dropped={self.dropped} left={self._until - self._deadlines.time():.1f}s>"
 
     def data_received(self, n: int) -> None:
         """`n` more bytes were read (and are dropped)."""
         self.dropped += n
         self._left -= n
-        left = self._until - time.monotonic()
+        left = self._until - self._deadlines.time()
         if self._left <= 0 or left <= 0:
             self.end()
         else:
