@@ -100,8 +100,20 @@ SEND_TIMEOUT: Final = 30 * SECONDS
 # A request body that stops for this long (no byte read from the client, while the tunnel
 # takes what comes) gets 408 and the connection is closed; its stream is reset, so the
 # app sees the body cut off. nginx client_body_timeout (60 s, between two reads); Apache
-# mod_reqtimeout's body=20. The response timeout still bounds the whole wait from the head.
+# mod_reqtimeout's body=20. The response timeout counts from the body's end (nginx's
+# proxy_read_timeout from the last write upstream): an upload may take as long as it keeps
+# moving; while the tunnel holds the body back (the app does not read it), the response
+# timeout bounds that stall (nginx's proxy_send_timeout).
 BODY_IDLE_TIMEOUT: Final = 20 * SECONDS
+# Lingering close (RFC 9112 §9.6): after an answer given before the request was all read,
+# the connection is half-closed and what the client still sends is read and dropped, so
+# its unread bytes do not make the kernel reset the connection (and the answer with it)
+# while the client is still uploading. nginx: lingering_time 30 s in all, lingering_timeout
+# 5 s between reads; the connection keeps its place under the caps meanwhile. Bytes too
+# are bounded (nginx has no such bound): dropping more than a large upload costs CPU only.
+LINGER_TIME: Final = 30 * SECONDS
+LINGER_TIMEOUT: Final = 5 * SECONDS
+LINGER_MAX_BYTES: Final = 64 * MiB
 # The streams of one tunnel connection that one address (IPv6: one /64) may hold at once,
 # as a fraction of --max-streams (384 of 512): past it that address gets 503 tunnel_busy,
 # and a quarter of the streams is always left to everyone else. nginx limit_conn keyed by

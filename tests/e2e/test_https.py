@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tunnelgate.testing.http_client import RawConnection, RawResponse
 from tunnelgate.testing.proc import json_object
 from tunnelgate.testing.processes import (
     Proc,
@@ -323,3 +324,40 @@ async def test_redirect_http_sends_tunnel_hosts_to_https(
         assert (await http_request(gw.http_port, raw)).status != 308
     finally:
         gw.proc.terminate()
+
+
+# --- an early answer reaches a client still uploading (lingering close) ---------------------
+UPLOAD = 24 * 1024 * 1024  # past loopback's socket buffers: a reset could not go unseen
+
+
+async def upload_then_read(conn: RawConnection, head: bytes) -> RawResponse:
+    """Send `head` and an UPLOAD-byte body, then read the answer (as curl does)."""
+    await conn.send(head)
+    piece = b"x" * (256 * 1024)
+    for _ in range(UPLOAD // len(piece)):
+        await conn.send(piece)
+    return await conn.read_response()
+
+
+async def test_https_unknown_name_answer_reaches_a_client_still_uploading(
+    gateway: HttpsGateway, tls: Tls
+) -> None:
+    host = f"nobody.{DOMAIN}"
+    head = f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {UPLOAD}\r\n\r\n".encode()
+    for _ in range(3):  # a reset depends on timing: tried several times
+        conn = await open_connection(gateway.https_port, tls=tls.client_context(), server_name=host)
+        async with conn:
+            response = await upload_then_read(conn, head)
+        assert response.status == 404
+        assert response.header("X-Tunnelgate-Error") == "no_tunnel"
+
+
+async def test_plain_http_on_the_https_port_answer_reaches_a_client_still_uploading(
+    gateway: HttpsGateway,
+) -> None:
+    head = f"POST / HTTP/1.1\r\nHost: x.{DOMAIN}\r\nContent-Length: {UPLOAD}\r\n\r\n".encode()
+    for _ in range(3):
+        async with await open_connection(gateway.https_port) as conn:
+            response = await upload_then_read(conn, head)
+        assert response.status == 400
+        assert response.header("X-Tunnelgate-Error") == "plain_http_on_https"

@@ -350,11 +350,29 @@ async def test_cut_off_resets_a_response_in_flight(services: Services) -> None:
 async def test_a_gateway_answer_to_a_request_with_a_body_says_connection_close(
     services: Services,
 ) -> None:
-    """The body is not read, so the connection ends after the answer: the head says so."""
+    """The body is not read, so the connection ends after the answer: the head says so. The
+    close lingers: half-closed, the body read and dropped, closed at the client's end."""
     conn, transport = connect(services)
     conn.data_received(
         b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\nContent-Length: 3\r\n\r\n"
     )
     assert status_of(transport.written) == 200
     assert b"\r\nConnection: close\r\n" in transport.written
+    assert transport.eof_written
+    assert not transport.closed
+    answer = transport.written
+    conn.data_received(b"abc")  # the body: dropped, nothing more said
+    assert transport.written == answer
+    assert conn.eof_received() is False  # the client is done: the transport closes
+
+
+async def test_a_gateway_answer_after_the_whole_request_closes_without_lingering(
+    services: Services,
+) -> None:
+    conn, transport = connect(services)
+    conn.data_received(
+        b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n"
+    )
+    assert status_of(transport.written) == 200
     assert transport.closed
+    assert conn.linger is None

@@ -82,6 +82,8 @@ async def test_a_stalled_body_gets_408_and_its_stream_is_reset(
     clock.advance(2)
     assert status_of(transport.written) == 408
     assert b"X-Tunnelgate-Error: body_timeout" in transport.written
+    assert transport.eof_written  # the rest of the body may come: the close lingers
+    clock.advance(limits.LINGER_TIMEOUT + 1)
     assert transport.closed
     await peer.pump()
     assert peer.resets[sid] == ErrorCode.CANCEL  # the app sees the body cut, never complete
@@ -102,6 +104,48 @@ async def test_a_complete_body_leaves_the_app_its_response_timeout(
     assert not transport.written  # the app's turn now: no 408
     peer.respond(sid, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", end=True)
     assert status_of(transport.written) == 200
+
+
+async def test_the_response_timeout_counts_from_the_body_end_not_the_head(
+    services: Services, clock: FakeClock
+) -> None:
+    """An upload may take longer than --response-timeout while it keeps coming (nginx's
+    proxy_read_timeout counts from the last write upstream); then the app has all of it."""
+    timeout = services.config.response_timeout
+    peer = serve(services)
+    conn, transport = connect(services)
+    conn.data_received(post(60))
+    pieces = int(timeout // (limits.BODY_IDLE_TIMEOUT - 1)) + 2
+    for _ in range(pieces):  # a slow uplink, well past the response timeout in all
+        clock.advance(limits.BODY_IDLE_TIMEOUT - 1)
+        conn.data_received(b"x")
+        await peer.pump()
+    assert not transport.written  # no 504 midway
+    conn.data_received(b"y" * (60 - pieces))  # the body's end: the app's turn from now
+    await peer.pump()
+    (sid,) = peer.streams
+    assert sid in peer.ended
+    clock.advance(timeout - 1)
+    assert not transport.written
+    clock.advance(2)
+    assert status_of(transport.written) == 504
+
+
+async def test_an_app_that_does_not_read_the_body_gets_504(
+    services: Services, clock: FakeClock
+) -> None:
+    """The tunnel holds the body back (no credit): not the client's fault, so no 408; the
+    app has the response timeout to take more of it (nginx's proxy_send_timeout), then 504."""
+    serve(services)  # its peer is never pumped: it acknowledges nothing
+    conn, transport = connect(services)
+    size = 2 * limits.INITIAL_STREAM_WINDOW
+    conn.data_received(post(size) + b"x" * size)
+    timeout = services.config.response_timeout
+    clock.advance(limits.BODY_IDLE_TIMEOUT + 1)
+    assert not transport.written
+    clock.advance(timeout)
+    assert status_of(transport.written) == 504
+    assert b"X-Tunnelgate-Error: response_timeout" in transport.written
 
 
 async def test_with_100_continue_the_body_waits_for_the_app_then_is_timed(

@@ -35,6 +35,7 @@ from tunnelgate.http1.serialize import restate_head
 from tunnelgate.logs import EventLog, RateLimitedLog
 from tunnelgate.proto.codes import StreamKind
 from tunnelgate.transport.deadlines import Deadlines
+from tunnelgate.transport.linger import Linger
 from tunnelgate.transport.reset import abort_with_reset
 
 from .buffers import BufferBudget
@@ -165,7 +166,8 @@ class PublicConnection(Downstream):
         self._timer_kind = _NO_TIMER
         self.slot = slot  # held under gateway.caps until released
         self.wait: _Wait | None = None  # the request waiting for its tunnel, if any
-        self._response_due = 0.0  # monotonic: while a body comes, when the app's time is up
+        self._body_seen = 0.0  # monotonic: while a body comes, when a byte of it last came
+        self.linger: Linger | None = None  # closing, the client's last bytes dropped meanwhile
         self._send_watch: SendWatch | None = None  # made when writes first pause
         # A request (and what came after it) waiting for the cluster to say where its
         # tunnel is; reading is paused meanwhile.
@@ -200,6 +202,8 @@ class PublicConnection(Downstream):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            if self.linger is not None:
+                self.linger.data_received(len(data))
             return
         exchange = self.exchange
         if exchange is not None and exchange.pipe is not None:
@@ -223,6 +227,8 @@ class PublicConnection(Downstream):
             self.arm(self.gateway.config.head_timeout, _HEAD)  # a head is coming
 
     def eof_received(self) -> bool:
+        if self.linger is not None:
+            return False  # the client is done too: close
         exchange = self.exchange
         if exchange is not None and exchange.pipe is not None:
             exchange.pipe.on_socket_eof()
@@ -237,6 +243,8 @@ class PublicConnection(Downstream):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.disarm()
+        if self.linger is not None:
+            self.linger.stop()
         self.release_slot()
         self.gateway.live.connection_closed(self)
         if self.wait is not None:
@@ -347,8 +355,9 @@ class PublicConnection(Downstream):
                 exchange.send_body(event.data)
             elif isinstance(event, RequestComplete):
                 exchange.end_request()
-                if self._timer_kind == _BODY:  # the body is in: the app's turn
-                    self.arm(max(self._response_due - time.monotonic(), 0.001), _RESPONSE)
+                kind = self._timer_kind
+                if kind == _BODY or (kind == _RESPONSE and exchange.head.expect_continue):
+                    self.arm_response_timeout()  # the body is in: the app's turn, from now
             else:
                 exchange.upgrade_data(event.data)
         if not self.queue:
@@ -698,7 +707,9 @@ class PublicConnection(Downstream):
     def cut_off(self) -> None:
         """The drain is over: a response still in flight is reset, never left looking
         complete (its exchange logs it `aborted`); else a plain close."""
-        if self.exchange is not None:
+        if self.linger is not None:
+            self.linger.end()
+        elif self.exchange is not None:
             self.reset()
         else:
             self.close()
@@ -716,17 +727,27 @@ class PublicConnection(Downstream):
         self._paused_for &= ~reason
         if not self._paused_for and self.transport is not None and not self.closing:
             self.transport.resume_reading()
+            if self._timer_kind == _BODY:
+                self._arm_body_wait()  # the body's idle time counts from now: we held it
 
     def close(self) -> None:
         """Close after what is already written has been sent (if the client takes it:
-        else the send timeout ends it)."""
+        else the send timeout ends it). Every answer given before the request was all read
+        ends here: then the close lingers (transport/linger.py), else a client still
+        sending would lose the answer to the reset its unread bytes cause."""
+        if self.linger is not None:
+            return  # lingering: it closes when done
         self.closing = True
         self.disarm()
         transport = self.transport
         if transport is not None:
-            if transport.get_write_buffer_size() and not transport.is_closing():
+            closing = transport.is_closing()
+            if transport.get_write_buffer_size() and not closing:
                 self._watch_sending()
-            transport.close()
+            if not closing and not self.eof and (self._paused_for or self.parser.reading_request):
+                self.linger = Linger(transport, self.gateway.deadlines)
+            else:
+                transport.close()
 
     def _watch_sending(self) -> None:
         """The client has bytes of ours to take: SEND_TIMEOUT to take any (send_timeout.py)."""
@@ -781,18 +802,27 @@ class PublicConnection(Downstream):
 
     def await_body(self) -> None:
         """The request body is the client's to send: it may pause up to BODY_IDLE_TIMEOUT
-        between reads, and the response timeout still counts from now."""
-        timeout = self.gateway.config.response_timeout
-        self._response_due = time.monotonic() + timeout if timeout > 0 else math.inf
+        between reads, for as long as it keeps coming; the response timeout counts from
+        its end (nginx's proxy_read_timeout, from the last write upstream)."""
         self._arm_body_wait()
 
     def _arm_body_wait(self) -> None:
-        """The body's idle timeout, or what is left of the response timeout if sooner."""
-        left = self._response_due - time.monotonic()
-        if limits.BODY_IDLE_TIMEOUT < left:
-            self.arm(limits.BODY_IDLE_TIMEOUT, _BODY)
-        else:
-            self.arm(max(left, 0.001), _RESPONSE)
+        self._body_seen = time.monotonic()
+        self.arm(limits.BODY_IDLE_TIMEOUT, _BODY)
+
+    def _body_held_back(self) -> None:
+        """The body's idle time is up while the tunnel holds the body back: the app is not
+        reading it. Its time to do so is the response timeout from the last byte that came
+        (nginx's proxy_send_timeout), seen at the first idle check past it, then 504."""
+        exchange = self.exchange
+        timeout = self.gateway.config.response_timeout
+        left = timeout - (time.monotonic() - self._body_seen)
+        if timeout <= 0:
+            self.arm(limits.BODY_IDLE_TIMEOUT, _BODY)  # no response timeout: none here either
+        elif left > 0:
+            self.arm(min(limits.BODY_IDLE_TIMEOUT, left), _BODY)
+        elif exchange is not None:
+            exchange.response_timeout()
 
     def disarm(self) -> None:
         self._timer_kind = _NO_TIMER
@@ -815,7 +845,7 @@ class PublicConnection(Downstream):
             if exchange is None or exchange.request_done or exchange.status:
                 return  # (a 1xx may have gone out: the final answer is still ours to give)
             if self._paused_for & PAUSE_CREDIT:
-                self._arm_body_wait()  # the tunnel holds the body back, not the client
+                self._body_held_back()  # the tunnel holds the body back, not the client
             else:
                 self._body_timed_out(exchange)
 

@@ -401,10 +401,10 @@ class Exchange:
             return public_head(head, False, False)
         self._dechunk = dechunk = http10 and head.chunked  # RFC 9112 §6.1
         # An early response (the app answered before the request body is all here) ends
-        # the connection, and says so: the rest of the body is not read. Keeping it would
-        # mean reading and dropping up to a whole upload, bounded by size and time (nginx's
-        # lingering_close); a client told `Connection: close` simply retries on a new
-        # connection, which is correct in every case and costs one handshake.
+        # the connection, and says so: the rest of the body is read only to be dropped, for
+        # a bounded time, so the client can finish sending and read the answer (the edge's
+        # lingering close, transport/linger.py). Keeping the connection would mean reading
+        # a whole upload first; a client told `Connection: close` simply opens another.
         keep = (
             head.keep_alive
             and self.head.keep_alive

@@ -31,6 +31,7 @@ from tunnelgate.tls.clienthello import (
     NotTLS,
     peek_client_hello,
 )
+from tunnelgate.transport.linger import Linger
 from tunnelgate.transport.tls_handoff import start_tls
 
 from .certs import CertificateStore
@@ -88,6 +89,7 @@ class TlsFront(asyncio.Protocol):
         self._client = "?"
         self._started = 0.0
         self._app: PublicConnection | RawPublic | object | None = None
+        self._linger: Linger | None = None  # plain HTTP answered: its request is dropped
         self.deadline_tick = 0  # Timed (transport/deadlines.py)
 
     def __repr__(self) -> str:
@@ -118,6 +120,9 @@ class TlsFront(asyncio.Protocol):
             self.data_received(first)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._linger.data_received(len(data))
+            return
         if self._transport is None or self._app is not None or self._asking:
             return
         self._buffer += data
@@ -141,17 +146,20 @@ class TlsFront(asyncio.Protocol):
                 self._terminate()
 
     def eof_received(self) -> bool:
-        self._fail("closed_before_client_hello")
+        if self._linger is None:
+            self._fail("closed_before_client_hello")
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.stop()
         if self._app is None:  # still ours: the TLS layer did not take over
             self._services.deadlines.clear(self)
             self._release()
             self._transport = None
 
     def on_deadline(self) -> None:
-        if self._app is None and self._transport is not None:
+        if self._app is None and self._transport is not None and self._linger is None:
             self._fail("client_hello_timeout")
 
     # --- the cluster ------------------------------------------------------------------
@@ -255,7 +263,10 @@ class TlsFront(asyncio.Protocol):
         if self._buffer[:1] and self._buffer[0] in _HTTP_METHOD_START:
             message = "this is the HTTPS port: use https://"
             transport.write(error_page(400, "plain_http_on_https", message))
-            transport.close()
+            # The rest of the request (a body, say) is read and dropped: else its unread
+            # bytes would reset the connection, and the answer with it.
+            self._services.deadlines.clear(self)
+            self._linger = Linger(transport, self._services.deadlines)
             self._count("plain_http")
             return
         self._fail("not_tls")

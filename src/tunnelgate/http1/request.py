@@ -106,6 +106,18 @@ class RequestParser:
         """True while part of a request head has arrived and the rest has not."""
         return self._state == _HEAD and self._framer.size > 0
 
+    @property
+    def reading_request(self) -> bool:
+        """True while a request is only partly read (its head, its body), or after a refusal
+        (the rest of the bad request may still come); not after an upgrade."""
+        state = self._state
+        return (
+            state == _BODY
+            or state == _CHUNKED
+            or self._error is not None
+            or (state == _HEAD and self._framer.size > 0)
+        )
+
     def unparsed(self) -> bytes:
         """Bytes fed and not yet given out in an event: a head cut mid-way (cluster mode
         sends them on with the rest when it hands a connection to another gateway)."""

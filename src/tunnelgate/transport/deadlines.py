@@ -46,6 +46,10 @@ class Deadlines:
     def __len__(self) -> int:
         return sum(len(slot) for slot in self._slots.values())
 
+    def time(self) -> float:
+        """Now, on the clock the deadlines are counted on."""
+        return self._clock.time()
+
     def set(self, timed: Timed, delay: float) -> None:
         """`timed.on_deadline()` runs once, `delay` seconds from now (or up to a tick later)."""
         if timed.deadline_tick:
