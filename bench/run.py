@@ -253,6 +253,31 @@ def measure_tcp_phase(
                 procs.stop(proc)
 
 
+def _origin_row(
+    key: str,
+    label: str,
+    needs: float,
+    measure: Callable[[], dict[str, Any]],
+    args: argparse.Namespace,
+    procs: Processes,
+    origin: Origin,
+    plan: Plan,
+    result: dict[str, Any],
+) -> None:
+    """One row measured against the origin (metrics, cluster, workers): skipped when the
+    time budget is short, its failure recorded, every process but the origin stopped after."""
+    if plan.time_left() < needs and not args.smoke:
+        result["errors"].append(f"{key} row: skipped (time budget)")
+        return
+    say(f"{key} row: {label}")
+    try:
+        result[key] = measure()
+    except BenchError as exc:
+        result["errors"].append(f"{key} row: {exc}")
+    finally:
+        _stop_all_but(procs, origin)
+
+
 def measure_cluster_phase(
     args: argparse.Namespace,
     procs: Processes,
@@ -261,20 +286,13 @@ def measure_cluster_phase(
     load: LoadGenerator,
     result: dict[str, Any],
 ) -> None:
-    """The cross-node row (issue 12); its gateways, client and redis-server are stopped
-    afterwards."""
-    if plan.time_left() < CLUSTER_NEEDS and not args.smoke:
-        result["errors"].append("cluster row: skipped (time budget)")
-        return
-    say("cluster row: one tunnel, reached through its own gateway and through a second one")
-    try:
-        result["cluster"] = measure_cluster(
-            procs, origin, load, SMOKE_CLUSTER if args.smoke else ClusterPlan(), plan.deadline
-        )
-    except BenchError as exc:
-        result["errors"].append(f"cluster row: {exc}")
-    finally:
-        _stop_all_but(procs, origin)
+    """The cross-node row (issue 12)."""
+    cluster_plan = SMOKE_CLUSTER if args.smoke else ClusterPlan()
+    _origin_row(
+        "cluster", "one tunnel, reached through its own gateway and through a second one",
+        CLUSTER_NEEDS, lambda: measure_cluster(procs, origin, load, cluster_plan, plan.deadline),
+        args, procs, origin, plan, result,
+    )  # fmt: skip
 
 
 def measure_metrics_phase(
@@ -285,19 +303,13 @@ def measure_metrics_phase(
     load: LoadGenerator,
     result: dict[str, Any],
 ) -> None:
-    """The metrics on/off row; its gateways and clients are stopped afterwards."""
-    if plan.time_left() < METRICS_NEEDS and not args.smoke:
-        result["errors"].append("metrics row: skipped (time budget)")
-        return
-    say("metrics row: tunnelgate with the admin API off and on (scraped), in turn")
-    try:
-        result["metrics"] = measure_metrics(
-            procs, origin, load, SMOKE_METRICS if args.smoke else MetricsPlan()
-        )
-    except BenchError as exc:
-        result["errors"].append(f"metrics row: {exc}")
-    finally:
-        _stop_all_but(procs, origin)
+    """The metrics on/off row."""
+    metrics_plan = SMOKE_METRICS if args.smoke else MetricsPlan()
+    _origin_row(
+        "metrics", "tunnelgate with the admin API off and on (scraped), in turn",
+        METRICS_NEEDS, lambda: measure_metrics(procs, origin, load, metrics_plan),
+        args, procs, origin, plan, result,
+    )  # fmt: skip
 
 
 def measure_workers_phase(
@@ -308,19 +320,13 @@ def measure_workers_phase(
     load: LoadGenerator,
     result: dict[str, Any],
 ) -> None:
-    """The --workers 2 over --workers 1 row; its processes are stopped afterwards."""
-    if plan.time_left() < WORKERS_NEEDS and not args.smoke:
-        result["errors"].append("workers row: skipped (time budget)")
-        return
-    say("workers row: tunnelgate with --workers 1 and --workers 2, in turn")
-    try:
-        result["workers"] = measure_workers(
-            procs, origin, load, SMOKE_WORKERS if args.smoke else WorkersPlan()
-        )
-    except BenchError as exc:
-        result["errors"].append(f"workers row: {exc}")
-    finally:
-        _stop_all_but(procs, origin)
+    """The --workers 2 over --workers 1 row."""
+    workers_plan = SMOKE_WORKERS if args.smoke else WorkersPlan()
+    _origin_row(
+        "workers", "tunnelgate with --workers 1 and --workers 2, in turn",
+        WORKERS_NEEDS, lambda: measure_workers(procs, origin, load, workers_plan),
+        args, procs, origin, plan, result,
+    )  # fmt: skip
 
 
 def _measure(
@@ -342,9 +348,7 @@ def _measure(
         errors.append(f"{label}: {exc}")
         return None
     finally:
-        for proc in list(procs.procs):
-            if proc is not origin.proc:
-                procs.stop(proc)
+        _stop_all_but(procs, origin)
 
 
 def measure_https(
